@@ -57,8 +57,8 @@ impl<'a, T> Seq<'a, T> {
     }
 
     /// A list from elements already encoded back to back with postcard, as the server's batcher
-    /// writes them once for all subscribers. Call [`Seq::check`] before trusting bytes that came
-    /// from elsewhere.
+    /// writes them once for all subscribers. The bytes are trusted: iteration stops at the first
+    /// element that does not parse, and encoding a frame validates every element.
     pub const fn from_encoded(bytes: &'a [u8]) -> Self {
         Seq {
             repr: Repr::Encoded(bytes),
