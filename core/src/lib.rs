@@ -5,6 +5,7 @@
 //! blocking loop or on a microcontroller.
 //!
 //! # Map
+//! Wire format:
 //! - [`frame`]: the protocol messages and their field rules.
 //! - [`codec`]: binary (postcard) and JSON message forms, COBS stream framing, subprotocols.
 //! - [`text`]: the rules for strings on the wire (names, tokens, reasons).
@@ -12,8 +13,18 @@
 //! - [`payload`], [`seq`]: borrowed payload bytes and lists inside frames.
 //! - [`error`]: encode and decode errors.
 //!
+//! State machines (each takes `now` and returns what to do next; none reads a clock):
+//! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect.
+//! - `server` (feature `alloc`): one connection's session on the server; `hub`: the rooms it
+//!   reads; `history`: one room's bounded log; `dedup`: the publish deduplication window.
+//! - [`backoff`]: reconnect delays; [`rtt`]: RTT smoothing and link quality;
+//!   [`outbox`]: the client's bounded queue of publishes.
+//! - [`dashboard`]: typed agent, task and system events for the payloads.
+//! - [`time`]: the `Instant` every input carries; [`rng`]: the seeded PRNG for jitter.
+//!
 //! # Features
-//! - `alloc`: owned encodings (`encode_into` a `Vec`).
+//! - `alloc`: the server side (`server`, `hub`, `history`, `dedup`), whose storage is allocated once
+//!   at construction and bounded by configuration, and owned encodings (`encode_into` a `Vec`).
 //! - `json`: the JSON form (implies `alloc`).
 //! - `std`: `std` integrations (implies `alloc`).
 //!
@@ -44,13 +55,32 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod backoff;
+pub mod client;
 pub mod code;
 pub mod codec;
+pub mod dashboard;
+#[cfg(feature = "alloc")]
+pub mod dedup;
 pub mod error;
 pub mod frame;
+#[cfg(feature = "alloc")]
+pub mod history;
+#[cfg(feature = "alloc")]
+pub mod hub;
+pub mod outbox;
 pub mod payload;
+pub mod rng;
+pub mod rtt;
 pub mod seq;
+#[cfg(feature = "alloc")]
+pub mod server;
 pub mod text;
+pub mod time;
+
+/// Re-exported so that users can name the bounded lists of [`dashboard`] events without a
+/// matching dependency of their own.
+pub use heapless;
 
 pub use code::{CloseCode, ErrorCode};
 pub use error::{DecodeError, EncodeError};

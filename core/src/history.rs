@@ -1,0 +1,980 @@
+//! One room's history: a bounded, append-only log of encoded events.
+//!
+//! A [`RoomLog`] keeps the most recent events of one room, each already encoded the way a
+//! [`Batch`](crate::frame::Batch) carries it (a postcard [`BatchEvent`](crate::frame::BatchEvent)),
+//! so serving a subscriber is a copy of bytes written once at append, whatever the number of
+//! subscribers. Subscribers are not tracked here: each one holds its own cursor (the last offset
+//! it has) and calls [`RoomLog::read`] from it, after a reconnect as well as in steady state.
+//!
+//! # Driving it
+//! Nothing here reads a clock; `now` comes from the caller.
+//! - Input: [`RoomLog::append`] for each event the application publishes to the room (it also
+//!   drops expired events first).
+//! - Timer: [`RoomLog::next_expiry`] says when the oldest event ages out; call
+//!   [`RoomLog::expire`] then (calling it early or twice is a no-op).
+//! - Output: for each subscriber, [`RoomLog::read`] from its cursor, copy the visited entries'
+//!   [`Entry::encoded`] bytes back to back into a batch
+//!   ([`Seq::from_encoded`](crate::seq::Seq::from_encoded)) and store the returned cursor;
+//!   repeat until [`Read::UpToDate`]. On [`Read::Gap`] send a gap notice and continue from `last`;
+//!   on [`Read::Ahead`] (a cursor past the head) send a reset.
+//!
+//! # Invariants
+//! - Offsets of one epoch are contiguous: the first event appended gets offset 1 and every append
+//!   takes the next one, so the retained events are exactly offsets
+//!   [`oldest`](RoomLog::oldest)`..=`[`head`](RoomLog::head)`.offset`. Offsets stop at
+//!   [`MAX_SAFE_INTEGER`] ([`AppendError::Exhausted`]), the largest a frame may carry.
+//! - At most [`HistoryConfig::max_events`] events and [`HistoryConfig::max_bytes`] bytes (encoded
+//!   events plus their coalescing keys) are retained.
+//! - An event with a coalescing key supersedes the previous retained event with the same key
+//!   (keys are compared byte for byte; a hash only finds candidates). Superseded events are never
+//!   visited by [`RoomLog::read`], which steps over them; an event without a key is never
+//!   superseded, and the newest event is never superseded either.
+//! - Memory is allocated once, in [`RoomLog::new`], sized by the config: appending, expiring and
+//!   reading allocate nothing.
+//!
+//! # Overflow
+//! When an event does not fit (too many events, or no contiguous room in the byte ring), the
+//! oldest events are evicted, superseded or not, until it does; one event larger than
+//! `max_bytes` alone is refused ([`AppendError::TooLarge`]). A subscriber whose cursor fell behind
+//! the oldest retained event gets [`Read::Gap`] naming exactly the offsets it lost, and carries on
+//! from the oldest retained event. Because events are stored contiguously in the ring, up to one
+//! event's size at the end of the ring can be left unused when an event wraps around to the start.
+//!
+//! # Example
+//! ```
+//! use eventwire_core::codec::binary;
+//! use eventwire_core::frame::{Batch, Frame};
+//! use eventwire_core::history::{HistoryConfig, Read, RoomLog};
+//! use eventwire_core::seq::Seq;
+//! use eventwire_core::time::Instant;
+//!
+//! let mut log = RoomLog::new(7, HistoryConfig::new().max_events(100));
+//! let now = Instant::ZERO;
+//! log.append(now, "agent.status", b"{\"status\":\"idle\"}", Some("agent-7")).unwrap();
+//! log.append(now, "agent.log", b"{\"line\":\"hello\"}", None).unwrap();
+//! log.append(now, "agent.status", b"{\"status\":\"busy\"}", Some("agent-7")).unwrap();
+//!
+//! // A subscriber that has nothing yet (cursor 0) gets the log line and only the latest status.
+//! let mut events = Vec::new();
+//! let read = log.read(0, 50, 64 * 1024, |e| events.extend_from_slice(e.encoded));
+//! assert_eq!(read, Read::Progress { cursor: 3, delivered: 2, bytes: events.len() });
+//! assert_eq!(log.read(3, 50, 64 * 1024, |_| {}), Read::UpToDate);
+//!
+//! let events = Seq::from_encoded(&events);
+//! let batch = Frame::Batch(Batch { room: "agents", epoch: log.epoch(), events });
+//! let mut buf = [0u8; 256];
+//! let bytes = binary::encode(&batch, &mut buf).unwrap();
+//! let Frame::Batch(decoded) = binary::decode(bytes, 1024).unwrap() else { unreachable!() };
+//! let offsets: Vec<u64> = decoded.events.iter().map(|e| e.offset).collect();
+//! assert_eq!(offsets, [2, 3]);
+//! ```
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use core::fmt;
+use core::time::Duration;
+
+use crate::frame::Position;
+use crate::text::{check_name, MAX_SAFE_INTEGER};
+use crate::time::Instant;
+
+/// How much history a [`RoomLog`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryConfig {
+    /// Most events retained (superseded ones included); default 1024. A value of 0 is taken as 1.
+    pub max_events: usize,
+    /// Most bytes retained: the events' encodings plus their coalescing keys; default 256 KiB.
+    /// This is the size of the byte ring allocated once; an event larger than it is refused.
+    pub max_bytes: usize,
+    /// Events this old are dropped ([`RoomLog::expire`]); default `None`, no age limit.
+    pub max_age: Option<Duration>,
+}
+
+impl HistoryConfig {
+    /// The defaults: 1024 events, 256 KiB, no age limit.
+    pub const fn new() -> Self {
+        HistoryConfig {
+            max_events: 1024,
+            max_bytes: 256 * 1024,
+            max_age: None,
+        }
+    }
+
+    /// Sets [`HistoryConfig::max_events`].
+    pub const fn max_events(mut self, max_events: usize) -> Self {
+        self.max_events = max_events;
+        self
+    }
+
+    /// Sets [`HistoryConfig::max_bytes`].
+    pub const fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// Sets [`HistoryConfig::max_age`].
+    pub const fn max_age(mut self, max_age: Option<Duration>) -> Self {
+        self.max_age = max_age;
+        self
+    }
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig::new()
+    }
+}
+
+/// One retained event, borrowed from the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'a> {
+    /// The event's offset in the log's epoch.
+    pub offset: u64,
+    /// When it was appended (never earlier than the event before it).
+    pub at: Instant,
+    /// What the event is.
+    pub kind: &'a str,
+    /// The application's bytes.
+    pub payload: &'a [u8],
+    /// Whether the event was appended with a coalescing key (so a newer event may supersede it).
+    pub keyed: bool,
+    /// The exact postcard encoding of `BatchEvent { offset, kind, payload }`, written once at
+    /// append: batches are built by copying these back to back.
+    pub encoded: &'a [u8],
+}
+
+/// What a [`RoomLog::read`] found after a subscriber's cursor.
+///
+/// Not `#[non_exhaustive]`: the caller must decide what to send for every case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Offsets `first..=last` fell out of the history before the subscriber read them; nothing
+    /// was visited. Send a gap notice and continue from cursor `last`.
+    Gap {
+        /// First lost offset (the cursor plus one).
+        first: u64,
+        /// Last lost offset (the oldest retained offset minus one).
+        last: u64,
+    },
+    /// `delivered` events were visited, in offset order; at least one, at most the `max_events`
+    /// asked for, and their encodings total `bytes`, at most the `max_bytes` asked for unless a
+    /// single event alone is larger (the first event is always delivered, so reading always
+    /// progresses). `cursor` is the offset of the last entry examined, superseded entries that
+    /// were stepped over included: store it as the subscriber's new cursor.
+    Progress {
+        /// The subscriber's new cursor.
+        cursor: u64,
+        /// Events visited.
+        delivered: usize,
+        /// Sum of the visited events' encoded sizes.
+        bytes: usize,
+    },
+    /// Nothing after the cursor: the subscriber has everything.
+    UpToDate,
+    /// The cursor is past [`RoomLog::head`], so it cannot come from this log's epoch as it is (a
+    /// stale position, for example from before a restart that reused the epoch). Nothing was
+    /// visited; send a reset (to the head, or to before the oldest retained event).
+    Ahead,
+}
+
+/// Why [`RoomLog::append`] refused an event. Nothing changed in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The kind breaks the name rules of [`crate::text`].
+    InvalidKind,
+    /// The coalescing key breaks the name rules of [`crate::text`].
+    InvalidKey,
+    /// The event's encoding plus its key take more bytes than the whole history holds.
+    TooLarge {
+        /// Bytes the event needs.
+        size: usize,
+        /// [`HistoryConfig::max_bytes`].
+        limit: usize,
+    },
+    /// The epoch used up its offsets ([`MAX_SAFE_INTEGER`]); start a new epoch.
+    Exhausted,
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::InvalidKind => f.write_str("event kind breaks the name rules"),
+            AppendError::InvalidKey => f.write_str("coalescing key breaks the name rules"),
+            AppendError::TooLarge { size, limit } => {
+                write!(f, "event of {size} bytes exceeds the history of {limit}")
+            }
+            AppendError::Exhausted => f.write_str("the epoch has no offsets left"),
+        }
+    }
+}
+
+impl core::error::Error for AppendError {}
+
+/// Where one retained event lives in the byte ring.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    at: Instant,
+    /// Start of the encoding in the ring; the key bytes follow it.
+    start: usize,
+    /// Length of the encoding.
+    len: usize,
+    /// Where the kind starts inside the encoding (after the offset varint).
+    kind_start: u8,
+    /// Length of the kind (at most 64).
+    kind_len: u8,
+    /// Where the payload starts inside the encoding; it runs to the end.
+    payload_start: u8,
+    /// Length of the coalescing key, 0 without one (keys are never empty).
+    key_len: u8,
+    /// Hash of the key, for the key index.
+    hash: u32,
+    /// A newer retained event has the same key.
+    superseded: bool,
+}
+
+impl Slot {
+    /// Bytes the event occupies in the ring.
+    fn size(&self) -> usize {
+        self.len + usize::from(self.key_len)
+    }
+
+    fn end(&self) -> usize {
+        self.start + self.size()
+    }
+}
+
+/// A bounded append-only log of one room; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct RoomLog {
+    epoch: u32,
+    config: HistoryConfig,
+    /// Offset of the newest event appended (0 before the first).
+    head: u64,
+    /// The retained events, oldest first; `entries[i]` has offset `oldest() + i`. Its capacity is
+    /// reserved at construction and never exceeded.
+    entries: VecDeque<Slot>,
+    /// Encodings and keys, each event contiguous, in append order around the ring.
+    ring: Box<[u8]>,
+    /// Bytes retained (sum of `Slot::size`).
+    bytes: usize,
+    keys: KeyIndex,
+}
+
+impl RoomLog {
+    /// An empty log for `epoch`; allocates all its storage now, sized by `config`.
+    ///
+    /// # Panics
+    /// Only if that storage cannot be allocated (as `Vec::with_capacity` does): a config asking
+    /// for more memory than the machine has.
+    pub fn new(epoch: u32, config: HistoryConfig) -> Self {
+        let config = config.max_events(config.max_events.max(1));
+        RoomLog {
+            epoch,
+            config,
+            head: 0,
+            entries: VecDeque::with_capacity(config.max_events),
+            ring: vec![0u8; config.max_bytes].into_boxed_slice(),
+            bytes: 0,
+            keys: KeyIndex::new(config.max_events),
+        }
+    }
+
+    /// The log's epoch.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The position of the last event appended; offset 0 before the first.
+    pub fn head(&self) -> Position {
+        Position::new(self.epoch, self.head)
+    }
+
+    /// The offset of the oldest retained event; `head().offset + 1` when none is retained.
+    pub fn oldest(&self) -> u64 {
+        (self.head + 1).saturating_sub(self.entries.len() as u64)
+    }
+
+    /// Events retained, superseded ones included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether no event is retained.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes retained: encodings plus coalescing keys. At most [`HistoryConfig::max_bytes`].
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The config in force (`max_events` at least 1).
+    pub fn config(&self) -> &HistoryConfig {
+        &self.config
+    }
+
+    /// When the oldest retained event expires, if there is an age limit and an event: the time to
+    /// call [`RoomLog::expire`].
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let max_age = self.config.max_age?;
+        self.entries.front().map(|s| s.at + max_age)
+    }
+
+    /// Appends an event and returns its position; offsets start at 1 and grow by one.
+    ///
+    /// Expired events are dropped first ([`RoomLog::expire`]), then the oldest events are evicted
+    /// until the new one fits. With a `key`, the previous retained event with the same key
+    /// becomes superseded. The event's time is `now`, or the previous event's time if `now` is
+    /// earlier, so times never decrease along the log. On error nothing changes.
+    pub fn append(
+        &mut self,
+        now: Instant,
+        kind: &str,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> Result<Position, AppendError> {
+        check_name(kind, "kind").map_err(|_| AppendError::InvalidKind)?;
+        if let Some(key) = key {
+            check_name(key, "key").map_err(|_| AppendError::InvalidKey)?;
+        }
+        if self.head >= MAX_SAFE_INTEGER {
+            return Err(AppendError::Exhausted);
+        }
+        let offset = self.head + 1;
+        let key = key.map_or(&[][..], str::as_bytes);
+        // The encoding: varint(offset) varint(kind.len()) kind varint(payload.len()) payload.
+        // Names are at most 64 bytes and offsets at most 2^53 - 1, so both starts below fit a
+        // `u8` (at most 83); only the payload can be large.
+        let kind_start = varint_len(offset) + varint_len(kind.len() as u64);
+        let payload_start = kind_start + kind.len() + varint_len(payload.len() as u64);
+        let len = payload_start.saturating_add(payload.len());
+        let size = len.saturating_add(key.len());
+        if size > self.ring.len() {
+            return Err(AppendError::TooLarge {
+                size,
+                limit: self.ring.len(),
+            });
+        }
+
+        self.expire(now);
+        let at = self.entries.back().map_or(now, |s| s.at.max(now));
+        while self.entries.len() >= self.config.max_events {
+            self.evict_oldest();
+        }
+        let start = self.place(size);
+        if let Some(dst) = self.ring.get_mut(start..start + size) {
+            let mut w = Writer { buf: dst, pos: 0 };
+            w.varint(offset);
+            w.varint(kind.len() as u64);
+            w.put(kind.as_bytes());
+            w.varint(payload.len() as u64);
+            w.put(payload);
+            w.put(key);
+        }
+        let hash = if key.is_empty() { 0 } else { fnv1a(key) };
+        self.entries.push_back(Slot {
+            at,
+            start,
+            len,
+            kind_start: kind_start as u8,
+            kind_len: kind.len() as u8,
+            payload_start: payload_start as u8,
+            key_len: key.len() as u8,
+            hash,
+            superseded: false,
+        });
+        self.head = offset;
+        self.bytes += size;
+
+        if !key.is_empty() {
+            let oldest = self.oldest();
+            let (entries, ring) = (&self.entries, &self.ring[..]);
+            let same_key = |o: u64| key_of(entries, ring, oldest, o) == Some(key);
+            if let Some(previous) = self.keys.upsert(hash, offset, same_key) {
+                if let Some(slot) = index_of(oldest, previous).and_then(|i| self.entries.get_mut(i))
+                {
+                    slot.superseded = true;
+                }
+            }
+        }
+        Ok(Position::new(self.epoch, offset))
+    }
+
+    /// Drops the events that are [`HistoryConfig::max_age`] old or older at `now`, oldest first.
+    /// Without an age limit, or when nothing is old enough, this does nothing.
+    pub fn expire(&mut self, now: Instant) {
+        let Some(max_age) = self.config.max_age else {
+            return;
+        };
+        while self.entries.front().is_some_and(|s| s.at + max_age <= now) {
+            self.evict_oldest();
+        }
+    }
+
+    /// Reads for a subscriber whose cursor is `after` (the last offset it has; 0 for nothing):
+    /// visits the retained, non-superseded events after it, oldest first, up to `max_events`
+    /// events (0 is taken as 1) and `max_bytes` encoded bytes (the first event is visited even
+    /// if it alone is larger). See [`Read`] for the outcomes. Allocates nothing; the visited
+    /// entries borrow the log, so they may be kept until the log is next changed.
+    pub fn read<'a>(
+        &'a self,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        mut visit: impl FnMut(Entry<'a>),
+    ) -> Read {
+        if after > self.head {
+            return Read::Ahead;
+        }
+        if after == self.head {
+            return Read::UpToDate;
+        }
+        let oldest = self.oldest();
+        if after + 1 < oldest {
+            return Read::Gap {
+                first: after + 1,
+                last: oldest - 1,
+            };
+        }
+        let max_events = max_events.max(1);
+        let skip = index_of(oldest, after + 1).unwrap_or(usize::MAX);
+        let (mut cursor, mut delivered, mut bytes) = (after, 0usize, 0usize);
+        for (offset, slot) in (after + 1..).zip(self.entries.iter().skip(skip)) {
+            if slot.superseded {
+                cursor = offset;
+                continue;
+            }
+            if delivered == max_events
+                || (delivered > 0 && bytes.saturating_add(slot.len) > max_bytes)
+            {
+                break;
+            }
+            visit(self.entry(offset, slot));
+            delivered += 1;
+            bytes += slot.len;
+            cursor = offset;
+        }
+        Read::Progress {
+            cursor,
+            delivered,
+            bytes,
+        }
+    }
+
+    fn entry<'a>(&'a self, offset: u64, slot: &Slot) -> Entry<'a> {
+        let encoded = self
+            .ring
+            .get(slot.start..slot.start + slot.len)
+            .unwrap_or(&[]);
+        let kind_start = usize::from(slot.kind_start);
+        let kind = encoded
+            .get(kind_start..kind_start + usize::from(slot.kind_len))
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("");
+        let payload = encoded
+            .get(usize::from(slot.payload_start)..)
+            .unwrap_or(&[]);
+        Entry {
+            offset,
+            at: slot.at,
+            kind,
+            payload,
+            keyed: slot.key_len > 0,
+            encoded,
+        }
+    }
+
+    /// Removes the oldest retained event, keeping the key index consistent.
+    fn evict_oldest(&mut self) {
+        let oldest = self.oldest();
+        if let Some(slot) = self.entries.pop_front() {
+            self.bytes = self.bytes.saturating_sub(slot.size());
+            if slot.key_len > 0 && !slot.superseded {
+                self.keys.remove(slot.hash, oldest);
+            }
+        }
+    }
+
+    /// Finds where `size` contiguous bytes go in the ring, evicting the oldest events until they
+    /// are free. `size` is at most the ring's length, so this ends (at worst with an empty ring).
+    ///
+    /// The retained events occupy, in append order, either one run `[t, w)` (t the oldest's
+    /// start, w the newest's end, t < w) or two runs `[t, ..)` and `[0, w)` with w <= t after
+    /// wrapping around.
+    fn place(&mut self, size: usize) -> usize {
+        let cap = self.ring.len();
+        loop {
+            let (Some(front), Some(back)) = (self.entries.front(), self.entries.back()) else {
+                return 0;
+            };
+            let (t, w) = (front.start, back.end());
+            if t < w {
+                if cap.saturating_sub(w) >= size {
+                    return w;
+                }
+                if t >= size {
+                    return 0;
+                }
+            } else if t - w >= size {
+                return w;
+            }
+            self.evict_oldest();
+        }
+    }
+}
+
+/// Index into `entries` of `offset`, given the oldest retained offset.
+fn index_of(oldest: u64, offset: u64) -> Option<usize> {
+    usize::try_from(offset.checked_sub(oldest)?).ok()
+}
+
+/// The key bytes of the retained event at `offset`.
+fn key_of<'a>(
+    entries: &VecDeque<Slot>,
+    ring: &'a [u8],
+    oldest: u64,
+    offset: u64,
+) -> Option<&'a [u8]> {
+    let slot = entries.get(index_of(oldest, offset)?)?;
+    let start = slot.start + slot.len;
+    ring.get(start..start + usize::from(slot.key_len))
+}
+
+/// Bytes of `v` as a postcard (LEB128) varint.
+const fn varint_len(v: u64) -> usize {
+    let bits = 64 - (v | 1).leading_zeros() as usize;
+    bits.div_ceil(7)
+}
+
+/// Writes into a slice sized exactly beforehand.
+struct Writer<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+}
+
+impl Writer<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.pos + bytes.len();
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.pos = end;
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        let mut tmp = [0u8; 10];
+        let mut n = 0;
+        for b in tmp.iter_mut() {
+            n += 1;
+            if v < 0x80 {
+                *b = v as u8;
+                break;
+            }
+            *b = v as u8 | 0x80;
+            v >>= 7;
+        }
+        self.put(tmp.get(..n).unwrap_or(&[]));
+    }
+}
+
+/// 32-bit FNV-1a. Not keyed: colliding keys can be chosen, which costs probes in the index (at
+/// most `max_events` of them) but never correctness, since candidates are compared byte for
+/// byte.
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// A slot of the key index: the offset of the latest retained event with some key (0 when the
+/// slot is empty, since offsets start at 1) and that key's hash.
+#[derive(Debug, Clone, Copy, Default)]
+struct KeySlot {
+    offset: u64,
+    hash: u32,
+}
+
+/// Open-addressing map (linear probing, backward-shift deletion, so no tombstones) from a
+/// coalescing key to the offset of the latest retained event carrying it. The key bytes are not
+/// copied: they are read from the event's own storage in the ring. It holds at most one slot per
+/// retained event, and has at least twice as many slots, so probes always end at an empty slot.
+#[derive(Debug, Clone)]
+struct KeyIndex {
+    slots: Box<[KeySlot]>,
+    mask: usize,
+}
+
+impl KeyIndex {
+    fn new(max_events: usize) -> Self {
+        let n = max_events
+            .saturating_mul(2)
+            .checked_next_power_of_two()
+            .unwrap_or(1 << (usize::BITS - 1));
+        KeyIndex {
+            slots: vec![KeySlot::default(); n].into_boxed_slice(),
+            mask: n - 1,
+        }
+    }
+
+    fn home(&self, hash: u32) -> usize {
+        hash as usize & self.mask
+    }
+
+    /// Points `hash`'s key (recognised by `same_key(offset)`) at `offset`, returning the offset it
+    /// pointed at before, if any.
+    fn upsert(&mut self, hash: u32, offset: u64, same_key: impl Fn(u64) -> bool) -> Option<u64> {
+        let mut i = self.home(hash);
+        for _ in 0..self.slots.len() {
+            let slot = self.slots.get_mut(i)?;
+            if slot.offset == 0 {
+                *slot = KeySlot { offset, hash };
+                return None;
+            }
+            if slot.hash == hash && same_key(slot.offset) {
+                let previous = slot.offset;
+                slot.offset = offset;
+                return Some(previous);
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Removes the entry pointing at `offset` (whose key hashes to `hash`), if there is one.
+    fn remove(&mut self, hash: u32, offset: u64) {
+        let mut i = self.home(hash);
+        let mut found = None;
+        for _ in 0..self.slots.len() {
+            match self.slots.get(i) {
+                Some(s) if s.offset == offset => {
+                    found = Some(i);
+                    break;
+                }
+                Some(s) if s.offset != 0 => i = (i + 1) & self.mask,
+                _ => return,
+            }
+        }
+        let Some(mut hole) = found else { return };
+        // Backward shift: pull later members of the probe run into the hole when their home
+        // allows it, so that every key stays reachable from its home without tombstones.
+        let mut j = hole;
+        for _ in 0..self.slots.len() {
+            j = (j + 1) & self.mask;
+            let Some(&s) = self.slots.get(j) else { break };
+            if s.offset == 0 {
+                break;
+            }
+            let home = self.home(s.hash);
+            // `s` may move to `hole` if its home is not cyclically within (hole, j].
+            let dist_home = j.wrapping_sub(home) & self.mask;
+            let dist_hole = j.wrapping_sub(hole) & self.mask;
+            if dist_home >= dist_hole {
+                if let Some(h) = self.slots.get_mut(hole) {
+                    *h = s;
+                }
+                hole = j;
+            }
+        }
+        if let Some(h) = self.slots.get_mut(hole) {
+            *h = KeySlot::default();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::BatchEvent;
+    use crate::payload::Payload;
+    use alloc::string::{String, ToString};
+    use alloc::vec::Vec;
+
+    fn collect(log: &RoomLog, after: u64) -> (Read, Vec<(u64, String, Vec<u8>)>) {
+        let mut got = Vec::new();
+        let read = log.read(after, usize::MAX, usize::MAX, |e| {
+            got.push((e.offset, String::from(e.kind), e.payload.to_vec()))
+        });
+        (read, got)
+    }
+
+    #[test]
+    fn varint_len_matches_postcard() {
+        for v in [0u64, 1, 127, 128, 16383, 16384, MAX_SAFE_INTEGER, u64::MAX] {
+            let enc = postcard::to_allocvec(&v).unwrap();
+            assert_eq!(varint_len(v), enc.len(), "{v}");
+            let mut buf = [0u8; 10];
+            let mut w = Writer {
+                buf: &mut buf,
+                pos: 0,
+            };
+            w.varint(v);
+            let n = w.pos;
+            assert_eq!(&buf[..n], &enc[..], "{v}");
+        }
+    }
+
+    #[test]
+    fn offsets_start_at_one_and_encodings_are_exact() {
+        let mut log = RoomLog::new(3, HistoryConfig::new());
+        assert_eq!(log.head(), Position::new(3, 0));
+        assert_eq!(log.oldest(), 1);
+        assert!(log.is_empty());
+        assert_eq!(log.read(0, 10, 100, |_| panic!()), Read::UpToDate);
+        for i in 1..=3u64 {
+            let p = log.append(Instant::ZERO, "k.v", &[i as u8; 200], None);
+            assert_eq!(p, Ok(Position::new(3, i)));
+        }
+        let mut n = 0;
+        log.read(0, 10, usize::MAX, |e| {
+            n += 1;
+            let expected = BatchEvent {
+                offset: e.offset,
+                kind: "k.v",
+                payload: Payload(&[e.offset as u8; 200]),
+            };
+            assert_eq!(e.encoded, &postcard::to_allocvec(&expected).unwrap()[..]);
+            assert_eq!(e.payload, expected.payload.0);
+            assert_eq!(e.kind, "k.v");
+        });
+        assert_eq!(n, 3);
+    }
+
+    #[test]
+    fn bad_names_and_oversize_are_refused_without_change() {
+        let mut log = RoomLog::new(1, HistoryConfig::new().max_bytes(64));
+        assert_eq!(
+            log.append(Instant::ZERO, "a b", b"", None),
+            Err(AppendError::InvalidKind)
+        );
+        assert_eq!(
+            log.append(Instant::ZERO, "k", b"", Some("")),
+            Err(AppendError::InvalidKey)
+        );
+        // 1 (offset) + 1 + 1 (kind) + 1 (payload length) + 60 = 64 fits; with a key it does not.
+        assert!(log.append(Instant::ZERO, "k", &[0; 60], None).is_ok());
+        assert_eq!(
+            log.append(Instant::ZERO, "k", &[0; 60], Some("x")),
+            Err(AppendError::TooLarge {
+                size: 65,
+                limit: 64
+            })
+        );
+        assert_eq!(log.head().offset, 1);
+        assert_eq!(log.bytes(), 64);
+        assert_eq!(
+            AppendError::TooLarge {
+                size: 65,
+                limit: 64
+            }
+            .to_string(),
+            "event of 65 bytes exceeds the history of 64"
+        );
+        let mut empty = RoomLog::new(1, HistoryConfig::new().max_bytes(0));
+        assert!(matches!(
+            empty.append(Instant::ZERO, "k", b"", None),
+            Err(AppendError::TooLarge { size: 4, limit: 0 })
+        ));
+    }
+
+    #[test]
+    fn offsets_end_at_max_safe_integer() {
+        let mut log = RoomLog::new(1, HistoryConfig::new());
+        log.head = MAX_SAFE_INTEGER - 1;
+        let p = log.append(Instant::ZERO, "k", b"x", Some("key")).unwrap();
+        assert_eq!(p.offset, MAX_SAFE_INTEGER);
+        assert_eq!(
+            log.append(Instant::ZERO, "k", b"x", None),
+            Err(AppendError::Exhausted)
+        );
+        let (read, got) = collect(&log, MAX_SAFE_INTEGER - 1);
+        assert_eq!(
+            read,
+            Read::Progress {
+                cursor: MAX_SAFE_INTEGER,
+                delivered: 1,
+                bytes: 12
+            }
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(log.read(u64::MAX, 1, 1, |_| {}), Read::Ahead);
+        assert_eq!(
+            log.read(0, 1, 1, |_| {}),
+            Read::Gap {
+                first: 1,
+                last: MAX_SAFE_INTEGER - 1
+            }
+        );
+    }
+
+    #[test]
+    fn coalescing_skips_superseded_but_advances_cursor() {
+        let mut log = RoomLog::new(1, HistoryConfig::new());
+        let t = Instant::ZERO;
+        log.append(t, "s", b"1", Some("a")).unwrap(); // 1, superseded by 4
+        log.append(t, "s", b"2", Some("b")).unwrap(); // 2, superseded by 5
+        log.append(t, "l", b"3", None).unwrap(); // 3
+        log.append(t, "s", b"4", Some("a")).unwrap(); // 4
+        log.append(t, "s", b"5", Some("b")).unwrap(); // 5
+        log.append(t, "l", b"6", None).unwrap(); // 6
+        let (_, got) = collect(&log, 0);
+        let offsets: Vec<u64> = got.iter().map(|g| g.0).collect();
+        assert_eq!(offsets, [3, 4, 5, 6]);
+        // One event at a time: the cursor steps over 1 and 2 with the first delivery.
+        assert_eq!(
+            log.read(0, 1, usize::MAX, |_| {}),
+            Read::Progress {
+                cursor: 3,
+                delivered: 1,
+                bytes: 5
+            }
+        );
+        // A reader that already has 1 still gets 4 (the newer value of "a").
+        let (_, got) = collect(&log, 1);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn eviction_reports_gaps_and_cleans_the_key_index() {
+        let mut log = RoomLog::new(1, HistoryConfig::new().max_events(3));
+        let t = Instant::ZERO;
+        for i in 0..5u8 {
+            log.append(t, "s", &[i], Some("a")).unwrap();
+        }
+        assert_eq!(log.len(), 3);
+        assert_eq!(log.oldest(), 3);
+        assert_eq!(log.read(1, 9, 999, |_| {}), Read::Gap { first: 2, last: 2 });
+        assert_eq!(log.read(0, 9, 999, |_| {}), Read::Gap { first: 1, last: 2 });
+        let (_, got) = collect(&log, 2);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [5]);
+        // Evicting the latest "a" (after more events) removes it from the index: a later "a" must
+        // not mark anything superseded.
+        for i in 0..3u8 {
+            log.append(t, "l", &[i], None).unwrap();
+        }
+        assert!(log.keys.slots.iter().all(|s| s.offset == 0));
+        log.append(t, "s", b"z", Some("a")).unwrap();
+        let (_, got) = collect(&log, 6);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [7, 8, 9]);
+    }
+
+    #[test]
+    fn byte_ring_wraps_and_keeps_events_contiguous() {
+        // Each event: 1 + 1 + 1 + 1 + 26 = 30 bytes; 100 bytes hold 3, with 10 left over.
+        let mut log = RoomLog::new(1, HistoryConfig::new().max_bytes(100));
+        for i in 1..=10u8 {
+            log.append(Instant::ZERO, "k", &[i; 26], None).unwrap();
+            assert!(log.bytes() <= 100);
+            assert_eq!(log.bytes(), log.len() * 30);
+            let (_, got) = collect(&log, log.oldest() - 1);
+            for (offset, _, payload) in got {
+                assert_eq!(payload, [offset as u8; 26]);
+            }
+        }
+        assert_eq!(log.len(), 3);
+    }
+
+    #[test]
+    fn read_limits_and_progress() {
+        let mut log = RoomLog::new(1, HistoryConfig::new());
+        for _ in 0..5 {
+            log.append(Instant::ZERO, "k", &[0; 10], None).unwrap(); // 14 bytes each
+        }
+        assert_eq!(
+            log.read(0, 2, usize::MAX, |_| {}),
+            Read::Progress {
+                cursor: 2,
+                delivered: 2,
+                bytes: 28
+            }
+        );
+        assert_eq!(
+            log.read(0, 10, 41, |_| {}),
+            Read::Progress {
+                cursor: 2,
+                delivered: 2,
+                bytes: 28
+            }
+        );
+        assert_eq!(
+            log.read(0, 10, 42, |_| {}),
+            Read::Progress {
+                cursor: 3,
+                delivered: 3,
+                bytes: 42
+            }
+        );
+        // The first event goes even when alone it is over the limit, and 0 events means 1.
+        assert_eq!(
+            log.read(3, 0, 0, |_| {}),
+            Read::Progress {
+                cursor: 4,
+                delivered: 1,
+                bytes: 14
+            }
+        );
+        assert_eq!(log.read(6, 1, 1, |_| {}), Read::Ahead);
+    }
+
+    #[test]
+    fn expiry_by_age() {
+        let config = HistoryConfig::new().max_age(Some(Duration::from_secs(10)));
+        let mut log = RoomLog::new(1, config);
+        assert_eq!(log.next_expiry(), None);
+        log.append(Instant::from_millis(0), "k", b"a", Some("x"))
+            .unwrap();
+        log.append(Instant::from_millis(5000), "k", b"b", None)
+            .unwrap();
+        // A clock going backwards does not make times decrease along the log.
+        log.append(Instant::from_millis(4000), "k", b"c", None)
+            .unwrap();
+        assert_eq!(log.next_expiry(), Some(Instant::from_millis(10_000)));
+        log.expire(Instant::from_millis(9_999));
+        assert_eq!(log.len(), 3);
+        log.expire(Instant::from_millis(10_000));
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.read(0, 9, 99, |_| {}), Read::Gap { first: 1, last: 1 });
+        log.expire(Instant::from_millis(15_000));
+        assert!(log.is_empty());
+        assert_eq!(log.bytes(), 0);
+        assert_eq!(log.oldest(), 4);
+        assert_eq!(log.read(3, 9, 99, |_| {}), Read::UpToDate);
+        assert_eq!(log.read(1, 9, 99, |_| {}), Read::Gap { first: 2, last: 3 });
+        // Appending expires too; the index forgot "x".
+        let p = log.append(Instant::from_millis(20_000), "k", b"d", Some("x"));
+        assert_eq!(p, Ok(Position::new(1, 4)));
+        let (_, got) = collect(&log, 3);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].2, b"d");
+    }
+
+    #[test]
+    fn colliding_hashes_never_supersede_each_other() {
+        // Two valid keys with the same 32-bit hash, found by a birthday search over `key-{i}`
+        // (1.5 million candidates; too slow to repeat in every test run).
+        let (a, b) = ("key-901258", "key-1540052");
+        assert_eq!(fnv1a(a.as_bytes()), fnv1a(b.as_bytes()));
+
+        let mut log = RoomLog::new(1, HistoryConfig::new().max_events(4));
+        let t = Instant::ZERO;
+        log.append(t, "k", b"a1", Some(a)).unwrap(); // 1
+        log.append(t, "k", b"b1", Some(b)).unwrap(); // 2
+        log.append(t, "k", b"b2", Some(b)).unwrap(); // 3 supersedes 2 only
+        let (_, got) = collect(&log, 0);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [1, 3]);
+        log.append(t, "k", b"a2", Some(a)).unwrap(); // 4 supersedes 1 only
+        let (_, got) = collect(&log, 0);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [3, 4]);
+        // Evict 1 and 2 (both superseded), then 3 (latest of b) and 4 (latest of a).
+        for _ in 0..4 {
+            log.append(t, "k", b"-", None).unwrap();
+        }
+        assert!(log.keys.slots.iter().all(|s| s.offset == 0));
+        log.append(t, "k", b"b3", Some(b)).unwrap();
+        log.append(t, "k", b"a3", Some(a)).unwrap();
+        let (_, got) = collect(&log, 8);
+        assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [9, 10]);
+    }
+}
