@@ -2,15 +2,35 @@
 //! reconnecting client.
 //!
 //! This crate is a thin loop around [`eventwire_core`]: it moves bytes and time between sockets
-//! and the core's state machines and makes no protocol decisions of its own. The hub, the client
-//! and the axum integration arrive with the tokio adapter issue; until then the crate re-exports
-//! the core so that the workspace layout is final.
+//! and the core's state machines and makes no protocol decisions of its own.
 //!
-//! ```
-//! use eventwire_tokio::core::codec::Codec;
-//! assert_eq!(Codec::negotiate("eventwire.v1"), Some(Codec::Binary));
+//! - [`Hub`]: the handle a service keeps to emit events (typed dashboard helpers included).
+//! - [`Server`]: a standalone WebSocket server on tokio-tungstenite serving a hub.
+//! - [`Client`]: a reconnecting client; its events are a `futures::Stream`.
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! use eventwire_tokio::{Hub, Server, ServerConfig};
+//!
+//! let hub = Hub::new(Default::default());
+//! let server = Server::bind("127.0.0.1:9001", hub.clone(), ServerConfig::default()).await?;
+//! hub.emit("system", "system.note", &serde_json::json!({"text": "hello"})).unwrap();
+//! server.shutdown(std::time::Duration::from_secs(1)).await;
+//! # Ok(())
+//! # }
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod clock;
+mod conn;
+mod hub;
+mod message;
+mod server;
+
 pub use eventwire_core as core;
+pub use hub::{EmitError, Hub, HubStats, RoomStats};
+pub use server::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, Server, ServerConfig};
+mod client;
+pub use client::{Client, ClientError, ClientOptions, Event, Status};

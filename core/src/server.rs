@@ -437,7 +437,14 @@ impl ServerSession {
         self.timers[Timer::Handshake as usize] = None;
         self.timers[Timer::Heartbeat as usize] = Some(now + self.config.heartbeat);
         self.arm_dead_link(now);
-        self.push(Control::Welcome(Welcome {
+        if self.control.len() >= CONTROL_CAPACITY {
+            self.close_with(CloseCode::POLICY_VIOLATION, None, "control queue full");
+            return Ok(());
+        }
+        // The welcome answers the hello, so it goes out before whatever was queued while the
+        // hello waited (errors for hello rooms over the limit, pongs): a client takes nothing
+        // else before the welcome.
+        self.control.push_front(Control::Welcome(Welcome {
             version: PROTOCOL_VERSION,
             session_id: self.session_id,
             heartbeat_ms: u32::try_from(self.config.heartbeat.as_millis()).unwrap_or(u32::MAX),
@@ -465,7 +472,9 @@ impl ServerSession {
     /// Allows a join asked for by [`ServerEvent::Authorize`].
     pub fn allow(&mut self, hub: &mut Hub, room: &str) -> Result<(), DecisionError> {
         let (name, from) = self.take_join(room)?;
-        if self.subs.len() >= self.config.max_subscriptions as usize {
+        // A room already held is replaced below, so it does not count against the limit.
+        let others = self.subs.iter().filter(|s| s.name != room).count();
+        if others >= self.config.max_subscriptions as usize {
             self.room_error(
                 ErrorCode::TOO_MANY_SUBSCRIPTIONS,
                 name,
@@ -727,6 +736,9 @@ impl ServerSession {
     /// The next instant `handle_timeout` or `poll_transmit` has work, given the rooms in `hub`.
     #[must_use]
     pub fn poll_timeout(&self, hub: &Hub) -> Option<Instant> {
+        if self.state == SessionState::Closed {
+            return None;
+        }
         let timers = self.timers.iter().flatten().copied();
         let flushes = self
             .subs
@@ -1027,13 +1039,26 @@ impl ServerSession {
                 })
             }
             Read::Progress {
-                cursor, delivered, ..
+                cursor,
+                delivered,
+                bytes,
             } => {
+                let from = sub.cursor;
                 sub.cursor = cursor;
                 if delivered == 0 {
                     return Outcome::Idle;
                 }
                 sub.last_flush = Some(now);
+                if bytes > budget {
+                    // A single event larger than this peer's frame limit: the log always hands
+                    // out one event to make progress, but sending it would only get this peer
+                    // closed, again and again. It is announced as missed instead.
+                    return Outcome::Gap(Missed::Range {
+                        epoch: sub.epoch,
+                        first: from + 1,
+                        last: cursor,
+                    });
+                }
                 Outcome::Batch(delivered)
             }
             Read::UpToDate | Read::Ahead => Outcome::Idle,

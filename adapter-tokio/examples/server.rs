@@ -1,0 +1,27 @@
+//! The smallest eventwire server: serves a hub on 127.0.0.1:9001 and emits a tick every second.
+//!
+//! Run: `cargo run -p eventwire-tokio --example server`
+use std::time::Duration;
+
+use eventwire_tokio::{Hub, Server, ServerConfig};
+
+#[tokio::main]
+async fn main() -> std::io::Result<()> {
+    let hub = Hub::new(Default::default());
+    let server = Server::bind("127.0.0.1:9001", hub.clone(), ServerConfig::default()).await?;
+    eprintln!("serving on ws://{}", server.local_addr());
+    for tick in 0u64.. {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        hub.emit(
+            "system",
+            "system.tick",
+            &serde_json::json!({ "tick": tick }),
+        )
+        .ok();
+    }
+    server.shutdown(Duration::from_secs(2)).await;
+    Ok(())
+}

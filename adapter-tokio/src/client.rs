@@ -1,0 +1,1938 @@
+//! The reconnecting client: the core's client machine driven over tokio-tungstenite.
+//!
+//! [`Client::connect`] returns at once and spawns one task that owns the core's
+//! [`eventwire_core::client::Client`] and the WebSocket. The handle talks to it through a bounded
+//! command channel (each call answered on a oneshot), receives room events as a
+//! [`Stream`] of [`Event`]s, and watches [`Status`] and link [`Quality`] through
+//! `tokio::sync::watch`. The task makes no protocol decisions: it runs the core's loop.
+//!
+//! # The task's loop
+//! 1. Check the clock: if the machine's deadline passed, `handle_timeout(now)`.
+//! 2. Drain `poll_transmit`, encoding each frame into the connection's write queue.
+//! 3. Act on `poll_action`: `Connect` starts an attempt (a future polled alongside everything
+//!    else, so the machine's timers keep running); `Disconnect` drops a pending attempt or hands
+//!    the socket, with its queued frames, to a short-lived closer task that sends them and the
+//!    WebSocket close frame.
+//! 4. Hand queued events to the application channel.
+//! 5. Wait for whichever comes first: a message (decoded and fed to `handle_frame`), the write
+//!    queue being flushed, an attempt finishing (`handle_connected` / `handle_disconnected`), the
+//!    deadline, a command, or room in the event channel. Then go to 1.
+//!
+//! Reads and writes are separate branches of that wait (the socket is split), and the wait picks
+//! among ready branches at random, so neither path starves the other. Writes are batched: queued
+//! messages are fed to the socket and flushed once.
+//!
+//! # Backpressure
+//! The event channel is bounded ([`ClientOptions::events_capacity`]). Events one frame produces
+//! that do not fit wait in the task, in order, and while any wait the task stops reading the
+//! socket; TCP then pushes back on the server. Nothing is dropped. Timers keep running meanwhile:
+//! a consumer that stalls for longer than the dead-link timeout (three heartbeats by default)
+//! makes the client reconnect, and resuming from the last position delivered to the channel
+//! loses nothing either.
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> Result<(), eventwire_tokio::ClientError> {
+//! use eventwire_tokio::{Client, ClientOptions, Event};
+//! use futures_util::StreamExt;
+//!
+//! let mut client = Client::connect("ws://127.0.0.1:9001/", ClientOptions::default())?;
+//! client.subscribe("agents").await?;
+//! while let Some(event) = client.next().await {
+//!     if let Event::Event { room, position, kind, .. } = &event {
+//!         println!("{room} {position} {kind}");
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{pending, poll_fn, Future};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use eventwire_core::client::{
+    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
+};
+use eventwire_core::codec::Codec;
+use eventwire_core::dashboard::{DashboardError, DashboardEvent};
+use eventwire_core::frame::{Frame, Missed, Position, Publish};
+use eventwire_core::outbox::OutboxError;
+use eventwire_core::payload::Payload;
+use eventwire_core::rtt::Quality;
+use eventwire_core::text::MAX_SAFE_INTEGER;
+use eventwire_core::time::Instant;
+use eventwire_core::{CloseCode, EncodeError, ErrorCode};
+use futures_util::stream::{SplitSink, SplitStream, Stream, StreamExt};
+use futures_util::SinkExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::{Request, Response};
+use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tracing::Instrument;
+
+use crate::clock::Clock;
+use crate::message::{self, Inbound};
+
+/// Rooms one client holds (the machine's `ROOMS`): far more than a dashboard needs, and small
+/// (each is a name and a position).
+const ROOMS: usize = 64;
+/// Publishes awaiting acknowledgement (the machine's `OUTBOX`); the core sends at most
+/// `ClientConfig::publish_window` of them at a time.
+const OUTBOX: usize = 256;
+/// Bytes of room, kind and payload the outbox holds (the machine's `OUTBOX_BYTES`). It lives in
+/// the machine, which the task keeps on the heap.
+const OUTBOX_BYTES: usize = 256 * 1024;
+/// Commands queued from the handle to the task; a caller waits when it is full.
+const COMMANDS: usize = 64;
+/// Bytes the socket buffers before writing; a flush always writes everything.
+const WRITE_BUFFER: usize = 64 * 1024;
+/// How long a closing connection may take to send its last frames and the close handshake.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+type Machine = eventwire_core::client::Client<ROOMS, OUTBOX, OUTBOX_BYTES>;
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Attempt = Pin<Box<dyn Future<Output = Result<(Ws, Response), WsError>> + Send>>;
+
+/// How a [`Client`] connects and behaves. Build it with [`ClientOptions::new`] (or `default()`)
+/// and the setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// The core machine's configuration: identity, token, backoff, timeouts, frame limits.
+    pub core: ClientConfig,
+    /// The message form, sent as the WebSocket subprotocol. Default [`Codec::Binary`].
+    pub codec: Codec,
+    /// Largest WebSocket message (and frame) accepted, in bytes. Default: `core.max_frame`.
+    /// Before the first welcome it also bounds the size of a publish (afterwards the server's
+    /// `max_frame` does).
+    pub max_message: usize,
+    /// Events the application channel holds before the client stops reading. Default 1024.
+    pub events_capacity: usize,
+    /// Seed of the machine's backoff jitter and ping nonces; `None` draws one like the default
+    /// client id.
+    pub seed: Option<u64>,
+}
+
+impl ClientOptions {
+    /// Defaults for a client with identity `client_id` (masked to 53 bits). The id must be new
+    /// for every process: publish ids restart at 1 with each client.
+    pub fn new(client_id: u64) -> Self {
+        let core = ClientConfig::new(client_id);
+        ClientOptions {
+            max_message: core.max_frame as usize,
+            core,
+            codec: Codec::Binary,
+            events_capacity: 1024,
+            seed: None,
+        }
+    }
+
+    /// Replaces the core configuration; [`max_message`](Self::max_message) follows its
+    /// `max_frame` (set it afterwards to differ).
+    pub fn core(mut self, core: ClientConfig) -> Self {
+        self.max_message = core.max_frame as usize;
+        self.core = core;
+        self
+    }
+
+    /// Sets the message form.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Sets the largest message accepted.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Sets the capacity of the event channel (at least 1).
+    pub fn events_capacity(mut self, events: usize) -> Self {
+        self.events_capacity = events.max(1);
+        self
+    }
+
+    /// Sets the seed of the machine's randomness, for runs that replay.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+}
+
+impl Default for ClientOptions {
+    /// Defaults with a random client id. The randomness comes from std alone: the wall clock in
+    /// nanoseconds, the process id and a per-process counter, hashed with a `RandomState` (whose
+    /// keys std draws from the OS). Not cryptographic; it only has to be unique.
+    fn default() -> Self {
+        ClientOptions::new(random_u64())
+    }
+}
+
+/// 64 random bits from std (see `ClientOptions::default`).
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+        .hash(&mut h);
+    std::process::id().hash(&mut h);
+    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
+    h.finish()
+}
+
+/// Why a client call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not `ws://host[:port][/path]`; the text says what is wrong.
+    InvalidUrl(&'static str),
+    /// The client is closed for good (its task ended): closed by the application, refused by
+    /// the server, or out of reconnect attempts. See [`Client::status`].
+    Closed,
+    /// The core machine refused the call: too many rooms, an invalid name, or a publish the
+    /// outbox cannot take. A full outbox is `Core(Outbox(OutboxError::Full))`; a publish larger
+    /// than the server accepts is `Core(Outbox(OutboxError::TooLarge { .. }))`, with the frame's
+    /// size and the limit.
+    Core(CoreError),
+    /// The payload could not be serialised to JSON, or (JSON codec) raw bytes are not JSON text.
+    Payload(serde_json::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
+            ClientError::Closed => f.write_str("client closed"),
+            ClientError::Core(e) => write!(f, "{e}"),
+            ClientError::Payload(e) => write!(f, "payload: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Core(e) => Some(e),
+            ClientError::Payload(e) => Some(e),
+            ClientError::InvalidUrl(_) | ClientError::Closed => None,
+        }
+    }
+}
+
+impl ClientError {
+    fn from_core(e: CoreError) -> Self {
+        match e {
+            CoreError::Closed => ClientError::Closed,
+            e => ClientError::Core(e),
+        }
+    }
+}
+
+/// Something the application receives from the [`Client`] stream, in the order it happened.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// An event of a subscribed room, in order, at most once.
+    Event {
+        /// The room.
+        room: String,
+        /// Its position; the client resumes after the last one delivered.
+        position: Position,
+        /// Its kind, for example `agent.status_changed`.
+        kind: String,
+        /// The application's bytes.
+        payload: Bytes,
+    },
+    /// Events of a room were lost, as announced by the server.
+    Gap {
+        /// The room.
+        room: String,
+        /// What was missed.
+        missed: Missed,
+    },
+    /// A subscription was accepted; events after `position` follow. Comes again after each
+    /// reconnect.
+    Subscribed {
+        /// The room.
+        room: String,
+        /// Where delivery continues after.
+        position: Position,
+    },
+    /// A subscription was refused; the room is no longer held.
+    SubscribeFailed {
+        /// The room.
+        room: String,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// A publish reached its room, exactly once.
+    PublishAcked {
+        /// The id [`Client::publish`] returned.
+        id: u64,
+        /// Where it landed.
+        position: Position,
+    },
+    /// A publish was refused for good.
+    PublishFailed {
+        /// The id [`Client::publish`] returned.
+        id: u64,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// The server reported an error that concerns no room or publish of this client.
+    ServerError {
+        /// The code.
+        code: ErrorCode,
+        /// The server's reason.
+        reason: String,
+    },
+}
+
+impl Event {
+    /// The payload of an [`Event::Event`] deserialised from JSON; `None` for other variants.
+    pub fn json<T: DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
+        match self {
+            Event::Event { payload, .. } => Some(serde_json::from_slice(payload)),
+            _ => None,
+        }
+    }
+
+    /// The typed dashboard event of an [`Event::Event`] (its kind and JSON payload), borrowing
+    /// from `self`; `None` for other variants. An unknown kind is
+    /// `Some(Err(DashboardError::UnknownKind))`.
+    pub fn dashboard(&self) -> Option<Result<DashboardEvent<'_>, DashboardError>> {
+        match self {
+            Event::Event { kind, payload, .. } => Some(DashboardEvent::decode_json(kind, payload)),
+            _ => None,
+        }
+    }
+}
+
+/// The connection state, as the application sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// A connection attempt is under way (first, or after a backoff).
+    Connecting,
+    /// The session is open.
+    Open,
+    /// The connection failed or was lost; the next attempt comes after `delay`.
+    Reconnecting {
+        /// Failed attempts since the last stable session.
+        attempt: u32,
+        /// Wait before the next attempt.
+        delay: Duration,
+    },
+    /// Stopped for good; the event stream ends after the events already received.
+    Closed {
+        /// Why: `NORMAL` for [`Client::close`] (or dropping the client), the server's fatal
+        /// code (for example `UNAUTHORIZED`), or `None` when reconnect attempts ran out.
+        code: Option<CloseCode>,
+        /// The server's reason, if it sent one.
+        reason: String,
+    },
+}
+
+/// A request from the handle to the task.
+enum Command {
+    Subscribe {
+        room: String,
+        from: Option<Position>,
+        reply: oneshot::Sender<Result<(), CoreError>>,
+    },
+    Unsubscribe {
+        room: String,
+        reply: oneshot::Sender<bool>,
+    },
+    Publish {
+        room: String,
+        kind: String,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<u64, CoreError>>,
+    },
+    Positions {
+        reply: oneshot::Sender<Vec<(String, Option<Position>)>>,
+    },
+    Close {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A reconnecting eventwire client: a handle to the task that drives the connection.
+///
+/// Its room events are a [`Stream`] of [`Event`]s, which ends once the client is closed for good
+/// and every event received before has been taken. Dropping the handle closes the client as
+/// [`Client::close`] does (without waiting).
+///
+/// The machine it drives holds up to 64 rooms and 256 unacknowledged publishes of together up
+/// to 256 KiB (room, kind and payload bytes).
+pub struct Client {
+    commands: mpsc::Sender<Command>,
+    events: mpsc::Receiver<Event>,
+    status: watch::Receiver<Status>,
+    quality: watch::Receiver<Quality>,
+    codec: Codec,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("status", &*self.status.borrow())
+            .field("quality", &*self.quality.borrow())
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts a client for `url` (`ws://host[:port][/path]`) and returns at once; the first
+    /// connection attempt runs in a spawned task. Only the URL is checked here; connection
+    /// failures show in [`Client::status`] and are retried with backoff.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime, like `tokio::spawn`.
+    pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let uri = parse_url(url)?;
+        let ClientOptions {
+            core,
+            codec,
+            max_message,
+            events_capacity,
+            seed,
+        } = options;
+        let seed = seed.unwrap_or_else(random_u64);
+        let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
+        let (events_tx, events_rx) = mpsc::channel(events_capacity.max(1));
+        let (status_tx, status_rx) = watch::channel(Status::Connecting);
+        let (quality_tx, quality_rx) = watch::channel(Quality::Good);
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message))
+            .write_buffer_size(WRITE_BUFFER)
+            // The socket takes another message only once the buffer is written out, so it
+            // holds at most WRITE_BUFFER and one message, and no message this client sends is
+            // larger than its outbox plus framing.
+            .max_write_buffer_size(WRITE_BUFFER + OUTBOX_BYTES + 64 * 1024);
+        let span = tracing::info_span!("eventwire_client", url = %uri, client_id = core.client_id);
+        let setup = Setup {
+            config: core,
+            seed,
+            uri,
+            codec,
+            max_message,
+            ws_config,
+            commands: commands_rx,
+            out: Outputs {
+                events: events_tx,
+                pending: VecDeque::new(),
+                status: status_tx,
+                quality: quality_tx,
+            },
+        };
+        tokio::spawn(Task::run(setup).instrument(span));
+        Ok(Client {
+            commands: commands_tx,
+            events: events_rx,
+            status: status_rx,
+            quality: quality_rx,
+            codec,
+        })
+    }
+
+    /// Joins `room` at its live head (or keeps the position already held). The answer comes as
+    /// [`Event::Subscribed`] or [`Event::SubscribeFailed`]; after a reconnect the room resumes
+    /// from its last position.
+    pub async fn subscribe(&self, room: &str) -> Result<(), ClientError> {
+        self.subscribe_at(room, None).await
+    }
+
+    /// Joins `room`, resuming after `from` (a position saved from an earlier run).
+    pub async fn subscribe_from(&self, room: &str, from: Position) -> Result<(), ClientError> {
+        self.subscribe_at(room, Some(from)).await
+    }
+
+    async fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
+        self.request(|reply| Command::Subscribe {
+            room: room.to_owned(),
+            from,
+            reply,
+        })
+        .await?
+        .map_err(ClientError::from_core)
+    }
+
+    /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
+    pub async fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
+        self.request(|reply| Command::Unsubscribe {
+            room: room.to_owned(),
+            reply,
+        })
+        .await
+    }
+
+    /// Publishes `payload`, serialised as JSON, to `room` and returns the publish id. It is sent
+    /// now or after reconnecting, exactly once, and answered by [`Event::PublishAcked`] or
+    /// [`Event::PublishFailed`] with that id. A full outbox refuses it here.
+    pub async fn publish<T: Serialize + ?Sized>(
+        &self,
+        room: &str,
+        kind: &str,
+        payload: &T,
+    ) -> Result<u64, ClientError> {
+        let bytes = serde_json::to_vec(payload).map_err(ClientError::Payload)?;
+        self.publish_bytes(room, kind, bytes).await
+    }
+
+    /// Publishes payload bytes as they are; with the JSON codec they must be JSON text.
+    pub async fn publish_raw(
+        &self,
+        room: &str,
+        kind: &str,
+        payload: &[u8],
+    ) -> Result<u64, ClientError> {
+        if self.codec.is_text() {
+            // The JSON form carries the payload inline, so it must be one JSON value; caught
+            // here, it cannot fail later when the frame is encoded.
+            serde_json::from_slice::<&serde_json::value::RawValue>(payload)
+                .map_err(ClientError::Payload)?;
+        }
+        self.publish_bytes(room, kind, payload.to_vec()).await
+    }
+
+    async fn publish_bytes(
+        &self,
+        room: &str,
+        kind: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64, ClientError> {
+        self.request(|reply| Command::Publish {
+            room: room.to_owned(),
+            kind: kind.to_owned(),
+            payload,
+            reply,
+        })
+        .await?
+        .map_err(ClientError::from_core)
+    }
+
+    /// The rooms held, each with the last position delivered (save them to resume a later run
+    /// with [`Client::subscribe_from`]).
+    pub async fn positions(&self) -> Result<Vec<(String, Option<Position>)>, ClientError> {
+        self.request(|reply| Command::Positions { reply }).await
+    }
+
+    /// Closes the client for good: sends a normal close (protocol frame, then WebSocket close
+    /// frame) and returns once the task ended, at most about a second later. Events not yet
+    /// taken are dropped. Closing a client that already stopped returns at once.
+    pub async fn close(self) {
+        let Client {
+            commands, events, ..
+        } = self;
+        // Nobody takes events any more: the task must not wait for room in the channel.
+        drop(events);
+        let (reply, done) = oneshot::channel();
+        if commands.send(Command::Close { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+    }
+
+    /// The connection state; `borrow()` it, or `changed().await` / `wait_for` changes.
+    pub fn status(&self) -> watch::Receiver<Status> {
+        self.status.clone()
+    }
+
+    /// The link quality, from the round-trip times of pings and missed pongs.
+    pub fn quality(&self) -> watch::Receiver<Quality> {
+        self.quality.clone()
+    }
+
+    /// The next event, or `None` once the client stopped and every event was taken; the same
+    /// as `StreamExt::next`.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    async fn request<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, ClientError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        answer.await.map_err(|_| ClientError::Closed)
+    }
+}
+
+impl Stream for Client {
+    type Item = Event;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        self.events.poll_recv(cx)
+    }
+}
+
+/// Checks that `url` is `ws://` with a host.
+fn parse_url(url: &str) -> Result<Uri, ClientError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
+    match uri.scheme_str() {
+        Some("ws") => {}
+        Some("wss") => return Err(ClientError::InvalidUrl("wss:// is not supported yet")),
+        _ => return Err(ClientError::InvalidUrl("the scheme must be ws://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ClientError::InvalidUrl("no host"));
+    }
+    // Whatever tungstenite would refuse at each attempt is refused now.
+    uri.clone()
+        .into_client_request()
+        .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
+    Ok(uri)
+}
+
+/// The upgrade request of one attempt, asking for `codec`'s subprotocol.
+fn request(uri: &Uri, codec: Codec) -> Result<Request, WsError> {
+    let mut request = uri.clone().into_client_request()?;
+    request.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(codec.subprotocol()),
+    );
+    Ok(request)
+}
+
+/// An open connection: the socket's halves and the messages waiting to be written.
+struct Conn {
+    sink: SplitSink<Ws, Message>,
+    stream: SplitStream<Ws>,
+    queue: VecDeque<Message>,
+    /// Messages were handed to the socket since the last completed flush.
+    unflushed: bool,
+}
+
+/// Feeds every queued message to the socket, then flushes. Cancel-safe: progress lives in
+/// `queue` and the socket, so dropping the future loses nothing.
+async fn write_queue(
+    sink: &mut SplitSink<Ws, Message>,
+    queue: &mut VecDeque<Message>,
+) -> Result<(), WsError> {
+    poll_fn(|cx| {
+        while !queue.is_empty() {
+            ready!(sink.poll_ready_unpin(cx))?;
+            if let Some(message) = queue.pop_front() {
+                sink.start_send_unpin(message)?;
+            }
+        }
+        sink.poll_flush_unpin(cx)
+    })
+    .await
+}
+
+/// Sends what is queued and the WebSocket close frame, then waits for the peer's close, all
+/// within [`CLOSE_TIMEOUT`].
+async fn close_conn(mut conn: Conn, code: CloseCode) {
+    let handshake = async {
+        write_queue(&mut conn.sink, &mut conn.queue).await?;
+        conn.sink
+            .send(Message::Close(Some(message::close_frame(code, ""))))
+            .await?;
+        while let Some(message) = conn.stream.next().await {
+            message?;
+        }
+        Ok::<(), WsError>(())
+    };
+    match tokio::time::timeout(CLOSE_TIMEOUT, handshake).await {
+        Ok(Ok(())) => tracing::debug!(%code, "connection closed"),
+        Ok(Err(e)) => tracing::debug!(%code, error = %e, "close handshake failed"),
+        Err(_) => tracing::debug!(%code, "close handshake timed out"),
+    }
+}
+
+/// Where the machine's outputs go: events to the application channel (or, when it is full, to
+/// `pending`), state to the watches.
+struct Outputs {
+    events: mpsc::Sender<Event>,
+    /// Events that did not fit in the channel, oldest first; the socket is not read while any.
+    pending: VecDeque<Event>,
+    status: watch::Sender<Status>,
+    quality: watch::Sender<Quality>,
+}
+
+impl Outputs {
+    /// The machine's sink.
+    fn on_event(&mut self, event: ClientEvent<'_>) {
+        let event = match event {
+            ClientEvent::Connecting { attempt } => {
+                tracing::info!(attempt, "connecting");
+                self.status.send_replace(Status::Connecting);
+                return;
+            }
+            ClientEvent::Open { session_id } => {
+                tracing::info!(session_id, "session open");
+                self.status.send_replace(Status::Open);
+                return;
+            }
+            ClientEvent::Reconnecting {
+                attempt,
+                delay,
+                code,
+            } => {
+                match code {
+                    Some(code) => tracing::info!(attempt, ?delay, %code, "reconnecting"),
+                    None => tracing::info!(attempt, ?delay, "reconnecting"),
+                }
+                self.status
+                    .send_replace(Status::Reconnecting { attempt, delay });
+                return;
+            }
+            ClientEvent::Closed { code, reason } => {
+                match code {
+                    Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
+                    Some(code) => tracing::warn!(%code, reason, "closed for good"),
+                    None => tracing::warn!("closed for good: reconnect attempts exhausted"),
+                }
+                self.status.send_replace(Status::Closed {
+                    code,
+                    reason: reason.to_owned(),
+                });
+                return;
+            }
+            ClientEvent::Quality(quality) => {
+                tracing::debug!(%quality, "link quality");
+                self.quality.send_replace(quality);
+                return;
+            }
+            ClientEvent::Event {
+                room,
+                position,
+                kind,
+                payload,
+            } => Event::Event {
+                room: room.to_owned(),
+                position,
+                kind: kind.to_owned(),
+                // Copied: a slice of the message would pin tungstenite's whole read buffer
+                // for as long as the application keeps the event.
+                payload: Bytes::copy_from_slice(payload),
+            },
+            ClientEvent::Gap { room, missed } => {
+                tracing::warn!(room, ?missed, "gap");
+                Event::Gap {
+                    room: room.to_owned(),
+                    missed,
+                }
+            }
+            ClientEvent::Subscribed { room, position } => Event::Subscribed {
+                room: room.to_owned(),
+                position,
+            },
+            ClientEvent::SubscribeFailed { room, code } => {
+                tracing::warn!(room, %code, "subscription refused");
+                Event::SubscribeFailed {
+                    room: room.to_owned(),
+                    code,
+                }
+            }
+            ClientEvent::PublishAcked { id, position } => Event::PublishAcked { id, position },
+            ClientEvent::PublishFailed { id, code } => {
+                tracing::warn!(id, %code, "publish refused");
+                Event::PublishFailed { id, code }
+            }
+            ClientEvent::ServerError { code, reason } => {
+                tracing::warn!(%code, reason, "server error");
+                Event::ServerError {
+                    code,
+                    reason: reason.to_owned(),
+                }
+            }
+            // Kinds a later core adds reach applications once this adapter maps them.
+            _ => return,
+        };
+        if self.pending.is_empty() {
+            match self.events.try_send(event) {
+                Ok(()) | Err(TrySendError::Closed(_)) => {}
+                Err(TrySendError::Full(event)) => self.pending.push_back(event),
+            }
+        } else {
+            self.pending.push_back(event);
+        }
+    }
+
+    /// Moves pending events into the channel while it has room.
+    fn flush_pending(&mut self) {
+        while let Some(event) = self.pending.pop_front() {
+            match self.events.try_send(event) {
+                Ok(()) => {}
+                Err(TrySendError::Full(event)) => {
+                    self.pending.push_front(event);
+                    return;
+                }
+                Err(TrySendError::Closed(_)) => {
+                    // Nobody takes events any more.
+                    self.pending.clear();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// What ended a wait of the task.
+enum Wake {
+    Read(Option<Result<Message, WsError>>),
+    Written(Result<(), WsError>),
+    /// Boxed: an open socket is large, and every other wake is small.
+    Attempt(Box<Result<(Ws, Response), WsError>>),
+    Timer,
+    Command(Option<Command>),
+    Room(Result<mpsc::OwnedPermit<Event>, mpsc::error::SendError<()>>),
+}
+
+/// What the task is made of, gathered by `Client::connect`.
+struct Setup {
+    config: ClientConfig,
+    seed: u64,
+    uri: Uri,
+    codec: Codec,
+    max_message: usize,
+    ws_config: WebSocketConfig,
+    commands: mpsc::Receiver<Command>,
+    out: Outputs,
+}
+
+/// The background task: the machine, the socket, and the channels to the handle.
+struct Task {
+    machine: Box<Machine>,
+    clock: Clock,
+    uri: Uri,
+    codec: Codec,
+    max_message: usize,
+    /// Largest frame the server accepts: its last welcome's, `max_message` before any.
+    frame_limit: usize,
+    ws_config: WebSocketConfig,
+    commands: mpsc::Receiver<Command>,
+    commands_open: bool,
+    out: Outputs,
+    /// The connection attempt under way, if any; dropping it abandons the attempt.
+    attempt: Option<Attempt>,
+    conn: Option<Conn>,
+    /// The task closing the latest connection.
+    closing: Option<JoinHandle<()>>,
+    close_reply: Option<oneshot::Sender<()>>,
+    encode_buf: Vec<u8>,
+}
+
+impl Task {
+    /// Runs the client until the machine is closed for good.
+    async fn run(setup: Setup) {
+        // Built here, on the runtime's stack, then boxed: the machine holds its outbox inline.
+        let machine = Box::new(Machine::new(setup.config, setup.seed));
+        let mut task = Task {
+            machine,
+            clock: Clock::new(),
+            uri: setup.uri,
+            codec: setup.codec,
+            max_message: setup.max_message,
+            frame_limit: setup.max_message,
+            ws_config: setup.ws_config,
+            commands: setup.commands,
+            commands_open: true,
+            out: setup.out,
+            attempt: None,
+            conn: None,
+            closing: None,
+            close_reply: None,
+            encode_buf: Vec::new(),
+        };
+        let now = task.clock.now();
+        task.machine.connect(now, &mut |e| task.out.on_event(e));
+        task.drive().await;
+        task.finish().await;
+    }
+
+    async fn drive(&mut self) {
+        loop {
+            // The clock first: a deadline that passed while the task was busy fires now.
+            let now = self.clock.now();
+            if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+                self.machine
+                    .handle_timeout(now, &mut |e| self.out.on_event(e));
+            }
+            self.transmit(now);
+            self.act();
+            self.out.flush_pending();
+            if self.machine.state() == ConnState::Closed {
+                return;
+            }
+            let deadline = self.machine.poll_timeout().map(|t| self.clock.to_tokio(t));
+            let wake = self.wait(deadline).await;
+            self.on_wake(wake);
+        }
+    }
+
+    /// Drains `poll_transmit` into the connection's write queue.
+    fn transmit(&mut self, now: Instant) {
+        while let Some(frame) = self.machine.poll_transmit(now) {
+            let Some(conn) = self.conn.as_mut() else {
+                tracing::trace!(?frame, "no connection for a frame");
+                continue;
+            };
+            tracing::trace!(?frame, "send");
+            match message::encode(self.codec, &frame, &mut self.encode_buf) {
+                Ok(message) => {
+                    conn.queue.push_back(message);
+                    conn.unflushed = true;
+                }
+                Err(e) => tracing::error!(error = %e, ?frame, "cannot encode a frame; dropped"),
+            }
+        }
+    }
+
+    /// Acts on `poll_action`.
+    fn act(&mut self) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Connect => self.start_attempt(),
+                Action::Disconnect { code } => {
+                    if self.attempt.take().is_some() {
+                        tracing::info!(%code, "connection attempt abandoned");
+                    }
+                    if let Some(conn) = self.conn.take() {
+                        tracing::info!(%code, "disconnecting");
+                        self.close_later(conn, code);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_attempt(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            // The machine always disconnects first; keep at most one socket regardless.
+            self.close_later(conn, CloseCode::NORMAL);
+        }
+        let request = request(&self.uri, self.codec);
+        let config = self.ws_config;
+        let span = tracing::debug_span!("attempt");
+        self.attempt = Some(Box::pin(
+            async move {
+                // The task batches its writes, so Nagle's delay would only add latency.
+                tokio_tungstenite::connect_async_with_config(request?, Some(config), true).await
+            }
+            .instrument(span),
+        ));
+    }
+
+    /// Hands `conn` to a task that sends what is queued and the close handshake.
+    fn close_later(&mut self, conn: Conn, code: CloseCode) {
+        self.closing = Some(tokio::spawn(close_conn(conn, code).in_current_span()));
+    }
+
+    async fn wait(&mut self, deadline: Option<tokio::time::Instant>) -> Wake {
+        let Task {
+            conn,
+            attempt,
+            commands,
+            commands_open,
+            out,
+            ..
+        } = self;
+        let (stream, writer) = match conn.as_mut() {
+            Some(Conn {
+                sink,
+                stream,
+                queue,
+                unflushed,
+            }) => (Some(stream), Some((sink, queue, *unflushed))),
+            None => (None, None),
+        };
+        // Backpressure: nothing is read while events wait for room in the channel.
+        let readable = out.pending.is_empty();
+        let events = (!readable).then(|| out.events.clone());
+        let commands_open = *commands_open;
+        tokio::select! {
+            message = async {
+                match stream {
+                    Some(stream) if readable => stream.next().await,
+                    _ => pending().await,
+                }
+            } => Wake::Read(message),
+            written = async {
+                match writer {
+                    Some((sink, queue, unflushed)) if unflushed || !queue.is_empty() => {
+                        write_queue(sink, queue).await
+                    }
+                    _ => pending().await,
+                }
+            } => Wake::Written(written),
+            result = async {
+                match attempt.as_mut() {
+                    Some(attempt) => attempt.await,
+                    None => pending().await,
+                }
+            } => Wake::Attempt(Box::new(result)),
+            () = async {
+                match deadline {
+                    Some(deadline) => tokio::time::sleep_until(deadline).await,
+                    None => pending().await,
+                }
+            } => Wake::Timer,
+            command = async {
+                if commands_open {
+                    commands.recv().await
+                } else {
+                    pending().await
+                }
+            } => Wake::Command(command),
+            permit = async {
+                match events {
+                    Some(events) => events.reserve_owned().await,
+                    None => pending().await,
+                }
+            } => Wake::Room(permit),
+        }
+    }
+
+    fn on_wake(&mut self, wake: Wake) {
+        let now = self.clock.now();
+        match wake {
+            Wake::Read(Some(Ok(message))) => self.on_message(now, message),
+            Wake::Read(Some(Err(e))) => {
+                tracing::warn!(error = %e, "connection failed");
+                self.lose_conn(now, None);
+            }
+            Wake::Read(None) => {
+                tracing::info!("connection ended");
+                self.lose_conn(now, None);
+            }
+            Wake::Written(Ok(())) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    conn.unflushed = !conn.queue.is_empty();
+                }
+            }
+            Wake::Written(Err(e)) => {
+                tracing::warn!(error = %e, "write failed");
+                self.lose_conn(now, None);
+            }
+            Wake::Attempt(result) => self.on_attempt(now, *result),
+            // Handled at the top of the loop, after reading the clock.
+            Wake::Timer => {}
+            Wake::Command(Some(command)) => self.on_command(now, command),
+            Wake::Command(None) => {
+                // Every handle is gone: close as `Client::close` does.
+                tracing::debug!("client handle dropped");
+                self.commands_open = false;
+                self.machine.close(now, &mut |e| self.out.on_event(e));
+            }
+            Wake::Room(Ok(permit)) => {
+                if let Some(event) = self.out.pending.pop_front() {
+                    permit.send(event);
+                }
+            }
+            // Nobody takes events any more.
+            Wake::Room(Err(_)) => self.out.pending.clear(),
+        }
+    }
+
+    fn on_attempt(&mut self, now: Instant, result: Result<(Ws, Response), WsError>) {
+        self.attempt = None;
+        let (ws, response) = match result {
+            Ok(opened) => opened,
+            Err(e) => {
+                tracing::warn!(error = %e, "connection attempt failed");
+                self.machine
+                    .handle_disconnected(now, &mut |e| self.out.on_event(e));
+                return;
+            }
+        };
+        let protocol = response
+            .headers()
+            .get(SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim);
+        let (sink, stream) = ws.split();
+        let conn = Conn {
+            sink,
+            stream,
+            queue: VecDeque::new(),
+            unflushed: false,
+        };
+        if protocol != Some(self.codec.subprotocol()) {
+            // tungstenite refuses most mismatches itself; this catches the rest.
+            tracing::warn!(
+                ?protocol,
+                expected = self.codec.subprotocol(),
+                "the server did not select the subprotocol"
+            );
+            self.close_later(conn, CloseCode::PROTOCOL_ERROR);
+            self.machine
+                .handle_disconnected(now, &mut |e| self.out.on_event(e));
+            return;
+        }
+        if self.machine.state() != ConnState::Connecting {
+            // Cannot happen (a disconnect drops the attempt); never hold a socket the machine
+            // does not know about.
+            self.close_later(conn, CloseCode::NORMAL);
+            return;
+        }
+        tracing::info!("connected");
+        self.conn = Some(conn);
+        self.machine
+            .handle_connected(now, &mut |e| self.out.on_event(e));
+    }
+
+    fn on_message(&mut self, now: Instant, message: Message) {
+        if let Message::Close(frame) = &message {
+            let code = frame
+                .as_ref()
+                .map_or(CloseCode::NORMAL, |f| CloseCode(u16::from(f.code)));
+            tracing::info!(%code, "the server closed the WebSocket");
+            self.lose_conn(now, Some(code));
+            return;
+        }
+        let bytes = match message::data(self.codec, &message) {
+            Ok(Some(bytes)) => bytes,
+            // Control messages: tungstenite answers pings itself.
+            Ok(None) | Err(Inbound::Ignore) => return,
+            Err(Inbound::Close(code)) => {
+                tracing::warn!(%code, "message of the wrong type for the codec");
+                self.lose_conn(now, Some(code));
+                return;
+            }
+        };
+        match message::decode(self.codec, bytes, self.max_message) {
+            Ok(frame) => {
+                tracing::trace!(?frame, "received");
+                if let Frame::Welcome(welcome) = &frame {
+                    self.frame_limit = welcome.max_frame as usize;
+                }
+                self.machine
+                    .handle_frame(now, &frame, &mut |e| self.out.on_event(e));
+            }
+            Err((Inbound::Ignore, e)) => tracing::debug!(error = %e, "frame ignored"),
+            Err((Inbound::Close(code), e)) => {
+                tracing::warn!(error = %e, %code, "undecodable frame");
+                self.lose_conn(now, Some(code));
+            }
+        }
+    }
+
+    /// The connection is gone (`close` is `None`), or must close with a code; either way the
+    /// machine learns it is disconnected.
+    fn lose_conn(&mut self, now: Instant, close: Option<CloseCode>) {
+        if let Some(conn) = self.conn.take() {
+            if let Some(code) = close {
+                self.close_later(conn, code);
+            }
+        }
+        self.machine
+            .handle_disconnected(now, &mut |e| self.out.on_event(e));
+    }
+
+    fn on_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Subscribe { room, from, reply } => {
+                let result = match from {
+                    Some(from) => self.machine.subscribe_from(&room, from),
+                    None => self.machine.subscribe(&room),
+                };
+                tracing::debug!(room, ?from, ok = result.is_ok(), "subscribe");
+                let _ = reply.send(result);
+            }
+            Command::Unsubscribe { room, reply } => {
+                let held = self.machine.unsubscribe(&room);
+                tracing::debug!(room, held, "unsubscribe");
+                let _ = reply.send(held);
+            }
+            Command::Publish {
+                room,
+                kind,
+                payload,
+                reply,
+            } => {
+                let result = self
+                    .check_publish_size(&room, &kind, &payload)
+                    .and_then(|()| self.machine.publish(&room, &kind, &payload));
+                tracing::debug!(
+                    room,
+                    kind,
+                    len = payload.len(),
+                    ok = result.is_ok(),
+                    "publish"
+                );
+                let _ = reply.send(result);
+            }
+            Command::Positions { reply } => {
+                let rooms = self
+                    .machine
+                    .rooms()
+                    .map(|(room, position)| (room.to_owned(), position))
+                    .collect();
+                let _ = reply.send(rooms);
+            }
+            Command::Close { reply } => {
+                tracing::debug!("close requested");
+                self.close_reply = Some(reply);
+                self.machine.close(now, &mut |e| self.out.on_event(e));
+            }
+        }
+    }
+
+    /// Refuses a publish whose frame the server would refuse as too big: the outbox would send
+    /// it again after every reconnect, and be refused every time.
+    fn check_publish_size(
+        &mut self,
+        room: &str,
+        kind: &str,
+        payload: &[u8],
+    ) -> Result<(), CoreError> {
+        let frame = Frame::Publish(Publish {
+            room,
+            // The largest id, whose varint is the longest.
+            id: MAX_SAFE_INTEGER,
+            kind,
+            payload: Payload(payload),
+        });
+        self.encode_buf.clear();
+        match self.codec.encode_into(&frame, &mut self.encode_buf) {
+            Ok(()) if self.encode_buf.len() > self.frame_limit => {
+                Err(CoreError::Outbox(OutboxError::TooLarge {
+                    size: self.encode_buf.len(),
+                    limit: self.frame_limit,
+                }))
+            }
+            Err(EncodeError::Invalid(invalid)) => {
+                Err(CoreError::Outbox(OutboxError::Invalid(invalid)))
+            }
+            // Anything else is left to the outbox's own checks.
+            Ok(()) | Err(_) => Ok(()),
+        }
+    }
+
+    /// The machine closed for good: refuse further commands, let the last connection close,
+    /// hand over the events still waiting, then answer `close`.
+    async fn finish(&mut self) {
+        self.commands.close();
+        // Queued commands are dropped unanswered: their callers get `ClientError::Closed`.
+        while self.commands.try_recv().is_ok() {}
+        self.attempt = None;
+        if let Some(conn) = self.conn.take() {
+            self.close_later(conn, CloseCode::NORMAL);
+        }
+        if let Some(closer) = self.closing.take() {
+            let _ = closer.await;
+        }
+        while let Some(event) = self.out.pending.pop_front() {
+            if self.out.events.send(event).await.is_err() {
+                break;
+            }
+        }
+        tracing::debug!("client task ended");
+        if let Some(reply) = self.close_reply.take() {
+            let _ = reply.send(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use eventwire_core::backoff::{BackoffPolicy, Jitter};
+    use eventwire_core::dashboard::{SystemHealth, SystemStatus};
+    use eventwire_core::frame::{Batch, BatchEvent, Close, Ping, PublishAck, Subscribed, Welcome};
+    use eventwire_core::seq::Seq;
+    use serde_json::{json, Value};
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+    use tokio_tungstenite::tungstenite::handshake::server::{
+        ErrorResponse, Request as HandshakeRequest, Response as HandshakeResponse,
+    };
+
+    use super::*;
+
+    /// No await in these tests may take longer: fail, don't hang.
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    async fn within<F: Future>(what: &str, future: F) -> F::Output {
+        match tokio::time::timeout(LIMIT, future).await {
+            Ok(output) => output,
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+
+    /// Options with a backoff of 10 to 50 ms, so reconnects are quick.
+    fn options(codec: Codec) -> ClientOptions {
+        let base = ClientOptions::new(7).seed(1).codec(codec);
+        let core = base.core.clone().backoff(
+            BackoffPolicy::new()
+                .initial(Duration::from_millis(10))
+                .cap(Duration::from_millis(50))
+                .jitter(Jitter::None),
+        );
+        base.core(core)
+    }
+
+    async fn next_event(client: &mut Client) -> Event {
+        within("an event", client.next())
+            .await
+            .expect("the stream ended")
+    }
+
+    fn json_payload(event: &Event) -> Value {
+        event.json::<Value>().expect("a room event").expect("JSON")
+    }
+
+    /// What the fake server saw from the client.
+    #[derive(Debug, Clone, PartialEq)]
+    enum Seen {
+        Hello(Vec<(String, Option<Position>)>),
+        Subscribe(String, Option<Position>),
+        Unsubscribe(String),
+        Publish {
+            id: u64,
+            room: String,
+            kind: String,
+            payload: Vec<u8>,
+        },
+        Close(CloseCode),
+    }
+
+    /// What the test tells the fake server to do with the current connection.
+    enum Ctl {
+        /// Append an event (room, kind, JSON payload); send it if the connection joined the room.
+        Emit(&'static str, &'static str, String),
+        /// Drop the connection without any close.
+        Drop,
+    }
+
+    /// A room log: (offset, kind, payload), epoch 1.
+    type Log = HashMap<String, Vec<(u64, String, Vec<u8>)>>;
+
+    /// A WebSocket server that speaks the protocol by hand, one connection at a time: it
+    /// answers a hello with a welcome (or, when `refuse` is set, with that close), each join
+    /// with `Subscribed` and a batch of the room's log from the position asked (including the
+    /// event *at* that position, so resuming also exercises duplicate suppression), each publish
+    /// with an ack, and each ping with a pong.
+    struct FakeServer {
+        url: String,
+        seen: mpsc::UnboundedReceiver<Seen>,
+        ctl: mpsc::UnboundedSender<Ctl>,
+    }
+
+    impl FakeServer {
+        async fn start(log: &[(&str, u64)], refuse: Option<(CloseCode, &'static str)>) -> Self {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("ws://{}/events", listener.local_addr().unwrap());
+            let mut rooms = Log::new();
+            for (room, events) in log {
+                let entries = (1..=*events)
+                    .map(|n| {
+                        (
+                            n,
+                            "test.event".to_owned(),
+                            format!(r#"{{"n":{n}}}"#).into_bytes(),
+                        )
+                    })
+                    .collect();
+                rooms.insert((*room).to_owned(), entries);
+            }
+            let (seen_tx, seen) = mpsc::unbounded_channel();
+            let (ctl, ctl_rx) = mpsc::unbounded_channel();
+            tokio::spawn(serve(listener, rooms, refuse, seen_tx, ctl_rx));
+            FakeServer { url, seen, ctl }
+        }
+
+        /// Skips what the server saw until `wanted` matches it.
+        async fn expect(&mut self, what: &str, wanted: impl Fn(&Seen) -> bool) -> Seen {
+            within(what, async {
+                loop {
+                    let seen = self.seen.recv().await.expect("server gone");
+                    if wanted(&seen) {
+                        return seen;
+                    }
+                }
+            })
+            .await
+        }
+
+        fn emit(&self, room: &'static str, n: u64) {
+            let payload = format!(r#"{{"n":{n}}}"#);
+            self.ctl
+                .send(Ctl::Emit(room, "test.event", payload))
+                .unwrap();
+        }
+    }
+
+    async fn serve(
+        listener: TcpListener,
+        mut log: Log,
+        refuse: Option<(CloseCode, &'static str)>,
+        seen: mpsc::UnboundedSender<Seen>,
+        mut ctl: mpsc::UnboundedReceiver<Ctl>,
+    ) {
+        let mut session_id = 0;
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut codec = None;
+            // The callback's signature is tungstenite's, large error type included.
+            #[allow(clippy::result_large_err)]
+            let callback = |request: &HandshakeRequest, mut response: HandshakeResponse| {
+                let asked = request
+                    .headers()
+                    .get(SEC_WEBSOCKET_PROTOCOL)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(Codec::negotiate);
+                if let Some(chosen) = asked {
+                    codec = Some(chosen);
+                    response.headers_mut().insert(
+                        SEC_WEBSOCKET_PROTOCOL,
+                        HeaderValue::from_static(chosen.subprotocol()),
+                    );
+                }
+                Ok::<_, ErrorResponse>(response)
+            };
+            let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+                continue;
+            };
+            session_id += 1;
+            let codec = codec.expect("the client asks for a subprotocol");
+            let conn = FakeConn {
+                ws,
+                codec,
+                joined: Vec::new(),
+            };
+            conn.serve(session_id, &mut log, refuse, &seen, &mut ctl)
+                .await;
+        }
+    }
+
+    struct FakeConn {
+        ws: WebSocketStream<TcpStream>,
+        codec: Codec,
+        joined: Vec<String>,
+    }
+
+    impl FakeConn {
+        async fn send(&mut self, frame: &Frame<'_>) {
+            let message = message::encode(self.codec, frame, &mut Vec::new()).unwrap();
+            let _ = self.ws.send(message).await;
+        }
+
+        async fn join(&mut self, log: &Log, room: &str, from: Option<Position>) {
+            let position = from.unwrap_or(Position::new(1, 0));
+            self.send(&Frame::Subscribed(Subscribed { room, position }))
+                .await;
+            let events: Vec<BatchEvent<'_>> = log
+                .get(room)
+                .into_iter()
+                .flatten()
+                .filter(|(offset, _, _)| *offset >= position.offset)
+                .map(|(offset, kind, payload)| BatchEvent {
+                    offset: *offset,
+                    kind,
+                    payload: Payload(payload),
+                })
+                .collect();
+            if !events.is_empty() {
+                let batch = Frame::Batch(Batch {
+                    room,
+                    epoch: 1,
+                    events: Seq::from_slice(&events),
+                });
+                self.send(&batch).await;
+            }
+            self.joined.push(room.to_owned());
+        }
+
+        async fn serve(
+            mut self,
+            session_id: u64,
+            log: &mut Log,
+            refuse: Option<(CloseCode, &'static str)>,
+            seen: &mpsc::UnboundedSender<Seen>,
+            ctl: &mut mpsc::UnboundedReceiver<Ctl>,
+        ) {
+            loop {
+                tokio::select! {
+                    message = self.ws.next() => {
+                        let Some(Ok(message)) = message else { return };
+                        let Ok(Some(bytes)) = message::data(self.codec, &message) else {
+                            continue;
+                        };
+                        let frame = self.codec.decode(bytes, 1 << 20).expect("a valid frame");
+                        match frame {
+                            Frame::Hello(hello) => {
+                                let rooms: Vec<(String, Option<Position>)> =
+                                    hello.rooms.iter().map(|r| (r.room.to_owned(), r.from)).collect();
+                                let _ = seen.send(Seen::Hello(rooms.clone()));
+                                if let Some((code, reason)) = refuse {
+                                    let close = Close { code, retry_after_ms: None, reason };
+                                    self.send(&Frame::Close(close)).await;
+                                    let frame = message::close_frame(code, reason);
+                                    let _ = self.ws.close(Some(frame)).await;
+                                    while self.ws.next().await.is_some() {}
+                                    return;
+                                }
+                                self.send(&Frame::Welcome(Welcome {
+                                    version: 1,
+                                    session_id,
+                                    heartbeat_ms: 1000,
+                                    max_frame: 64 * 1024,
+                                    max_subscriptions: 64,
+                                    publish_rate: 1000,
+                                }))
+                                .await;
+                                for (room, from) in rooms {
+                                    self.join(log, &room, from).await;
+                                }
+                            }
+                            Frame::Subscribe(s) => {
+                                let _ = seen.send(Seen::Subscribe(s.room.to_owned(), s.from));
+                                self.join(log, s.room, s.from).await;
+                            }
+                            Frame::Unsubscribe(u) => {
+                                let _ = seen.send(Seen::Unsubscribe(u.room.to_owned()));
+                                self.joined.retain(|r| r != u.room);
+                            }
+                            Frame::Publish(p) => {
+                                let _ = seen.send(Seen::Publish {
+                                    id: p.id,
+                                    room: p.room.to_owned(),
+                                    kind: p.kind.to_owned(),
+                                    payload: p.payload.0.to_vec(),
+                                });
+                                let entries = log.entry(p.room.to_owned()).or_default();
+                                let offset = entries.len() as u64 + 1;
+                                entries.push((offset, p.kind.to_owned(), p.payload.0.to_vec()));
+                                let position = Position::new(1, offset);
+                                self.send(&Frame::PublishAck(PublishAck { id: p.id, position }))
+                                    .await;
+                            }
+                            Frame::Ping(p) => self.send(&Frame::Pong(Ping { nonce: p.nonce })).await,
+                            Frame::Close(c) => {
+                                let _ = seen.send(Seen::Close(c.code));
+                            }
+                            _ => {}
+                        }
+                    }
+                    command = ctl.recv() => match command {
+                        Some(Ctl::Emit(room, kind, payload)) => {
+                            let entries = log.entry(room.to_owned()).or_default();
+                            let offset = entries.len() as u64 + 1;
+                            entries.push((offset, kind.to_owned(), payload.clone().into_bytes()));
+                            if self.joined.iter().any(|r| r == room) {
+                                let event = Frame::Event(eventwire_core::frame::Event {
+                                    room,
+                                    position: Position::new(1, offset),
+                                    kind,
+                                    payload: Payload(payload.as_bytes()),
+                                });
+                                self.send(&event).await;
+                            }
+                        }
+                        Some(Ctl::Drop) | None => return,
+                    },
+                }
+            }
+        }
+    }
+
+    async fn resume_after_reconnect(codec: Codec) {
+        let mut server = FakeServer::start(&[("agents", 3)], None).await;
+        let mut client = Client::connect(&server.url, options(codec)).unwrap();
+        client.subscribe("agents").await.unwrap();
+
+        // The join rides in the hello or follows it, whichever the timing gives.
+        assert_eq!(
+            next_event(&mut client).await,
+            Event::Subscribed {
+                room: "agents".into(),
+                position: Position::new(1, 0)
+            }
+        );
+        for n in 1..=3 {
+            let event = next_event(&mut client).await;
+            assert!(
+                matches!(&event, Event::Event { room, position, kind, .. }
+                    if room == "agents" && *position == Position::new(1, n) && kind == "test.event"),
+                "{event:?}"
+            );
+            assert_eq!(json_payload(&event)["n"], n);
+        }
+        let mut status = client.status();
+        within("open", status.wait_for(|s| *s == Status::Open))
+            .await
+            .unwrap();
+
+        let id = client
+            .publish("inbox", "note.added", &json!({"text": "hi"}))
+            .await
+            .unwrap();
+        assert_eq!(id, 1);
+        assert_eq!(
+            next_event(&mut client).await,
+            Event::PublishAcked {
+                id: 1,
+                position: Position::new(1, 1)
+            }
+        );
+        let published = server
+            .expect("the publish", |s| matches!(s, Seen::Publish { .. }))
+            .await;
+        assert_eq!(
+            published,
+            Seen::Publish {
+                id: 1,
+                room: "inbox".into(),
+                kind: "note.added".into(),
+                payload: br#"{"text":"hi"}"#.to_vec()
+            }
+        );
+
+        server.emit("agents", 4);
+        let live = next_event(&mut client).await;
+        assert_eq!(json_payload(&live)["n"], 4);
+        assert_eq!(
+            client.positions().await.unwrap(),
+            [("agents".to_owned(), Some(Position::new(1, 4)))]
+        );
+
+        // The server drops the connection: the client reconnects and resumes from 1:4.
+        server.ctl.send(Ctl::Drop).unwrap();
+        let resumed = vec![("agents".to_owned(), Some(Position::new(1, 4)))];
+        server
+            .expect("a hello resuming from the last position", |s| {
+                *s == Seen::Hello(resumed.clone())
+            })
+            .await;
+        // The server replays 1:4 again; it is a duplicate and not delivered.
+        assert_eq!(
+            next_event(&mut client).await,
+            Event::Subscribed {
+                room: "agents".into(),
+                position: Position::new(1, 4)
+            }
+        );
+        server.emit("agents", 5);
+        let next = next_event(&mut client).await;
+        assert!(
+            matches!(&next, Event::Event { position, .. } if *position == Position::new(1, 5)),
+            "{next:?}"
+        );
+
+        within("close", client.close()).await;
+        server
+            .expect("the close frame", |s| matches!(s, Seen::Close(_)))
+            .await;
+        assert_eq!(
+            *status.borrow(),
+            Status::Closed {
+                code: Some(CloseCode::NORMAL),
+                reason: String::new()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn binary_client_resumes_after_reconnect() {
+        resume_after_reconnect(Codec::Binary).await;
+    }
+
+    #[tokio::test]
+    async fn json_client_resumes_after_reconnect() {
+        resume_after_reconnect(Codec::Json).await;
+    }
+
+    #[tokio::test]
+    async fn fatal_close_stops_for_good() {
+        let refuse = Some((CloseCode::UNAUTHORIZED, "bad token"));
+        let mut server = FakeServer::start(&[], refuse).await;
+        let mut client = Client::connect(&server.url, options(Codec::Binary)).unwrap();
+        let mut status = client.status();
+        let closed = within(
+            "closed",
+            status.wait_for(|s| matches!(s, Status::Closed { .. })),
+        )
+        .await
+        .unwrap()
+        .clone();
+        assert_eq!(
+            closed,
+            Status::Closed {
+                code: Some(CloseCode::UNAUTHORIZED),
+                reason: "bad token".into()
+            }
+        );
+        assert_eq!(within("the stream's end", client.next()).await, None);
+        assert!(matches!(
+            client.subscribe("agents").await,
+            Err(ClientError::Closed)
+        ));
+        assert!(matches!(server.seen.recv().await, Some(Seen::Hello(_))));
+        // With a 10 ms backoff a retry would come well within this.
+        let retry = tokio::time::timeout(Duration::from_millis(150), server.seen.recv()).await;
+        assert!(matches!(retry, Err(_) | Ok(None)), "reconnected: {retry:?}");
+    }
+
+    #[tokio::test]
+    async fn connect_timeout_abandons_a_stalled_attempt() {
+        // Accepts TCP connections but never answers the upgrade.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let base = options(Codec::Binary);
+        let core = base
+            .core
+            .clone()
+            .connect_timeout(Duration::from_millis(100));
+        let client = Client::connect(&url, base.core(core)).unwrap();
+
+        let (mut first, _) = within("the first attempt", listener.accept())
+            .await
+            .unwrap();
+        // The machine's connect timeout drops the attempt: its socket closes...
+        let mut request = Vec::new();
+        let read = within(
+            "the abandoned socket to close",
+            first.read_to_end(&mut request),
+        )
+        .await;
+        assert!(read.is_ok(), "{read:?}");
+        assert!(
+            request.starts_with(b"GET /"),
+            "the upgrade request was sent"
+        );
+        // ... and after the backoff the next attempt comes.
+        within("the second attempt", listener.accept())
+            .await
+            .unwrap();
+        assert_ne!(*client.status().borrow(), Status::Open);
+    }
+
+    #[tokio::test]
+    async fn unanswered_subprotocol_fails_the_attempt() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        let client = Client::connect(&url, options(Codec::Binary)).unwrap();
+        for attempt in ["the first attempt", "a retry"] {
+            let (tcp, _) = within(attempt, listener.accept()).await.unwrap();
+            // A plain WebSocket server: it does not echo `eventwire.v1`.
+            let ws = within("the upgrade", tokio_tungstenite::accept_async(tcp)).await;
+            if let Ok(mut ws) = ws {
+                // The client gives up on this socket without saying a word of the protocol.
+                let next = within("the socket's end", ws.next()).await;
+                assert!(!matches!(next, Some(Ok(Message::Binary(_)))), "{next:?}");
+            }
+        }
+        assert_ne!(*client.status().borrow(), Status::Open);
+    }
+
+    #[tokio::test]
+    async fn slow_consumer_loses_nothing() {
+        let mut server = FakeServer::start(&[("metrics", 200)], None).await;
+        let options = options(Codec::Binary).events_capacity(4);
+        let mut client = Client::connect(&server.url, options).unwrap();
+        client.subscribe("metrics").await.unwrap();
+        server
+            .expect("the join", |s| match s {
+                Seen::Hello(rooms) => !rooms.is_empty(),
+                Seen::Subscribe(..) => true,
+                _ => false,
+            })
+            .await;
+        for n in 201..=220 {
+            server.emit("metrics", n);
+        }
+        // Nobody reads for a while: the channel fills and the client stops reading the socket.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(matches!(
+            next_event(&mut client).await,
+            Event::Subscribed { .. }
+        ));
+        for n in 1..=220 {
+            let event = next_event(&mut client).await;
+            assert!(
+                matches!(&event, Event::Event { position, .. } if *position == Position::new(1, n)),
+                "expected offset {n}, got {event:?}"
+            );
+        }
+        assert_eq!(*client.status().borrow(), Status::Open);
+        within("close", client.close()).await;
+    }
+
+    #[tokio::test]
+    async fn dropping_the_client_closes_normally() {
+        let mut server = FakeServer::start(&[], None).await;
+        let client = Client::connect(&server.url, options(Codec::Binary)).unwrap();
+        let mut status = client.status();
+        within("open", status.wait_for(|s| *s == Status::Open))
+            .await
+            .unwrap();
+        drop(client);
+        let close = server
+            .expect("the close frame", |s| matches!(s, Seen::Close(_)))
+            .await;
+        assert_eq!(close, Seen::Close(CloseCode::NORMAL));
+    }
+
+    /// A port nothing listens on: the client keeps backing off, and its outbox fills.
+    async fn closed_port() -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/", listener.local_addr().unwrap());
+        drop(listener);
+        url
+    }
+
+    #[tokio::test]
+    async fn publishes_are_refused_at_call_time() {
+        let url = closed_port().await;
+        let client = Client::connect(&url, options(Codec::Binary)).unwrap();
+        let big = vec![b'x'; 70 * 1024];
+        assert!(matches!(
+            client.publish_raw("room", "kind", &big).await,
+            Err(ClientError::Core(CoreError::Outbox(
+                OutboxError::TooLarge { limit: 65536, .. }
+            )))
+        ));
+        assert!(matches!(
+            client.publish_raw("bad room", "kind", b"{}").await,
+            Err(ClientError::Core(CoreError::Outbox(OutboxError::Invalid(
+                _
+            ))))
+        ));
+        for n in 1..=OUTBOX as u64 {
+            assert_eq!(client.publish("room", "kind", &n).await.unwrap(), n);
+        }
+        assert!(matches!(
+            client.publish("room", "kind", &0).await,
+            Err(ClientError::Core(CoreError::Outbox(OutboxError::Full)))
+        ));
+        assert!(matches!(
+            client.subscribe("no spaces").await,
+            Err(ClientError::Core(CoreError::Invalid(_)))
+        ));
+
+        let json = Client::connect(&url, options(Codec::Json)).unwrap();
+        assert!(matches!(
+            json.publish_raw("room", "kind", b"not json").await,
+            Err(ClientError::Payload(_))
+        ));
+        assert_eq!(
+            json.publish_raw("room", "kind", b"[1, 2]").await.unwrap(),
+            1
+        );
+        within("close", json.close()).await;
+        within("close", client.close()).await;
+    }
+
+    #[tokio::test]
+    async fn urls_are_checked_at_connect() {
+        for url in [
+            "http://127.0.0.1:9001/",
+            "wss://127.0.0.1:9001/",
+            "ws://",
+            "ws:///path",
+            "not a url",
+            "127.0.0.1:9001",
+        ] {
+            let result = Client::connect(url, ClientOptions::default());
+            assert!(
+                matches!(result, Err(ClientError::InvalidUrl(_))),
+                "{url}: {result:?}"
+            );
+        }
+        let client = Client::connect("ws://localhost:1/events?x=1", ClientOptions::default());
+        assert!(client.is_ok());
+    }
+
+    #[test]
+    fn default_options_draw_fresh_ids() {
+        let a = ClientOptions::default();
+        let b = ClientOptions::default();
+        assert_ne!(a.core.client_id, b.core.client_id);
+        assert!(a.core.client_id <= MAX_SAFE_INTEGER);
+        assert_eq!(a.codec, Codec::Binary);
+        assert_eq!(a.max_message, 64 * 1024);
+        assert_eq!(a.events_capacity, 1024);
+        assert_eq!(a.seed, None);
+        let c = a
+            .core(ClientConfig::new(1).max_frame(1000))
+            .max_message(2000);
+        assert_eq!((c.core.client_id, c.max_message), (1, 2000));
+        assert_eq!(ClientOptions::new(1).events_capacity(0).events_capacity, 1);
+    }
+
+    #[test]
+    fn event_helpers_decode_payloads() {
+        let status = SystemStatus {
+            status: SystemHealth::Healthy,
+            agents_online: 3,
+            tasks_pending: 1,
+            uptime_s: 60,
+        };
+        let payload = DashboardEvent::from(status).to_json().unwrap();
+        let event = Event::Event {
+            room: "system".into(),
+            position: Position::new(1, 1),
+            kind: SystemStatus::KIND.into(),
+            payload: payload.into(),
+        };
+        assert_eq!(
+            event.dashboard(),
+            Some(Ok(DashboardEvent::SystemStatus(status)))
+        );
+        assert_eq!(json_payload(&event)["agents_online"], 3);
+
+        let unknown = Event::Event {
+            room: "system".into(),
+            position: Position::new(1, 2),
+            kind: "system.note".into(),
+            payload: Bytes::from_static(b"{}"),
+        };
+        assert_eq!(unknown.dashboard(), Some(Err(DashboardError::UnknownKind)));
+
+        let ack = Event::PublishAcked {
+            id: 1,
+            position: Position::new(1, 1),
+        };
+        assert!(ack.json::<Value>().is_none());
+        assert!(ack.dashboard().is_none());
+    }
+
+    #[test]
+    fn errors_display() {
+        assert_eq!(
+            ClientError::InvalidUrl("no host").to_string(),
+            "invalid URL: no host"
+        );
+        assert_eq!(ClientError::Closed.to_string(), "client closed");
+        assert_eq!(
+            ClientError::Core(CoreError::Outbox(OutboxError::Full)).to_string(),
+            "outbox full: publish refused"
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! One server connection: the WebSocket upgrade, then the loop around a core `ServerSession`.
+//!
+//! The loop (STYLE habit 9): read the clock, feed inputs, then write everything the session has
+//! while the socket takes it, then act, then wait for the first of: a message, the session's
+//! deadline, new events in the hub, shutdown. Writes wait for the socket (bounded by the write
+//! buffer), so a slow peer only slows its own task; if a single write cannot drain within the
+//! write timeout, the peer is closed as a slow consumer and resumes from its position later.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use eventwire_core::codec::Codec;
+use eventwire_core::frame::Frame;
+use eventwire_core::server::{ServerEvent, ServerSession, SessionState};
+use eventwire_core::CloseCode;
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::message::{self, Inbound};
+use crate::server::{AuthRequest, Peer, Shared};
+
+/// What the upgrade learned about the peer.
+struct Upgrade {
+    codec: Codec,
+    headers: Vec<(String, String)>,
+}
+
+fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(why.to_owned()));
+    *response.status_mut() = status;
+    response
+}
+
+fn ws_config(shared: &Shared) -> WebSocketConfig {
+    let max = shared.config.session.max_frame as usize;
+    WebSocketConfig::default()
+        .read_buffer_size(shared.config.read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(shared.config.write_buffer.max(max + 1024))
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Serves one accepted TCP connection to its end. `over_capacity` connections are told to come
+/// back later.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    over_capacity: bool,
+) {
+    let span = info_span!("connection", %peer);
+    async move {
+        let mut upgrade = None;
+        let allowed = shared.config.allowed_origins.clone();
+        #[allow(clippy::result_large_err)] // tungstenite's callback signature
+        let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+            if let (Some(allowed), Some(origin)) = (&allowed, req.headers().get("origin")) {
+                let origin = origin.to_str().unwrap_or("");
+                if !allowed.iter().any(|a| a == origin) {
+                    return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
+                }
+            }
+            let codec = match req.headers().get("sec-websocket-protocol") {
+                None => Codec::Binary,
+                Some(offered) => {
+                    let Some(codec) = offered.to_str().ok().and_then(Codec::negotiate) else {
+                        return Err(refuse(StatusCode::BAD_REQUEST, "no supported subprotocol"));
+                    };
+                    resp.headers_mut().insert(
+                        "sec-websocket-protocol",
+                        HeaderValue::from_static(codec.subprotocol()),
+                    );
+                    codec
+                }
+            };
+            let headers = req
+                .headers()
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_owned(),
+                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    )
+                })
+                .collect();
+            upgrade = Some(Upgrade { codec, headers });
+            Ok(resp)
+        };
+        let accept = tokio_tungstenite::accept_hdr_async_with_config(
+            stream,
+            callback,
+            Some(ws_config(&shared)),
+        );
+        let ws = match tokio::time::timeout(shared.config.upgrade_timeout, accept).await {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => {
+                debug!(error = %e, "upgrade failed");
+                return;
+            }
+            Err(_) => {
+                debug!("upgrade timed out");
+                return;
+            }
+        };
+        let Some(upgrade) = upgrade else { return };
+        debug!(codec = ?upgrade.codec, "connected");
+        run(ws, peer, upgrade, &shared, over_capacity).await;
+        debug!("closed");
+    }
+    .instrument(span)
+    .await
+}
+
+struct Conn<'s> {
+    shared: &'s Shared,
+    session: ServerSession,
+    codec: Codec,
+    buf: Vec<u8>,
+    peer: Peer,
+    headers: Vec<(String, String)>,
+    /// Authentication requests raised while the hub was locked, handled after.
+    pending_auth: Option<AuthRequest>,
+    joins: Vec<String>,
+    published: bool,
+}
+
+async fn run(
+    ws: WebSocketStream<TcpStream>,
+    addr: SocketAddr,
+    upgrade: Upgrade,
+    shared: &Shared,
+    over_capacity: bool,
+) {
+    let hub = &shared.hub;
+    let clock = hub.inner.clock;
+    let counters = &hub.inner.counters;
+    let seed = {
+        use std::hash::{BuildHasher, RandomState};
+        RandomState::new().hash_one(addr)
+    };
+    let session_id = counters.connections_total.load(Ordering::Relaxed);
+    let mut conn = Conn {
+        shared,
+        session: ServerSession::new(clock.now(), shared.config.session, session_id, seed),
+        codec: upgrade.codec,
+        buf: Vec::with_capacity(1024),
+        peer: Peer {
+            client_id: 0,
+            token: None,
+            addr,
+        },
+        headers: upgrade.headers,
+        pending_auth: None,
+        joins: Vec::new(),
+        published: false,
+    };
+    if over_capacity {
+        conn.session.close(
+            CloseCode::TRY_AGAIN_LATER,
+            Some(std::time::Duration::from_secs(1)),
+            "server at capacity",
+        );
+    }
+    let mut shutdown = shared.shutdown.clone();
+    let mut changed = hub.inner.changed.subscribe();
+    let (mut sink, mut stream) = ws.split();
+    let max_frame = shared.config.session.max_frame as usize;
+    loop {
+        // Write everything the session has, while the socket takes it.
+        let mut wrote = false;
+        loop {
+            let msg = {
+                let guard = hub.lock();
+                let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
+                    break;
+                };
+                match &frame {
+                    Frame::Batch(b) => {
+                        counters
+                            .events_out
+                            .fetch_add(b.events.len() as u64, Ordering::Relaxed);
+                    }
+                    Frame::Gap(_) => {
+                        counters.gaps_sent.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                match message::encode(conn.codec, &frame, &mut conn.buf) {
+                    Ok(msg) => msg,
+                    Err(e) => {
+                        // A payload the JSON form cannot carry: this peer cannot be served.
+                        warn!(error = %e, "cannot encode a frame for this peer");
+                        conn.session
+                            .close(CloseCode::INTERNAL_ERROR, None, "unencodable event");
+                        continue;
+                    }
+                }
+            };
+            counters
+                .bytes_out
+                .fetch_add(msg.len() as u64, Ordering::Relaxed);
+            match tokio::time::timeout(shared.config.write_timeout, sink.feed(msg)).await {
+                Ok(Ok(())) => wrote = true,
+                Ok(Err(e)) => {
+                    debug!(error = %e, "write failed");
+                    return;
+                }
+                Err(_) => {
+                    counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    warn!("peer stopped reading; closing");
+                    return;
+                }
+            }
+        }
+        if wrote {
+            match tokio::time::timeout(shared.config.write_timeout, sink.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
+                    warn!("peer stopped reading; closing");
+                    return;
+                }
+            }
+        }
+        if let Some(code) = conn.session.poll_action() {
+            let close = Message::Close(Some(message::close_frame(code, code.name())));
+            let _ = tokio::time::timeout(shared.config.write_timeout, sink.send(close)).await;
+            return;
+        }
+        if conn.session.state() == SessionState::Closed {
+            return;
+        }
+        let deadline = conn
+            .session
+            .poll_timeout(&hub.lock())
+            .map(|t| clock.to_tokio(t));
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(Ok(msg)) => {
+                    counters.bytes_in.fetch_add(msg.len() as u64, Ordering::Relaxed);
+                    match message::data(conn.codec, &msg) {
+                        Ok(Some(bytes)) => conn.handle(bytes, max_frame),
+                        Ok(None) if matches!(msg, Message::Close(_)) => return,
+                        Ok(None) => {}
+                        Err(Inbound::Close(code)) => conn.session.close(code, None, "wrong message type"),
+                        Err(Inbound::Ignore) => {}
+                    }
+                    conn.after_input().await;
+                }
+                Some(Err(WsError::Capacity(e))) => {
+                    debug!(error = %e, "oversize message");
+                    conn.session.close(CloseCode::MESSAGE_TOO_BIG, None, "message too big");
+                }
+                Some(Err(e)) => {
+                    debug!(error = %e, "read failed");
+                    conn.session.close(CloseCode::PROTOCOL_ERROR, None, "websocket error");
+                }
+                None => return,
+            },
+            _ = sleep_until(deadline) => {
+                let now = clock.now();
+                conn.session.handle_timeout(now, &mut |_| {});
+            }
+            _ = changed.changed() => {}
+            _ = shutdown.changed() => {
+                let retry = (*shutdown.borrow()).unwrap_or_default();
+                conn.session.close(CloseCode::GOING_AWAY, Some(retry), "server shutting down");
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Conn<'_> {
+    fn handle(&mut self, bytes: &[u8], max_frame: usize) {
+        let frame = match message::decode(self.codec, bytes, max_frame) {
+            Ok(frame) => frame,
+            Err((Inbound::Ignore, e)) => {
+                debug!(error = %e, "ignored a frame");
+                return;
+            }
+            Err((Inbound::Close(code), e)) => {
+                debug!(error = %e, "bad frame");
+                self.session.close(code, None, "bad frame");
+                return;
+            }
+        };
+        let hub = &self.shared.hub;
+        let now = hub.inner.clock.now();
+        let mut guard = hub.lock();
+        let (session, auth, joins, published, peer, headers) = (
+            &mut self.session,
+            &mut self.pending_auth,
+            &mut self.joins,
+            &mut self.published,
+            &mut self.peer,
+            &self.headers,
+        );
+        session.handle_frame(now, &frame, &mut guard, &mut |event| match event {
+            ServerEvent::Authenticate { client_id, token } => {
+                peer.client_id = client_id;
+                peer.token = token.map(str::to_owned);
+                *auth = Some(AuthRequest {
+                    client_id,
+                    token: token.map(str::to_owned),
+                    headers: headers.clone(),
+                    peer: peer.addr,
+                });
+            }
+            ServerEvent::Authorize { room } => joins.push(room.to_owned()),
+            ServerEvent::Published { .. } => *published = true,
+            _ => {}
+        });
+    }
+
+    /// Takes the application decisions the last input asked for.
+    async fn after_input(&mut self) {
+        let hub = &self.shared.hub;
+        if let Some(request) = self.pending_auth.take() {
+            let verdict = match &self.shared.config.auth {
+                Some(hook) => hook(request).await,
+                None => Ok(()),
+            };
+            match verdict {
+                Ok(()) => {
+                    let joins = &mut self.joins;
+                    let _ = self.session.accept(hub.inner.clock.now(), &mut |event| {
+                        if let ServerEvent::Authorize { room } = event {
+                            joins.push(room.to_owned());
+                        }
+                    });
+                }
+                Err(code) => {
+                    let _ = self.session.reject(code, "authentication failed");
+                }
+            }
+        }
+        for room in std::mem::take(&mut self.joins) {
+            let allowed = match &self.shared.config.authorize {
+                Some(hook) => hook(&self.peer, &room),
+                None => true,
+            };
+            if allowed {
+                let _ = self.session.allow(&mut hub.lock(), &room);
+            } else {
+                let _ = self.session.deny(&room);
+            }
+        }
+        if std::mem::take(&mut self.published) {
+            hub.inner.counters.events_in.fetch_add(1, Ordering::Relaxed);
+            hub.notify();
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! Frames in WebSocket messages: one frame per message, binary or text by the negotiated codec.
+//!
+//! Shared by the server's connections and the client, so both turn messages into frames and
+//! back the same way.
+
+use eventwire_core::codec::Codec;
+use eventwire_core::frame::Frame;
+use eventwire_core::{CloseCode, DecodeError, EncodeError};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Why a received message did not give a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// A frame kind this version does not know: ignore it (forward compatibility).
+    Ignore,
+    /// The connection must close with this code.
+    Close(CloseCode),
+}
+
+/// Encodes `frame` for `codec` into a message, reusing `buf`'s allocation where it can.
+pub(crate) fn encode(
+    codec: Codec,
+    frame: &Frame<'_>,
+    buf: &mut Vec<u8>,
+) -> Result<Message, EncodeError> {
+    buf.clear();
+    codec.encode_into(frame, buf)?;
+    let bytes = bytes::Bytes::copy_from_slice(buf);
+    Ok(if codec.is_text() {
+        // The JSON codec writes UTF-8 only.
+        match tokio_tungstenite::tungstenite::Utf8Bytes::try_from(bytes) {
+            Ok(text) => Message::Text(text),
+            Err(_) => return Err(EncodeError::Malformed("JSON text")),
+        }
+    } else {
+        Message::Binary(bytes)
+    })
+}
+
+/// The payload bytes of a data message, checked against the codec's message type.
+pub(crate) fn data(codec: Codec, message: &Message) -> Result<Option<&[u8]>, Inbound> {
+    match (message, codec.is_text()) {
+        (Message::Binary(b), false) => Ok(Some(b)),
+        (Message::Text(t), true) => Ok(Some(t.as_bytes())),
+        (Message::Binary(_), true) | (Message::Text(_), false) => {
+            Err(Inbound::Close(CloseCode::UNSUPPORTED_DATA))
+        }
+        // Control messages are answered by tungstenite itself.
+        _ => Ok(None),
+    }
+}
+
+/// Decodes a frame, mapping errors to what the connection does about them.
+pub(crate) fn decode(
+    codec: Codec,
+    bytes: &[u8],
+    max_frame: usize,
+) -> Result<Frame<'_>, (Inbound, DecodeError)> {
+    codec
+        .decode(bytes, max_frame)
+        .map_err(|e| match e.close_code() {
+            Some(code) => (Inbound::Close(code), e),
+            None => (Inbound::Ignore, e),
+        })
+}
+
+/// The WebSocket close frame for `code`.
+pub(crate) fn close_frame(
+    code: CloseCode,
+    reason: &str,
+) -> tokio_tungstenite::tungstenite::protocol::CloseFrame {
+    tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: code.0.into(),
+        reason: reason.to_owned().into(),
+    }
+}

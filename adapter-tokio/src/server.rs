@@ -1,0 +1,263 @@
+//! The standalone WebSocket server: accepts connections and runs one task per connection.
+//!
+//! Limits are set deliberately rather than left to tungstenite's defaults (64 MiB messages,
+//! unlimited write buffer, 128 KiB read buffer, no accept timeout):
+//!
+//! | limit | default | on breach |
+//! |---|---|---|
+//! | message size (`session.max_frame`) | 64 KiB | close 1009; nothing is buffered for the message |
+//! | WebSocket handshake time | 10 s | connection dropped |
+//! | hello + authentication time (`session.handshake_timeout`) | 10 s | close 4000 |
+//! | connections | 10,000 | close 1013 with a retry-after hint |
+//! | read buffer per connection | 4 KiB | (grows only to the message limit) |
+//! | write buffer per connection | 64 KiB | the connection waits for the socket (backpressure) |
+//! | a write that does not drain | 30 s | connection closed as a slow consumer |
+//! | allowed Origins | any | handshake refused with 403 |
+//! | subscriptions, publish rate | from `session` | error frames, then close 4004 |
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventwire_core::server::ServerConfig as SessionConfig;
+use eventwire_core::CloseCode;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::{watch, Notify};
+use tracing::{debug, info, warn};
+
+use crate::conn;
+use crate::hub::Hub;
+
+/// What the authentication hook gets.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    /// The client's identity from its hello.
+    pub client_id: u64,
+    /// The token from its hello.
+    pub token: Option<String>,
+    /// The HTTP headers of the WebSocket upgrade request (cookies, authorization).
+    pub headers: Vec<(String, String)>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// Who a connection is, for the room authorisation hook.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's identity.
+    pub client_id: u64,
+    /// Its token.
+    pub token: Option<String>,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// The result of the authentication hook: `Err` closes with the given code (usually
+/// [`CloseCode::UNAUTHORIZED`]).
+pub type AuthResult = Result<(), CloseCode>;
+
+/// An asynchronous authentication hook.
+pub type AuthHook =
+    Arc<dyn Fn(AuthRequest) -> Pin<Box<dyn Future<Output = AuthResult> + Send>> + Send + Sync>;
+
+/// A room authorisation hook: whether `peer` may join `room`.
+pub type RoomHook = Arc<dyn Fn(&Peer, &str) -> bool + Send + Sync>;
+
+/// Configuration of a [`Server`]; every limit has a safe default (see the module table).
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// Session limits and timings of the core (frame size, subscriptions, publish rate,
+    /// heartbeat, batching).
+    pub session: SessionConfig,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Longest WebSocket upgrade.
+    pub upgrade_timeout: Duration,
+    /// Origins allowed to connect (the `Origin` header browsers send); `None` allows any.
+    /// Requests without an `Origin` (non-browser clients) are allowed either way.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Longest time one write may wait for the socket before the peer counts as stalled.
+    pub write_timeout: Duration,
+    /// tungstenite's read buffer per connection.
+    pub read_buffer: usize,
+    /// tungstenite's write buffer per connection before it waits for the socket.
+    pub write_buffer: usize,
+    /// Authentication hook; `None` accepts every hello.
+    pub auth: Option<AuthHook>,
+    /// Room authorisation hook; `None` allows every room.
+    pub authorize: Option<RoomHook>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            session: SessionConfig::new(),
+            max_connections: 10_000,
+            upgrade_timeout: Duration::from_secs(10),
+            allowed_origins: None,
+            write_timeout: Duration::from_secs(30),
+            read_buffer: 4 * 1024,
+            write_buffer: 64 * 1024,
+            auth: None,
+            authorize: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the core session configuration.
+    pub fn session(mut self, session: SessionConfig) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// Sets the connection limit.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the WebSocket upgrade timeout.
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.upgrade_timeout = timeout;
+        self
+    }
+
+    /// Allows only these Origins.
+    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        origins: I,
+    ) -> Self {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the stalled-write timeout.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets the authentication hook.
+    pub fn auth<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(AuthRequest) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = AuthResult> + Send + 'static,
+    {
+        self.auth = Some(Arc::new(move |req| Box::pin(hook(req))));
+        self
+    }
+
+    /// Sets the room authorisation hook.
+    pub fn authorize<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Peer, &str) -> bool + Send + Sync + 'static,
+    {
+        self.authorize = Some(Arc::new(hook));
+        self
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) hub: Hub,
+    pub(crate) config: ServerConfig,
+    /// `Some(retry_after)` once shutting down.
+    pub(crate) shutdown: watch::Receiver<Option<Duration>>,
+    pub(crate) idle: Notify,
+}
+
+/// A running server; dropping it does not stop it, [`Server::shutdown`] does.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<Option<Duration>>,
+}
+
+impl Server {
+    /// Binds `addr` and starts serving `hub` in the background.
+    pub async fn bind<A: ToSocketAddrs>(
+        addr: A,
+        hub: Hub,
+        config: ServerConfig,
+    ) -> std::io::Result<Server> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, shutdown) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            hub,
+            config,
+            shutdown,
+            idle: Notify::new(),
+        });
+        info!(%addr, "eventwire server listening");
+        tokio::spawn(accept_loop(listener, shared.clone()));
+        Ok(Server { addr, shared, stop })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The hub it serves.
+    pub fn hub(&self) -> &Hub {
+        &self.shared.hub
+    }
+
+    /// Stops accepting, tells every client to reconnect after `retry_after` (close 1001 with the
+    /// hint, so clients resume elsewhere with nothing lost), and waits for the connections to
+    /// end (at most the write timeout).
+    pub async fn shutdown(self, retry_after: Duration) {
+        let _ = self.stop.send(Some(retry_after));
+        let counters = &self.shared.hub.inner.counters;
+        let wait = async {
+            loop {
+                let idle = self.shared.idle.notified();
+                if counters.connections.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(self.shared.config.write_timeout, wait)
+            .await
+            .is_err()
+        {
+            warn!("shutdown: connections still open after the write timeout");
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let counters = &shared.hub.inner.counters;
+                    let open = counters.connections.fetch_add(1, Ordering::AcqRel);
+                    counters.connections_total.fetch_add(1, Ordering::Relaxed);
+                    let over = open >= shared.config.max_connections as u64;
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        conn::serve(stream, peer, shared.clone(), over).await;
+                        let counters = &shared.hub.inner.counters;
+                        if counters.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            shared.idle.notify_waiters();
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
