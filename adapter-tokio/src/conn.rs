@@ -13,18 +13,15 @@ use std::sync::Arc;
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
 use eventwire_core::server::{ServerEvent, ServerSession, SessionState};
-use eventwire_core::CloseCode;
-use futures_util::{SinkExt, StreamExt};
+use eventwire_core::{CloseCode, DecodeError};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::message::{self, Inbound};
 use crate::server::{AuthRequest, Peer, Shared};
+use crate::wire::{Recv, Wire, WsWire};
 
 /// What the upgrade learned about the peer.
 struct Upgrade {
@@ -112,18 +109,17 @@ pub(crate) async fn serve(
         };
         let Some(upgrade) = upgrade else { return };
         debug!(codec = ?upgrade.codec, "connected");
-        run(ws, peer, upgrade, &shared, over_capacity).await;
+        let wire = WsWire::new(ws, upgrade.codec);
+        drive(wire, peer, upgrade.headers, &shared, over_capacity).await;
         debug!("closed");
     }
     .instrument(span)
     .await
 }
 
-struct Conn<'s> {
+pub(crate) struct Conn<'s> {
     shared: &'s Shared,
     session: ServerSession,
-    codec: Codec,
-    buf: Vec<u8>,
     peer: Peer,
     headers: Vec<(String, String)>,
     /// Authentication requests raised while the hub was locked, handled after.
@@ -132,10 +128,12 @@ struct Conn<'s> {
     published: bool,
 }
 
-async fn run(
-    ws: WebSocketStream<TcpStream>,
+/// Runs a connection's session over `wire` until it ends. `headers` are the upgrade request's
+/// (empty for raw byte streams), handed to the authentication hook.
+pub(crate) async fn drive<W: Wire>(
+    mut wire: W,
     addr: SocketAddr,
-    upgrade: Upgrade,
+    headers: Vec<(String, String)>,
     shared: &Shared,
     over_capacity: bool,
 ) {
@@ -150,14 +148,12 @@ async fn run(
     let mut conn = Conn {
         shared,
         session: ServerSession::new(clock.now(), shared.config.session, session_id, seed),
-        codec: upgrade.codec,
-        buf: Vec::with_capacity(1024),
         peer: Peer {
             client_id: 0,
             token: None,
             addr,
         },
-        headers: upgrade.headers,
+        headers,
         pending_auth: None,
         joins: Vec::new(),
         published: false,
@@ -171,13 +167,13 @@ async fn run(
     }
     let mut shutdown = shared.shutdown.clone();
     let mut changed = hub.inner.changed.subscribe();
-    let (mut sink, mut stream) = ws.split();
     let max_frame = shared.config.session.max_frame as usize;
+    let write_timeout = shared.config.write_timeout;
     loop {
-        // Write everything the session has, while the socket takes it.
+        // Write everything the session has, while the transport takes it.
         let mut wrote = false;
         loop {
-            let msg = {
+            let out = {
                 let guard = hub.lock();
                 let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
                     break;
@@ -193,8 +189,8 @@ async fn run(
                     }
                     _ => {}
                 }
-                match message::encode(conn.codec, &frame, &mut conn.buf) {
-                    Ok(msg) => msg,
+                match wire.encode(&frame) {
+                    Ok(out) => out,
                     Err(e) => {
                         // A payload the JSON form cannot carry: this peer cannot be served.
                         warn!(error = %e, "cannot encode a frame for this peer");
@@ -206,8 +202,8 @@ async fn run(
             };
             counters
                 .bytes_out
-                .fetch_add(msg.len() as u64, Ordering::Relaxed);
-            match tokio::time::timeout(shared.config.write_timeout, sink.feed(msg)).await {
+                .fetch_add(W::out_len(&out) as u64, Ordering::Relaxed);
+            match tokio::time::timeout(write_timeout, wire.feed(out)).await {
                 Ok(Ok(())) => wrote = true,
                 Ok(Err(e)) => {
                     debug!(error = %e, "write failed");
@@ -221,7 +217,7 @@ async fn run(
             }
         }
         if wrote {
-            match tokio::time::timeout(shared.config.write_timeout, sink.flush()).await {
+            match tokio::time::timeout(write_timeout, wire.flush()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return,
                 Err(_) => {
@@ -232,8 +228,7 @@ async fn run(
             }
         }
         if let Some(code) = conn.session.poll_action() {
-            let close = Message::Close(Some(message::close_frame(code, code.name())));
-            let _ = tokio::time::timeout(shared.config.write_timeout, sink.send(close)).await;
+            let _ = tokio::time::timeout(write_timeout, wire.close(code)).await;
             return;
         }
         if conn.session.state() == SessionState::Closed {
@@ -244,27 +239,17 @@ async fn run(
             .poll_timeout(&hub.lock())
             .map(|t| clock.to_tokio(t));
         tokio::select! {
-            msg = stream.next() => match msg {
-                Some(Ok(msg)) => {
-                    counters.bytes_in.fetch_add(msg.len() as u64, Ordering::Relaxed);
-                    match message::data(conn.codec, &msg) {
-                        Ok(Some(bytes)) => conn.handle(bytes, max_frame),
-                        Ok(None) if matches!(msg, Message::Close(_)) => return,
-                        Ok(None) => {}
-                        Err(Inbound::Close(code)) => conn.session.close(code, None, "wrong message type"),
-                        Err(Inbound::Ignore) => {}
-                    }
+            received = wire.recv() => match received {
+                Recv::Data(unit) => {
+                    wire.decode(&unit, max_frame, &mut |decoded| conn.handle(decoded));
                     conn.after_input().await;
                 }
-                Some(Err(WsError::Capacity(e))) => {
-                    debug!(error = %e, "oversize message");
-                    conn.session.close(CloseCode::MESSAGE_TOO_BIG, None, "message too big");
+                Recv::Nothing => {}
+                Recv::Violation(code, why) => {
+                    debug!(%code, why, "transport violation");
+                    conn.session.close(code, None, why);
                 }
-                Some(Err(e)) => {
-                    debug!(error = %e, "read failed");
-                    conn.session.close(CloseCode::PROTOCOL_ERROR, None, "websocket error");
-                }
-                None => return,
+                Recv::Ended => return,
             },
             _ = sleep_until(deadline) => {
                 let now = clock.now();
@@ -287,16 +272,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Conn<'_> {
-    fn handle(&mut self, bytes: &[u8], max_frame: usize) {
-        let frame = match message::decode(self.codec, bytes, max_frame) {
+    fn handle(&mut self, decoded: Result<Frame<'_>, DecodeError>) {
+        let frame = match decoded {
             Ok(frame) => frame,
-            Err((Inbound::Ignore, e)) => {
-                debug!(error = %e, "ignored a frame");
-                return;
-            }
-            Err((Inbound::Close(code), e)) => {
-                debug!(error = %e, "bad frame");
-                self.session.close(code, None, "bad frame");
+            Err(e) => {
+                match e.close_code() {
+                    Some(code) => {
+                        debug!(error = %e, "bad frame");
+                        self.session.close(code, None, "bad frame");
+                    }
+                    None => debug!(error = %e, "ignored a frame"),
+                }
                 return;
             }
         };

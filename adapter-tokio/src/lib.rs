@@ -28,6 +28,7 @@ mod conn;
 mod hub;
 mod message;
 mod server;
+mod wire;
 
 pub use eventwire_core as core;
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
