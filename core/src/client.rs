@@ -588,17 +588,15 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
     // ---- inputs
 
     /// The transport asked for by [`Action::Connect`] is open.
-    pub fn handle_connected(&mut self, now: Instant, sink: &mut impl FnMut(ClientEvent<'_>)) {
-        let _ = sink;
+    pub fn handle_connected(&mut self, _now: Instant, _sink: &mut impl FnMut(ClientEvent<'_>)) {
+        // `now` and `sink` are taken like by every input; opening reports nothing by itself
+        // (the welcome does), and the connect deadline keeps running through the handshake.
         if self.state != ConnState::Connecting {
             return;
         }
         self.state = ConnState::Handshaking;
         self.hello_pending = true;
         self.build_hello_rooms();
-        // The connect deadline keeps running: it covers the handshake too.
-        self.timers[Timer::DeadLink as usize] = None;
-        let _ = now;
     }
 
     /// The transport closed, or failed to open.
