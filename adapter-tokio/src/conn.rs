@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::server::{AuthRequest, Peer, Shared};
+use crate::server::{shutdown_requested, AuthRequest, Peer, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
 /// What the upgrade learned about the peer.
@@ -256,8 +256,7 @@ pub(crate) async fn drive<W: Wire>(
                 conn.session.handle_timeout(now, &mut |_| {});
             }
             _ = changed.changed() => {}
-            _ = shutdown.changed() => {
-                let retry = (*shutdown.borrow()).unwrap_or_default();
+            retry = shutdown_requested(&mut shutdown) => {
                 conn.session.close(CloseCode::GOING_AWAY, Some(retry), "server shutting down");
             }
         }

@@ -23,15 +23,19 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod clock;
 mod conn;
 mod hub;
 mod message;
 mod server;
+mod tcp;
 mod wire;
 
 pub use eventwire_core as core;
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
 pub use server::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, Server, ServerConfig};
+pub use tcp::TcpServer;
 mod client;
 pub use client::{Client, ClientError, ClientOptions, Event, Status};

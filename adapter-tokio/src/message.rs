@@ -17,34 +17,52 @@ pub(crate) enum Inbound {
     Close(CloseCode),
 }
 
+/// What a text payload that is not UTF-8 fails with (the JSON codec writes UTF-8 only).
+pub(crate) const NOT_TEXT: EncodeError = EncodeError::Malformed("JSON text");
+
+/// Encodes `frame` for `codec` into the payload of one message (binary or text by
+/// [`Codec::is_text`]), reusing `buf`'s allocation where it can. Every WebSocket library's
+/// message type is built from this.
+pub(crate) fn encode_payload(
+    codec: Codec,
+    frame: &Frame<'_>,
+    buf: &mut Vec<u8>,
+) -> Result<bytes::Bytes, EncodeError> {
+    buf.clear();
+    codec.encode_into(frame, buf)?;
+    Ok(bytes::Bytes::copy_from_slice(buf))
+}
+
 /// Encodes `frame` for `codec` into a message, reusing `buf`'s allocation where it can.
 pub(crate) fn encode(
     codec: Codec,
     frame: &Frame<'_>,
     buf: &mut Vec<u8>,
 ) -> Result<Message, EncodeError> {
-    buf.clear();
-    codec.encode_into(frame, buf)?;
-    let bytes = bytes::Bytes::copy_from_slice(buf);
+    let bytes = encode_payload(codec, frame, buf)?;
     Ok(if codec.is_text() {
-        // The JSON codec writes UTF-8 only.
-        match tokio_tungstenite::tungstenite::Utf8Bytes::try_from(bytes) {
-            Ok(text) => Message::Text(text),
-            Err(_) => return Err(EncodeError::Malformed("JSON text")),
-        }
+        let text =
+            tokio_tungstenite::tungstenite::Utf8Bytes::try_from(bytes).map_err(|_| NOT_TEXT)?;
+        Message::Text(text)
     } else {
         Message::Binary(bytes)
     })
 }
 
+/// Checks a data message's type (`text`, or binary) against the codec's.
+pub(crate) fn check_kind(codec: Codec, text: bool) -> Result<(), Inbound> {
+    if codec.is_text() == text {
+        Ok(())
+    } else {
+        Err(Inbound::Close(CloseCode::UNSUPPORTED_DATA))
+    }
+}
+
 /// The payload bytes of a data message, checked against the codec's message type.
 pub(crate) fn data(codec: Codec, message: &Message) -> Result<Option<&[u8]>, Inbound> {
-    match (message, codec.is_text()) {
-        (Message::Binary(b), false) => Ok(Some(b)),
-        (Message::Text(t), true) => Ok(Some(t.as_bytes())),
-        (Message::Binary(_), true) | (Message::Text(_), false) => {
-            Err(Inbound::Close(CloseCode::UNSUPPORTED_DATA))
-        }
+    match message {
+        Message::Binary(b) => check_kind(codec, false).map(|()| Some(&b[..])),
+        Message::Text(t) => check_kind(codec, true).map(|()| Some(t.as_bytes())),
         // Control messages are answered by tungstenite itself.
         _ => Ok(None),
     }

@@ -28,8 +28,8 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
-use crate::conn;
 use crate::hub::Hub;
+use crate::{conn, tcp};
 
 /// What the authentication hook gets.
 #[derive(Debug, Clone)]
@@ -169,6 +169,44 @@ pub(crate) struct Shared {
     pub(crate) idle: Notify,
 }
 
+/// The state of a server's connections, and the sender that starts its shutdown (send
+/// `Some(retry_after)`).
+/// Resolves with the retry-after hint once shutdown is asked for. A dropped sender never
+/// resolves it: a `Server` handle dropped without `shutdown` leaves the server running.
+pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    loop {
+        if let Some(retry) = *rx.borrow_and_update() {
+            return retry;
+        }
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+pub(crate) fn new_shared(
+    hub: Hub,
+    config: ServerConfig,
+) -> (Arc<Shared>, watch::Sender<Option<Duration>>) {
+    let (stop, shutdown) = watch::channel(None);
+    let shared = Arc::new(Shared {
+        hub,
+        config,
+        shutdown,
+        idle: Notify::new(),
+    });
+    (shared, stop)
+}
+
+/// How the connections of a listener are served.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Transport {
+    /// A WebSocket upgrade, then one frame per message (`conn::serve`).
+    WebSocket,
+    /// COBS-framed binary frames on the raw TCP stream (`tcp::serve`).
+    Cobs,
+}
+
 /// A running server; dropping it does not stop it, [`Server::shutdown`] does.
 pub struct Server {
     addr: SocketAddr,
@@ -183,17 +221,21 @@ impl Server {
         hub: Hub,
         config: ServerConfig,
     ) -> std::io::Result<Server> {
+        Self::bind_with(addr, hub, config, Transport::WebSocket).await
+    }
+
+    /// Binds `addr` and serves `hub` over `transport`.
+    pub(crate) async fn bind_with<A: ToSocketAddrs>(
+        addr: A,
+        hub: Hub,
+        config: ServerConfig,
+        transport: Transport,
+    ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (stop, shutdown) = watch::channel(None);
-        let shared = Arc::new(Shared {
-            hub,
-            config,
-            shutdown,
-            idle: Notify::new(),
-        });
-        info!(%addr, "eventwire server listening");
-        tokio::spawn(accept_loop(listener, shared.clone()));
+        let (shared, stop) = new_shared(hub, config);
+        info!(%addr, ?transport, "eventwire server listening");
+        tokio::spawn(accept_loop(listener, shared.clone(), transport));
         Ok(Server { addr, shared, stop })
     }
 
@@ -231,7 +273,7 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Transport) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -244,7 +286,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     let over = open >= shared.config.max_connections as u64;
                     let shared = shared.clone();
                     tokio::spawn(async move {
-                        conn::serve(stream, peer, shared.clone(), over).await;
+                        match transport {
+                            Transport::WebSocket => {
+                                conn::serve(stream, peer, shared.clone(), over).await
+                            }
+                            Transport::Cobs => tcp::serve(stream, peer, shared.clone(), over).await,
+                        }
                         let counters = &shared.hub.inner.counters;
                         if counters.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
                             shared.idle.notify_waiters();
@@ -257,7 +304,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown_requested(&mut shutdown) => return,
         }
     }
 }

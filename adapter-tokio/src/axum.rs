@@ -1,0 +1,379 @@
+//! eventwire inside an existing [axum] app (feature `axum`): the same connections as the
+//! standalone [`Server`](crate::Server), on axum's own WebSocket upgrade, at a path of your
+//! router, next to your other routes.
+//!
+//! [`EventwireService`] is the mount: [`EventwireService::route`] is the route to put at a path
+//! (for example `/ws`), and [`EventwireService::shutdown`] tells every connected client to come
+//! back later (close 1001 with a retry-after hint, as [`Server::shutdown`](crate::Server::shutdown)
+//! does) and waits for them to go. Apps that route by state use [`handler`] with an
+//! `EventwireService` in their state instead (through `FromRef`).
+//!
+//! The upgrade request is handled like the standalone server's, with the same
+//! [`ServerConfig`]:
+//!
+//! - an `Origin` not in `allowed_origins` gets 403;
+//! - the subprotocol is the client's first supported choice in `Sec-WebSocket-Protocol`
+//!   (`eventwire.v1`, binary; `eventwire.v1.json`, JSON text); offers with none supported get
+//!   400; a request offering none gets binary;
+//! - messages and frames are limited to `session.max_frame` (larger ones close with 1009), and
+//!   the read and write buffers are `read_buffer` and `write_buffer`;
+//! - connections count against `max_connections` (together with every other server of the same
+//!   hub); one over the limit is told to retry later (close 1013);
+//! - the upgrade request's headers go to the authentication hook, and the peer address is axum's
+//!   `ConnectInfo<SocketAddr>` when the app is served with
+//!   `into_make_service_with_connect_info::<SocketAddr>()` (`0.0.0.0:0` otherwise);
+//! - after [`EventwireService::shutdown`] has begun, upgrade requests get 503 with `Retry-After`.
+//!
+//! `upgrade_timeout` does not apply: the HTTP part belongs to the app's own server.
+//!
+//! ```no_run
+//! # #[tokio::main]
+//! # async fn main() -> std::io::Result<()> {
+//! use std::time::Duration;
+//!
+//! use axum::routing::get;
+//! use eventwire_tokio::axum::EventwireService;
+//! use eventwire_tokio::{Hub, ServerConfig};
+//!
+//! let hub = Hub::new(Default::default());
+//! let eventwire = EventwireService::new(hub.clone(), ServerConfig::default());
+//! let app = axum::Router::new()
+//!     .route("/health", get(|| async { "ok" }))
+//!     .route("/ws", eventwire.route());
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let serving = tokio::spawn(async move {
+//!     let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+//!     axum::serve(listener, app).await
+//! });
+//! hub.emit("system", "system.note", &serde_json::json!({"text": "hello"})).unwrap();
+//!
+//! // Later: clients reconnect after a second, elsewhere or to the next run.
+//! eventwire.shutdown(Duration::from_secs(1)).await;
+//! serving.abort();
+//! # Ok(())
+//! # }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::axum::extract::connect_info::ConnectInfo;
+use ::axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use ::axum::extract::State;
+use ::axum::http::header::{ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL};
+use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
+use ::axum::response::{IntoResponse, Response};
+use ::axum::routing::{get, MethodRouter};
+use ::axum::Extension;
+use eventwire_core::codec::Codec;
+use eventwire_core::frame::Frame;
+use eventwire_core::{CloseCode, DecodeError, EncodeError};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::watch;
+use tracing::{debug, info_span, warn, Instrument};
+
+use crate::conn::drive;
+use crate::hub::Hub;
+use crate::message::{self, Inbound};
+use crate::server::{new_shared, ServerConfig, Shared};
+use crate::wire::{Recv, Wire};
+
+/// eventwire mounted in an axum app: a cheap handle (clone it freely) to route, and to shut
+/// down. See the [module docs](self).
+#[derive(Clone)]
+pub struct EventwireService {
+    mount: Arc<Mount>,
+}
+
+struct Mount {
+    shared: Arc<Shared>,
+    /// Kept as long as any connection runs: a dropped sender reads as shutdown.
+    stop: watch::Sender<Option<Duration>>,
+    /// Connections of this mount (the hub's counter may include other servers').
+    open: AtomicU64,
+}
+
+impl std::fmt::Debug for EventwireService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventwireService")
+            .field("connections", &self.mount.open.load(Ordering::Relaxed))
+            .field("shutting_down", &self.mount.stop.borrow().is_some())
+            .finish()
+    }
+}
+
+impl EventwireService {
+    /// A mount serving `hub` with `config`'s limits and hooks.
+    pub fn new(hub: Hub, config: ServerConfig) -> Self {
+        let (shared, stop) = new_shared(hub, config);
+        EventwireService {
+            mount: Arc::new(Mount {
+                shared,
+                stop,
+                open: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The hub it serves.
+    pub fn hub(&self) -> &Hub {
+        &self.mount.shared.hub
+    }
+
+    /// The route to mount at a path of a router of any state:
+    /// `Router::new().route("/ws", service.route())`. It answers `GET` WebSocket upgrades.
+    pub fn route<S>(&self) -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        get(handler).with_state(self.clone())
+    }
+
+    /// Refuses new connections (503), tells every connected client to reconnect after
+    /// `retry_after` (close 1001 with the hint, so clients resume elsewhere with nothing lost),
+    /// and waits for this mount's connections to end (at most the write timeout). The rest of
+    /// the app keeps serving; stop its server yourself afterwards.
+    pub async fn shutdown(&self, retry_after: Duration) {
+        let mount = &self.mount;
+        mount.stop.send_replace(Some(retry_after));
+        let wait = async {
+            loop {
+                let idle = mount.shared.idle.notified();
+                if mount.open.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        if tokio::time::timeout(mount.shared.config.write_timeout, wait)
+            .await
+            .is_err()
+        {
+            warn!("shutdown: connections still open after the write timeout");
+        }
+    }
+}
+
+/// The axum handler of eventwire's upgrade route, for routers whose state gives an
+/// [`EventwireService`] (`impl FromRef<AppState> for EventwireService`). Most apps use
+/// [`EventwireService::route`] instead.
+pub async fn handler(
+    State(service): State<EventwireService>,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let mount = service.mount;
+    let config = &mount.shared.config;
+    if let Some(retry_after) = *mount.stop.borrow() {
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(RETRY_AFTER, HeaderValue::from(secs))],
+            "server shutting down",
+        )
+            .into_response();
+    }
+    if let (Some(allowed), Some(origin)) = (&config.allowed_origins, headers.get(ORIGIN)) {
+        let origin = origin.to_str().unwrap_or("");
+        if !allowed.iter().any(|a| a == origin) {
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
+    }
+    let mut offered = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().peekable();
+    let codec = if offered.peek().is_none() {
+        None
+    } else {
+        match offered.find_map(|v| v.to_str().ok().and_then(Codec::negotiate)) {
+            Some(codec) => Some(codec),
+            None => {
+                return (StatusCode::BAD_REQUEST, "no supported subprotocol").into_response();
+            }
+        }
+    };
+    let max = config.session.max_frame as usize;
+    let mut upgrade = upgrade
+        .read_buffer_size(config.read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(config.write_buffer.max(max + 1024))
+        .max_message_size(max)
+        .max_frame_size(max);
+    if let Some(codec) = codec {
+        upgrade.set_selected_protocol(HeaderValue::from_static(codec.subprotocol()));
+    }
+    let codec = codec.unwrap_or(Codec::Binary);
+    let peer = connect_info.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0 .0);
+    let headers = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    // Counted from here, so that a failed upgrade (the callback dropped unrun) uncounts too.
+    let (open, over_capacity) = Open::count(mount);
+    upgrade
+        .on_failed_upgrade(|e| debug!(error = %e, "upgrade failed"))
+        .on_upgrade(move |socket| {
+            async move {
+                debug!(?codec, "connected");
+                let shared = open.mount.shared.clone();
+                drive(
+                    AxumWire::new(socket, codec),
+                    peer,
+                    headers,
+                    &shared,
+                    over_capacity,
+                )
+                .await;
+                drop(open);
+                debug!("closed");
+            }
+            .instrument(info_span!("connection", %peer))
+        })
+}
+
+/// One counted connection; uncounts when dropped.
+struct Open {
+    mount: Arc<Mount>,
+}
+
+impl Open {
+    /// Counts a connection; `true` when it is over the limit.
+    fn count(mount: Arc<Mount>) -> (Open, bool) {
+        let counters = &mount.shared.hub.inner.counters;
+        let open = counters.connections.fetch_add(1, Ordering::AcqRel);
+        counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        mount.open.fetch_add(1, Ordering::AcqRel);
+        let over = open >= mount.shared.config.max_connections as u64;
+        (Open { mount }, over)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let shared = &self.mount.shared;
+        let counters = &shared.hub.inner.counters;
+        counters.connections.fetch_sub(1, Ordering::AcqRel);
+        if self.mount.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            shared.idle.notify_waiters();
+        }
+    }
+}
+
+/// WebSocket through axum's upgrade: one frame per message, like `WsWire`.
+pub(crate) struct AxumWire {
+    ws: WebSocket,
+    codec: Codec,
+    buf: Vec<u8>,
+}
+
+impl AxumWire {
+    fn new(ws: WebSocket, codec: Codec) -> Self {
+        AxumWire {
+            ws,
+            codec,
+            buf: Vec::with_capacity(1024),
+        }
+    }
+
+    /// The payload of a data message, checked against the codec's message type.
+    fn data<'m>(&self, msg: &'m Message) -> Result<Option<&'m [u8]>, Inbound> {
+        match msg {
+            Message::Binary(b) => message::check_kind(self.codec, false).map(|()| Some(&b[..])),
+            Message::Text(t) => message::check_kind(self.codec, true).map(|()| Some(t.as_bytes())),
+            // Pings are answered by tungstenite inside axum; pongs carry nothing for us.
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(None),
+        }
+    }
+}
+
+/// Whether a read error is tungstenite refusing an oversize message (from its header, before
+/// buffering it). axum wraps tungstenite's error opaquely and re-exports none of its types, so
+/// this looks behind `axum::Error` for the tungstenite axum uses (and ours, should axum move to
+/// it).
+fn too_big(error: &::axum::Error) -> bool {
+    let Some(inner) = std::error::Error::source(error) else {
+        return false;
+    };
+    matches!(
+        inner.downcast_ref::<axum_tungstenite::Error>(),
+        Some(axum_tungstenite::Error::Capacity(_))
+    ) || matches!(
+        inner.downcast_ref::<tokio_tungstenite::tungstenite::Error>(),
+        Some(tokio_tungstenite::tungstenite::Error::Capacity(_))
+    )
+}
+
+impl Wire for AxumWire {
+    type Unit = Message;
+    type Out = Message;
+
+    fn encode(&mut self, frame: &Frame<'_>) -> Result<Message, EncodeError> {
+        let bytes = message::encode_payload(self.codec, frame, &mut self.buf)?;
+        Ok(if self.codec.is_text() {
+            Message::Text(Utf8Bytes::try_from(bytes).map_err(|_| message::NOT_TEXT)?)
+        } else {
+            Message::Binary(bytes)
+        })
+    }
+
+    fn out_len(out: &Message) -> usize {
+        match out {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+            Message::Close(c) => c.as_ref().map_or(0, |c| 2 + c.reason.len()),
+        }
+    }
+
+    async fn feed(&mut self, out: Message) -> std::io::Result<()> {
+        self.ws.feed(out).await.map_err(std::io::Error::other)
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.ws.flush().await.map_err(std::io::Error::other)
+    }
+
+    async fn close(&mut self, code: CloseCode) {
+        let close = Message::Close(Some(CloseFrame {
+            code: code.0,
+            reason: code.name().into(),
+        }));
+        let _ = self.ws.send(close).await;
+    }
+
+    async fn recv(&mut self) -> Recv<Message> {
+        match self.ws.next().await {
+            Some(Ok(Message::Close(_))) | None => Recv::Ended,
+            Some(Ok(msg)) => match self.data(&msg) {
+                Ok(Some(_)) => Recv::Data(msg),
+                Ok(None) => Recv::Nothing,
+                Err(Inbound::Close(code)) => Recv::Violation(code, "wrong message type"),
+                Err(Inbound::Ignore) => Recv::Nothing,
+            },
+            Some(Err(e)) if too_big(&e) => {
+                Recv::Violation(CloseCode::MESSAGE_TOO_BIG, "message too big")
+            }
+            Some(Err(e)) => {
+                debug!(error = %e, "websocket error");
+                Recv::Violation(CloseCode::PROTOCOL_ERROR, "websocket error")
+            }
+        }
+    }
+
+    fn decode(
+        &mut self,
+        unit: &Message,
+        max_frame: usize,
+        on: &mut dyn FnMut(Result<Frame<'_>, DecodeError>),
+    ) {
+        if let Ok(Some(bytes)) = self.data(unit) {
+            on(self.codec.decode(bytes, max_frame));
+        }
+    }
+}
