@@ -4,18 +4,37 @@
 //! This crate is a thin loop around [`eventwire_core`]: it moves bytes and time between sockets
 //! and the core's state machines and makes no protocol decisions of its own.
 //!
-//! - [`Hub`]: the handle a service keeps to emit events (typed dashboard helpers included).
-//! - [`Server`]: a standalone WebSocket server on tokio-tungstenite serving a hub.
-//! - [`Client`]: a reconnecting client; its events are a `futures::Stream`.
+//! - [`Hub`]: the handle a service keeps to emit events (typed dashboard helpers, statistics).
+//! - [`Server`]: a standalone WebSocket server on tokio-tungstenite serving a hub, with limits,
+//!   an authentication hook, a room authorisation hook and graceful shutdown.
+//! - [`TcpServer`]: the same over plain TCP with COBS-framed binary frames, for devices without a
+//!   WebSocket stack.
+//! - `axum` (feature `axum`): eventwire mounted at a path of an existing axum app.
+//! - [`Client`]: a reconnecting client that resumes every room; its events are a
+//!   `futures::Stream`, its state and link quality `watch` channels.
 //!
-//! ```no_run
-//! # #[tokio::main]
-//! # async fn main() -> std::io::Result<()> {
-//! use eventwire_tokio::{Hub, Server, ServerConfig};
+//! Inside, one task per connection runs `conn::drive`, the loop around the core's
+//! `ServerSession`, over a small `Wire` trait implemented by each transport.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures_util::StreamExt;
+//! use eventwire_tokio::{Client, ClientOptions, Event, Hub, Server, ServerConfig};
 //!
 //! let hub = Hub::new(Default::default());
-//! let server = Server::bind("127.0.0.1:9001", hub.clone(), ServerConfig::default()).await?;
-//! hub.emit("system", "system.note", &serde_json::json!({"text": "hello"})).unwrap();
+//! let server = Server::bind("127.0.0.1:0", hub.clone(), ServerConfig::default()).await?;
+//!
+//! let mut client = Client::connect(&format!("ws://{}", server.local_addr()), ClientOptions::default())?;
+//! client.subscribe("system").await?;
+//! // Wait until the join is answered, then emit.
+//! while !matches!(client.next().await, Some(Event::Subscribed { .. })) {}
+//! hub.emit("system", "system.note", &serde_json::json!({"text": "hello"}))?;
+//! if let Some(Event::Event { kind, payload, .. }) = client.next().await {
+//!     assert_eq!(kind, "system.note");
+//!     assert_eq!(&payload[..], br#"{"text":"hello"}"#);
+//! }
+//! client.close().await;
 //! server.shutdown(std::time::Duration::from_secs(1)).await;
 //! # Ok(())
 //! # }
