@@ -5,7 +5,9 @@
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
 use eventwire_core::{CloseCode, DecodeError, EncodeError};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::message::{self, Inbound};
@@ -51,14 +53,14 @@ pub(crate) trait Wire {
 }
 
 /// WebSocket through tokio-tungstenite: one frame per message.
-pub(crate) struct WsWire<S> {
-    ws: S,
+pub(crate) struct WsWire<T> {
+    ws: WebSocketStream<T>,
     codec: Codec,
     buf: Vec<u8>,
 }
 
-impl<S> WsWire<S> {
-    pub(crate) fn new(ws: S, codec: Codec) -> Self {
+impl<T> WsWire<T> {
+    pub(crate) fn new(ws: WebSocketStream<T>, codec: Codec) -> Self {
         WsWire {
             ws,
             codec,
@@ -67,9 +69,9 @@ impl<S> WsWire<S> {
     }
 }
 
-impl<S> Wire for WsWire<S>
+impl<T> Wire for WsWire<T>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin,
 {
     type Unit = Message;
     type Out = Message;
@@ -93,6 +95,21 @@ where
     async fn close(&mut self, code: CloseCode) {
         let close = Message::Close(Some(message::close_frame(code, code.name())));
         let _ = self.ws.send(close).await;
+        // Closing a socket with unread bytes makes the kernel reset the connection, which can
+        // destroy the close frames just sent (after an oversize message, the rest of it is still
+        // arriving). Read and discard what the peer still sends, briefly and boundedly.
+        let socket = self.ws.get_mut();
+        let mut scratch = [0u8; 4096];
+        let mut budget = 256 * 1024usize;
+        let drain = async {
+            while budget > 0 {
+                match socket.read(&mut scratch).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => budget = budget.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(500), drain).await;
     }
 
     async fn recv(&mut self) -> Recv<Message> {
