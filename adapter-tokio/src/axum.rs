@@ -26,6 +26,9 @@
 //!
 //! `upgrade_timeout` does not apply: the HTTP part belongs to the app's own server.
 //!
+//! [`EventwireService::poll_route`] is the HTTP long-polling fallback (PROTOCOL.md 1.4) to route
+//! at a path of its own (`POST`), with the polling limits of [`ServerConfig`].
+//!
 //! ```no_run
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
@@ -63,10 +66,12 @@ use std::time::Duration;
 use ::axum::extract::connect_info::ConnectInfo;
 use ::axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use ::axum::extract::State;
-use ::axum::http::header::{ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL};
+use ::axum::http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL,
+};
 use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
-use ::axum::routing::{get, MethodRouter};
+use ::axum::routing::{get, post, MethodRouter};
 use ::axum::Extension;
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
@@ -78,6 +83,7 @@ use tracing::{debug, info_span, warn, Instrument};
 use crate::conn::drive;
 use crate::hub::Hub;
 use crate::message::{self, Inbound};
+use crate::poll;
 use crate::server::{new_shared, ServerConfig, Shared};
 use crate::wire::{Recv, Wire};
 
@@ -130,6 +136,20 @@ impl EventwireService {
         S: Clone + Send + Sync + 'static,
     {
         get(handler).with_state(self.clone())
+    }
+
+    /// The HTTP long-polling route (PROTOCOL.md 1.4) to mount at a path of a router of any
+    /// state: `Router::new().route("/eventwire/poll", service.poll_route())`. It answers `POST`
+    /// with the limits of [`ServerConfig`] (`max_poll_body`, checked from `Content-Length`
+    /// before the body is read, whatever axum's `DefaultBodyLimit`; `max_poll_frames`,
+    /// `long_poll`, `poll_idle`). Its sessions count toward `max_connections` and end on
+    /// [`EventwireService::shutdown`] (held requests return the close frame with the hint),
+    /// but `shutdown` waits only for WebSocket connections.
+    pub fn poll_route<S>(&self) -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        post(poll_handler).with_state(self.clone())
     }
 
     /// Refuses new connections (503), tells every connected client to reconnect after
@@ -236,6 +256,57 @@ pub async fn handler(
             }
             .instrument(info_span!("connection", %peer))
         })
+}
+
+/// The axum handler of eventwire's long-polling route, for routers whose state gives an
+/// [`EventwireService`]. Most apps use [`EventwireService::poll_route`] instead.
+pub async fn poll_handler(
+    State(service): State<EventwireService>,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    body: ::axum::body::Body,
+) -> Response {
+    let shared = &service.mount.shared;
+    let text = |name: ::axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let content_length = match text(CONTENT_LENGTH).map(|v| v.trim().parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return (StatusCode::BAD_REQUEST, "bad Content-Length").into_response(),
+    };
+    let answer = match poll::check_head(shared, content_length, text(CONTENT_TYPE), text(ORIGIN)) {
+        Err(answer) => answer,
+        Ok((codec, length)) => match ::axum::body::to_bytes(body, length).await {
+            Err(e) => {
+                debug!(error = %e, "polling request body not received");
+                return (StatusCode::BAD_REQUEST, "body not received").into_response();
+            }
+            Ok(bytes) => {
+                let peer = connect_info.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0 .0);
+                let headers = headers
+                    .iter()
+                    .map(|(k, v)| {
+                        (
+                            k.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect();
+                poll::exchange(shared, peer, headers, codec, &bytes, false).await
+            }
+        },
+    };
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, answer.body).into_response();
+    let out = response.headers_mut();
+    out.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    out.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(token) = answer.token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        out.insert(poll::SESSION_HEADER, token);
+    }
+    if let Some(secs) = answer.retry_after {
+        out.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
 }
 
 /// One counted connection; uncounts when dropped.

@@ -22,6 +22,14 @@
 //! among ready branches at random, so neither path starves the other. Writes are batched: queued
 //! messages are fed to the socket and flushed once.
 //!
+//! # Long-polling fallback
+//! After [`PollingOptions::after_failures`] failed WebSocket attempts in a row, `Connect` opens
+//! an HTTP long-polling session instead (PROTOCOL.md section 1.4, `client/poll.rs`): to the
+//! machine it is a connection like any other, and a WebSocket is tried again every
+//! [`PollingOptions::upgrade_every`]. Each switch is a reconnect with resume, lossless by
+//! positions; [`Client::transport`] tells which transport is in use. On by default; see
+//! [`ClientOptions::polling`].
+//!
 //! # Backpressure
 //! The event channel is bounded ([`ClientOptions::events_capacity`]). Events one frame produces
 //! that do not fit wait in the task, in order, and while any wait the task stops reading the
@@ -54,6 +62,8 @@ use std::future::{pending, poll_fn, Future};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(feature = "tls")]
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -74,6 +84,7 @@ use futures_util::stream::{SplitSink, SplitStream, Stream, StreamExt};
 use futures_util::SinkExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -84,11 +95,14 @@ use tokio_tungstenite::tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tokio_tungstenite::tungstenite::http::{HeaderValue, Uri};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
 use crate::clock::Clock;
 use crate::message::{self, Inbound};
+
+mod poll;
+pub use poll::{PollingOptions, Transport};
 
 /// Rooms one client holds (the machine's `ROOMS`): far more than a dashboard needs, and small
 /// (each is a name and a position).
@@ -107,8 +121,13 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 type Machine = eventwire_core::client::Client<ROOMS, OUTBOX, OUTBOX_BYTES>;
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Box<dyn Io>>;
 type Attempt = Pin<Box<dyn Future<Output = Result<(Ws, Response), WsError>> + Send>>;
+
+/// The byte stream under the WebSocket: plain TCP, or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// How a [`Client`] connects and behaves. Build it with [`ClientOptions::new`] (or `default()`)
 /// and the setters.
@@ -128,6 +147,14 @@ pub struct ClientOptions {
     /// Seed of the machine's backoff jitter and ping nonces; `None` draws one like the default
     /// client id.
     pub seed: Option<u64>,
+    /// The HTTP long-polling fallback (PROTOCOL.md section 1.4); `None` turns it off. On by
+    /// default, with [`PollingOptions::default`]: after 3 failed WebSocket attempts in a row the
+    /// client polls `/eventwire/poll`, and tries a WebSocket again every 30 s. `ws://` only.
+    pub polling: Option<PollingOptions>,
+    /// The TLS configuration of `wss://` connections (its root certificates decide which
+    /// servers are trusted). `wss://` URLs need one: there are no built-in roots.
+    #[cfg(feature = "tls")]
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl ClientOptions {
@@ -141,6 +168,9 @@ impl ClientOptions {
             codec: Codec::Binary,
             events_capacity: 1024,
             seed: None,
+            polling: Some(PollingOptions::default()),
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -170,9 +200,41 @@ impl ClientOptions {
         self
     }
 
+    /// Sets the long-polling fallback: `PollingOptions`, or `None` for WebSocket only.
+    pub fn polling(mut self, polling: impl Into<Option<PollingOptions>>) -> Self {
+        self.polling = polling.into();
+        self
+    }
+
     /// Sets the seed of the machine's randomness, for runs that replay.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Sets the TLS configuration of `wss://` connections; the server's certificate must be
+    /// valid for the URL's host under its roots.
+    ///
+    /// ```no_run
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let ca = eventwire_tokio::rustls::pki_types::CertificateDer::from(Vec::<u8>::new());
+    /// use std::sync::Arc;
+    /// use eventwire_tokio::{rustls, Client, ClientOptions};
+    ///
+    /// let mut roots = rustls::RootCertStore::empty();
+    /// roots.add(ca)?;
+    /// let tls = rustls::ClientConfig::builder()
+    ///     .with_root_certificates(roots)
+    ///     .with_no_client_auth();
+    /// let options = ClientOptions::default().tls(Arc::new(tls));
+    /// let client = Client::connect("wss://events.example.com/", options)?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ClientConfig>) -> Self {
+        self.tls = Some(config);
         self
     }
 }
@@ -204,7 +266,8 @@ fn random_u64() -> u64 {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The URL is not `ws://host[:port][/path]`; the text says what is wrong.
+    /// The URL is not `ws://host[:port][/path]` (or `wss://`, with the `tls` feature and
+    /// [`ClientOptions::tls`]); the text says what is wrong.
     InvalidUrl(&'static str),
     /// The client is closed for good (its task ended): closed by the application, refused by
     /// the server, or out of reconnect attempts. See [`Client::status`].
@@ -391,6 +454,7 @@ pub struct Client {
     events: mpsc::Receiver<Event>,
     status: watch::Receiver<Status>,
     quality: watch::Receiver<Quality>,
+    transport: watch::Receiver<Transport>,
     codec: Codec,
 }
 
@@ -405,26 +469,35 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// Starts a client for `url` (`ws://host[:port][/path]`) and returns at once; the first
-    /// connection attempt runs in a spawned task. Only the URL is checked here; connection
+    /// Starts a client for `url` (`ws://host[:port][/path]`, or `wss://` with the `tls` feature
+    /// and [`ClientOptions::tls`]) and returns at once; the first connection attempt runs in a
+    /// spawned task. Only the URL is checked here; connection
     /// failures show in [`Client::status`] and are retried with backoff.
     ///
     /// # Panics
     /// Outside a Tokio runtime, like `tokio::spawn`.
     pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let uri = parse_url(url)?;
         let ClientOptions {
             core,
             codec,
             max_message,
             events_capacity,
             seed,
+            polling,
+            #[cfg(feature = "tls")]
+            tls,
         } = options;
+        #[cfg(feature = "tls")]
+        let target = Target::new(parse_url(url, tls.is_some())?, tls)?;
+        #[cfg(not(feature = "tls"))]
+        let target = Target::new(parse_url(url, false)?);
+        let uri = &target.uri;
         let seed = seed.unwrap_or_else(random_u64);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
         let (events_tx, events_rx) = mpsc::channel(events_capacity.max(1));
         let (status_tx, status_rx) = watch::channel(Status::Connecting);
         let (quality_tx, quality_rx) = watch::channel(Quality::Good);
+        let (transport_tx, transport_rx) = watch::channel(Transport::WebSocket);
         let ws_config = WebSocketConfig::default()
             .max_message_size(Some(max_message))
             .max_frame_size(Some(max_message))
@@ -437,10 +510,12 @@ impl Client {
         let setup = Setup {
             config: core,
             seed,
-            uri,
+            target,
             codec,
             max_message,
             ws_config,
+            polling,
+            transport: transport_tx,
             commands: commands_rx,
             out: Outputs {
                 events: events_tx,
@@ -455,6 +530,7 @@ impl Client {
             events: events_rx,
             status: status_rx,
             quality: quality_rx,
+            transport: transport_rx,
             codec,
         })
     }
@@ -566,6 +642,12 @@ impl Client {
         self.quality.clone()
     }
 
+    /// The transport of the current (or last) session: [`Transport::Polling`] while the client
+    /// falls back to HTTP long-polling (see [`ClientOptions::polling`]).
+    pub fn transport(&self) -> watch::Receiver<Transport> {
+        self.transport.clone()
+    }
+
     /// The next event, or `None` once the client stopped and every event was taken; the same
     /// as `StreamExt::next`.
     pub async fn recv(&mut self) -> Option<Event> {
@@ -593,15 +675,27 @@ impl Stream for Client {
     }
 }
 
-/// Checks that `url` is `ws://` with a host.
-fn parse_url(url: &str) -> Result<Uri, ClientError> {
+/// Checks that `url` is `ws://` with a host, or `wss://` when TLS is configured (`tls`).
+fn parse_url(url: &str, tls: bool) -> Result<Uri, ClientError> {
     let uri: Uri = url
         .parse()
         .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
     match uri.scheme_str() {
         Some("ws") => {}
-        Some("wss") => return Err(ClientError::InvalidUrl("wss:// is not supported yet")),
-        _ => return Err(ClientError::InvalidUrl("the scheme must be ws://")),
+        Some("wss") if cfg!(feature = "tls") && tls => {}
+        Some("wss") if cfg!(feature = "tls") => {
+            return Err(ClientError::InvalidUrl("wss needs ClientOptions::tls"))
+        }
+        Some("wss") => {
+            return Err(ClientError::InvalidUrl(
+                "wss needs the `tls` feature of eventwire-tokio",
+            ))
+        }
+        _ => {
+            return Err(ClientError::InvalidUrl(
+                "the scheme must be ws:// or wss://",
+            ))
+        }
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(ClientError::InvalidUrl("no host"));
@@ -611,6 +705,67 @@ fn parse_url(url: &str) -> Result<Uri, ClientError> {
         .into_client_request()
         .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
     Ok(uri)
+}
+
+/// Where each attempt connects, and for `wss://` how it secures the connection.
+#[derive(Clone)]
+struct Target {
+    uri: Uri,
+    /// The connector and the name the server's certificate must match (the URL's host).
+    #[cfg(feature = "tls")]
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        tokio_rustls::rustls::pki_types::ServerName<'static>,
+    )>,
+}
+
+impl Target {
+    #[cfg(not(feature = "tls"))]
+    fn new(uri: Uri) -> Target {
+        Target { uri }
+    }
+
+    /// `uri` is checked by `parse_url`: `wss://` only with a `config`.
+    #[cfg(feature = "tls")]
+    fn new(
+        uri: Uri,
+        config: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> Result<Target, ClientError> {
+        let tls = match config {
+            Some(config) if uri.scheme_str() == Some("wss") => {
+                let name =
+                    tokio_rustls::rustls::pki_types::ServerName::try_from(host(&uri).to_owned())
+                        .map_err(|_| {
+                            ClientError::InvalidUrl("the host is not a valid TLS server name")
+                        })?;
+                Some((tokio_rustls::TlsConnector::from(config), name))
+            }
+            _ => None,
+        };
+        Ok(Target { uri, tls })
+    }
+
+    /// Opens the byte stream of one attempt: TCP, then the TLS handshake for `wss://`.
+    async fn open(self) -> std::io::Result<Box<dyn Io>> {
+        let secure = self.uri.scheme_str() == Some("wss");
+        let port = self.uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let tcp = TcpStream::connect((host(&self.uri), port)).await?;
+        // The task batches its writes, so Nagle's delay would only add latency.
+        tcp.set_nodelay(true)?;
+        #[cfg(feature = "tls")]
+        if let Some((connector, name)) = self.tls {
+            return Ok(Box::new(connector.connect(name, tcp).await?));
+        }
+        Ok(Box::new(tcp))
+    }
+}
+
+/// The URL's host, without the brackets of an IPv6 address.
+fn host(uri: &Uri) -> &str {
+    let host = uri.host().unwrap_or("");
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
 }
 
 /// The upgrade request of one attempt, asking for `codec`'s subprotocol.
@@ -808,16 +963,20 @@ enum Wake {
     Timer,
     Command(Option<Command>),
     Room(Result<mpsc::OwnedPermit<Event>, mpsc::error::SendError<()>>),
+    /// The long-polling fallback (client/poll.rs).
+    Poll(poll::PollWake),
 }
 
 /// What the task is made of, gathered by `Client::connect`.
 struct Setup {
     config: ClientConfig,
     seed: u64,
-    uri: Uri,
+    target: Target,
     codec: Codec,
     max_message: usize,
     ws_config: WebSocketConfig,
+    polling: Option<PollingOptions>,
+    transport: watch::Sender<Transport>,
     commands: mpsc::Receiver<Command>,
     out: Outputs,
 }
@@ -826,7 +985,7 @@ struct Setup {
 struct Task {
     machine: Box<Machine>,
     clock: Clock,
-    uri: Uri,
+    target: Target,
     codec: Codec,
     max_message: usize,
     /// Largest frame the server accepts: its last welcome's, `max_message` before any.
@@ -842,6 +1001,8 @@ struct Task {
     closing: Option<JoinHandle<()>>,
     close_reply: Option<oneshot::Sender<()>>,
     encode_buf: Vec<u8>,
+    /// The long-polling fallback: its session, if one is open, and the upgrade attempts.
+    poll: poll::Fallback,
 }
 
 impl Task {
@@ -852,7 +1013,7 @@ impl Task {
         let mut task = Task {
             machine,
             clock: Clock::new(),
-            uri: setup.uri,
+            target: setup.target,
             codec: setup.codec,
             max_message: setup.max_message,
             frame_limit: setup.max_message,
@@ -865,6 +1026,7 @@ impl Task {
             closing: None,
             close_reply: None,
             encode_buf: Vec::new(),
+            poll: poll::Fallback::new(setup.polling, setup.transport),
         };
         let now = task.clock.now();
         task.machine.connect(now, &mut |e| task.out.on_event(e));
@@ -895,6 +1057,11 @@ impl Task {
     /// Drains `poll_transmit` into the connection's write queue.
     fn transmit(&mut self, now: Instant) {
         while let Some(frame) = self.machine.poll_transmit(now) {
+            if self.poll.in_session() {
+                self.poll
+                    .queue_frame(self.codec, &frame, &mut self.encode_buf);
+                continue;
+            }
             let Some(conn) = self.conn.as_mut() else {
                 tracing::trace!(?frame, "no connection for a frame");
                 continue;
@@ -908,15 +1075,22 @@ impl Task {
                 Err(e) => tracing::error!(error = %e, ?frame, "cannot encode a frame; dropped"),
             }
         }
+        self.send_polls();
     }
 
     /// Acts on `poll_action`.
     fn act(&mut self) {
         while let Some(action) = self.machine.poll_action() {
             match action {
-                Action::Connect => self.start_attempt(),
+                Action::Connect => {
+                    if !self.start_polling() {
+                        self.start_attempt();
+                    }
+                }
                 Action::Disconnect { code } => {
+                    self.end_polling();
                     if self.attempt.take().is_some() {
+                        self.poll.ws_failed();
                         tracing::info!(%code, "connection attempt abandoned");
                     }
                     if let Some(conn) = self.conn.take() {
@@ -933,13 +1107,17 @@ impl Task {
             // The machine always disconnects first; keep at most one socket regardless.
             self.close_later(conn, CloseCode::NORMAL);
         }
-        let request = request(&self.uri, self.codec);
+        let request = request(&self.target.uri, self.codec);
+        let target = self.target.clone();
         let config = self.ws_config;
         let span = tracing::debug_span!("attempt");
+        // One future for TCP, TLS and the upgrade: dropping it abandons the attempt wherever
+        // it is.
         self.attempt = Some(Box::pin(
             async move {
-                // The task batches its writes, so Nagle's delay would only add latency.
-                tokio_tungstenite::connect_async_with_config(request?, Some(config), true).await
+                let request = request?;
+                let stream = target.open().await?;
+                tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await
             }
             .instrument(span),
         ));
@@ -957,6 +1135,7 @@ impl Task {
             commands,
             commands_open,
             out,
+            poll,
             ..
         } = self;
         let (stream, writer) = match conn.as_mut() {
@@ -1012,6 +1191,7 @@ impl Task {
                     None => pending().await,
                 }
             } => Wake::Room(permit),
+            wake = poll.wake() => Wake::Poll(wake),
         }
     }
 
@@ -1053,6 +1233,7 @@ impl Task {
             }
             // Nobody takes events any more.
             Wake::Room(Err(_)) => self.out.pending.clear(),
+            Wake::Poll(wake) => self.on_poll(now, wake),
         }
     }
 
@@ -1062,6 +1243,7 @@ impl Task {
             Ok(opened) => opened,
             Err(e) => {
                 tracing::warn!(error = %e, "connection attempt failed");
+                self.poll.ws_failed();
                 self.machine
                     .handle_disconnected(now, &mut |e| self.out.on_event(e));
                 return;
@@ -1087,6 +1269,7 @@ impl Task {
                 "the server did not select the subprotocol"
             );
             self.close_later(conn, CloseCode::PROTOCOL_ERROR);
+            self.poll.ws_failed();
             self.machine
                 .handle_disconnected(now, &mut |e| self.out.on_event(e));
             return;
@@ -1098,6 +1281,7 @@ impl Task {
             return;
         }
         tracing::info!("connected");
+        self.poll.ws_opened();
         self.conn = Some(conn);
         self.machine
             .handle_connected(now, &mut |e| self.out.on_event(e));
@@ -1238,6 +1422,7 @@ impl Task {
         // Queued commands are dropped unanswered: their callers get `ClientError::Closed`.
         while self.commands.try_recv().is_ok() {}
         self.attempt = None;
+        self.stop_polling();
         if let Some(conn) = self.conn.take() {
             self.close_later(conn, CloseCode::NORMAL);
         }

@@ -1,4 +1,5 @@
-//! One server connection: the WebSocket upgrade, then the loop around a core `ServerSession`.
+//! One server connection: the WebSocket upgrade (after the TLS handshake for `wss://`), then the
+//! loop around a core `ServerSession`.
 //!
 //! The loop (STYLE habit 9): read the clock, feed inputs, then write everything the session has
 //! while the socket takes it, then act, then wait for the first of: a message, the session's
@@ -6,6 +7,8 @@
 //! buffer), so a slow peer only slows its own task; if a single write cannot drain within the
 //! write timeout, the peer is closed as a slow consumer and resumes from its position later.
 
+use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,12 +17,13 @@ use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
 use eventwire_core::server::{ServerEvent, ServerSession, SessionState};
 use eventwire_core::{CloseCode, DecodeError};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info_span, warn, Instrument};
 
+use crate::poll::{self, Sniffed};
 use crate::server::{shutdown_requested, AuthRequest, Peer, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
@@ -45,14 +49,18 @@ fn ws_config(shared: &Shared) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
-/// Serves one accepted TCP connection to its end. `over_capacity` connections are told to come
-/// back later.
-pub(crate) async fn serve(
-    stream: TcpStream,
+/// Serves one accepted connection to its end. `stream` yields its byte stream: at once for plain
+/// TCP, after the TLS handshake for `wss://`; it runs inside the upgrade timeout, with the
+/// WebSocket upgrade. `over_capacity` connections are told to come back later.
+pub(crate) async fn serve<S, F>(
+    stream: F,
     peer: SocketAddr,
     shared: Arc<Shared>,
     over_capacity: bool,
-) {
+) where
+    F: Future<Output = io::Result<S>>,
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let span = info_span!("connection", %peer);
     async move {
         let mut upgrade = None;
@@ -91,13 +99,26 @@ pub(crate) async fn serve(
             upgrade = Some(Upgrade { codec, headers });
             Ok(resp)
         };
-        let accept = tokio_tungstenite::accept_hdr_async_with_config(
-            stream,
-            callback,
-            Some(ws_config(&shared)),
-        );
+        let config = ws_config(&shared);
+        // An HTTP long-polling request (`poll`) is read in full within the same budget, then
+        // served (and held) outside it; anything else goes on to the upgrade.
+        let accept = async {
+            let stream = stream.await?;
+            match poll::sniff(stream, &shared).await? {
+                Sniffed::Upgrade(stream) => {
+                    tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
+                        .await
+                        .map(Ok)
+                }
+                Sniffed::Poll(request) => Ok(Err(request)),
+            }
+        };
         let ws = match tokio::time::timeout(shared.config.upgrade_timeout, accept).await {
-            Ok(Ok(ws)) => ws,
+            Ok(Ok(Ok(ws))) => ws,
+            Ok(Ok(Err(request))) => {
+                request.serve(peer, &shared).await;
+                return;
+            }
             Ok(Err(e)) => {
                 debug!(error = %e, "upgrade failed");
                 return;
@@ -117,9 +138,10 @@ pub(crate) async fn serve(
     .await
 }
 
-pub(crate) struct Conn<'s> {
-    shared: &'s Shared,
-    session: ServerSession,
+/// A session and the application decisions it waits for; shared by the socket loop below and
+/// the polling sessions (`poll`), which keep one per session.
+pub(crate) struct Conn {
+    pub(crate) session: ServerSession,
     peer: Peer,
     headers: Vec<(String, String)>,
     /// Authentication requests raised while the hub was locked, handled after.
@@ -140,31 +162,7 @@ pub(crate) async fn drive<W: Wire>(
     let hub = &shared.hub;
     let clock = hub.inner.clock;
     let counters = &hub.inner.counters;
-    let seed = {
-        use std::hash::{BuildHasher, RandomState};
-        RandomState::new().hash_one(addr)
-    };
-    let session_id = counters.connections_total.load(Ordering::Relaxed);
-    let mut conn = Conn {
-        shared,
-        session: ServerSession::new(clock.now(), shared.config.session, session_id, seed),
-        peer: Peer {
-            client_id: 0,
-            token: None,
-            addr,
-        },
-        headers,
-        pending_auth: None,
-        joins: Vec::new(),
-        published: false,
-    };
-    if over_capacity {
-        conn.session.close(
-            CloseCode::TRY_AGAIN_LATER,
-            Some(std::time::Duration::from_secs(1)),
-            "server at capacity",
-        );
-    }
+    let mut conn = Conn::new(shared, addr, headers, over_capacity);
     let mut shutdown = shared.shutdown.clone();
     let mut changed = hub.inner.changed.subscribe();
     let max_frame = shared.config.session.max_frame as usize;
@@ -241,8 +239,8 @@ pub(crate) async fn drive<W: Wire>(
         tokio::select! {
             received = wire.recv() => match received {
                 Recv::Data(unit) => {
-                    wire.decode(&unit, max_frame, &mut |decoded| conn.handle(decoded));
-                    conn.after_input().await;
+                    wire.decode(&unit, max_frame, &mut |decoded| conn.handle(shared, decoded));
+                    conn.after_input(shared).await;
                 }
                 Recv::Nothing => {}
                 Recv::Violation(code, why) => {
@@ -270,8 +268,50 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-impl Conn<'_> {
-    fn handle(&mut self, decoded: Result<Frame<'_>, DecodeError>) {
+impl Conn {
+    /// A new session for a connection from `addr`; `over_capacity` ones are closed with
+    /// `TRY_AGAIN_LATER` at once.
+    pub(crate) fn new(
+        shared: &Shared,
+        addr: SocketAddr,
+        headers: Vec<(String, String)>,
+        over_capacity: bool,
+    ) -> Conn {
+        let hub = &shared.hub;
+        let seed = {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(addr)
+        };
+        let session_id = hub.inner.counters.connections_total.load(Ordering::Relaxed);
+        let mut conn = Conn {
+            session: ServerSession::new(
+                hub.inner.clock.now(),
+                shared.config.session,
+                session_id,
+                seed,
+            ),
+            peer: Peer {
+                client_id: 0,
+                token: None,
+                addr,
+            },
+            headers,
+            pending_auth: None,
+            joins: Vec::new(),
+            published: false,
+        };
+        if over_capacity {
+            conn.session.close(
+                CloseCode::TRY_AGAIN_LATER,
+                Some(std::time::Duration::from_secs(1)),
+                "server at capacity",
+            );
+        }
+        conn
+    }
+
+    /// Feeds one decoded frame (or its decoding error) to the session.
+    pub(crate) fn handle(&mut self, shared: &Shared, decoded: Result<Frame<'_>, DecodeError>) {
         let frame = match decoded {
             Ok(frame) => frame,
             Err(e) => {
@@ -285,7 +325,7 @@ impl Conn<'_> {
                 return;
             }
         };
-        let hub = &self.shared.hub;
+        let hub = &shared.hub;
         let now = hub.inner.clock.now();
         let mut guard = hub.lock();
         let (session, auth, joins, published, peer, headers) = (
@@ -314,10 +354,10 @@ impl Conn<'_> {
     }
 
     /// Takes the application decisions the last input asked for.
-    async fn after_input(&mut self) {
-        let hub = &self.shared.hub;
+    pub(crate) async fn after_input(&mut self, shared: &Shared) {
+        let hub = &shared.hub;
         if let Some(request) = self.pending_auth.take() {
-            let verdict = match &self.shared.config.auth {
+            let verdict = match &shared.config.auth {
                 Some(hook) => hook(request).await,
                 None => Ok(()),
             };
@@ -336,7 +376,7 @@ impl Conn<'_> {
             }
         }
         for room in std::mem::take(&mut self.joins) {
-            let allowed = match &self.shared.config.authorize {
+            let allowed = match &shared.config.authorize {
                 Some(hook) => hook(&self.peer, &room),
                 None => true,
             };

@@ -6,10 +6,14 @@
 //!
 //! - [`Hub`]: the handle a service keeps to emit events (typed dashboard helpers, statistics).
 //! - [`Server`]: a standalone WebSocket server on tokio-tungstenite serving a hub, with limits,
-//!   an authentication hook, a room authorisation hook and graceful shutdown.
+//!   an authentication hook, a room authorisation hook and graceful shutdown. It answers HTTP
+//!   long-polling (`POST /eventwire/poll`, PROTOCOL.md 1.4) on the same port.
 //! - [`TcpServer`]: the same over plain TCP with COBS-framed binary frames, for devices without a
 //!   WebSocket stack.
 //! - `axum` (feature `axum`): eventwire mounted at a path of an existing axum app.
+//! - TLS (feature `tls`): `Server::bind_tls` serves `wss://`, and `ClientOptions::tls` lets the
+//!   client connect to it, both through rustls (re-exported as `rustls`) with the caller's
+//!   configuration.
 //! - [`Client`]: a reconnecting client that resumes every room; its events are a
 //!   `futures::Stream`, its state and link quality `watch` channels.
 //!
@@ -48,6 +52,7 @@ mod clock;
 mod conn;
 mod hub;
 mod message;
+mod poll;
 mod server;
 mod tcp;
 mod wire;
@@ -56,5 +61,8 @@ pub use eventwire_core as core;
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
 pub use server::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, Server, ServerConfig};
 pub use tcp::TcpServer;
+/// The rustls this crate's TLS runs on, for building the server's and the client's configs.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
 mod client;
-pub use client::{Client, ClientError, ClientOptions, Event, Status};
+pub use client::{Client, ClientError, ClientOptions, Event, PollingOptions, Status, Transport};

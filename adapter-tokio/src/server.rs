@@ -6,7 +6,7 @@
 //! | limit | default | on breach |
 //! |---|---|---|
 //! | message size (`session.max_frame`) | 64 KiB | close 1009; nothing is buffered for the message |
-//! | WebSocket handshake time | 10 s | connection dropped |
+//! | TLS + WebSocket handshake time (one budget, `upgrade_timeout`) | 10 s | connection dropped |
 //! | hello + authentication time (`session.handshake_timeout`) | 10 s | close 4000 |
 //! | connections | 10,000 | close 1013 with a retry-after hint |
 //! | read buffer per connection | 4 KiB | (grows only to the message limit) |
@@ -14,6 +14,17 @@
 //! | a write that does not drain | 30 s | connection closed as a slow consumer |
 //! | allowed Origins | any | handshake refused with 403 |
 //! | subscriptions, publish rate | from `session` | error frames, then close 4004 |
+//! | polling request body (`max_poll_body`) | 256 KiB | 413 before any of it is read |
+//! | frames per polling request (`max_poll_frames`) | 64 | 400, and the session ends (1008) |
+//! | polling request held (`long_poll`) | 25 s | answered with no frames |
+//! | polling session without a request (`poll_idle`) | 30 s | session ended (a disconnect) |
+//!
+//! HTTP long-polling (PROTOCOL.md 1.4) is served on the same port: `POST` to `poll_path`
+//! (default `/eventwire/poll`); every polling session counts as a connection.
+//!
+//! With the `tls` feature, [`Server::bind_tls`] serves `wss://`: the TLS handshake runs first,
+//! inside the upgrade timeout, so a peer that stalls it is dropped like one that stalls the
+//! WebSocket upgrade.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,7 +40,7 @@ use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
 use crate::hub::Hub;
-use crate::{conn, tcp};
+use crate::{conn, poll, tcp};
 
 /// What the authentication hook gets.
 #[derive(Debug, Clone)]
@@ -89,6 +100,17 @@ pub struct ServerConfig {
     pub auth: Option<AuthHook>,
     /// Room authorisation hook; `None` allows every room.
     pub authorize: Option<RoomHook>,
+    /// Path of HTTP long-polling requests on the standalone server (the axum mount uses the
+    /// path it is routed at).
+    pub poll_path: String,
+    /// Largest polling request body, in bytes; also the budget of a response's frames.
+    pub max_poll_body: usize,
+    /// Most frames in one polling request.
+    pub max_poll_frames: usize,
+    /// Longest time a polling request is held waiting for frames.
+    pub long_poll: Duration,
+    /// A polling session without a request for this long ends.
+    pub poll_idle: Duration,
 }
 
 impl Default for ServerConfig {
@@ -103,6 +125,11 @@ impl Default for ServerConfig {
             write_buffer: 64 * 1024,
             auth: None,
             authorize: None,
+            poll_path: "/eventwire/poll".to_owned(),
+            max_poll_body: 256 * 1024,
+            max_poll_frames: 64,
+            long_poll: Duration::from_secs(25),
+            poll_idle: Duration::from_secs(30),
         }
     }
 }
@@ -151,6 +178,36 @@ impl ServerConfig {
         self
     }
 
+    /// Sets the path of HTTP long-polling requests (standalone server).
+    pub fn poll_path(mut self, path: impl Into<String>) -> Self {
+        self.poll_path = path.into();
+        self
+    }
+
+    /// Sets the largest polling request body.
+    pub fn max_poll_body(mut self, bytes: usize) -> Self {
+        self.max_poll_body = bytes;
+        self
+    }
+
+    /// Sets the most frames in one polling request.
+    pub fn max_poll_frames(mut self, frames: usize) -> Self {
+        self.max_poll_frames = frames;
+        self
+    }
+
+    /// Sets how long a polling request is held waiting for frames.
+    pub fn long_poll(mut self, wait: Duration) -> Self {
+        self.long_poll = wait;
+        self
+    }
+
+    /// Sets how long a polling session lives without a request.
+    pub fn poll_idle(mut self, idle: Duration) -> Self {
+        self.poll_idle = idle;
+        self
+    }
+
     /// Sets the room authorisation hook.
     pub fn authorize<F>(mut self, hook: F) -> Self
     where
@@ -167,6 +224,8 @@ pub(crate) struct Shared {
     /// `Some(retry_after)` once shutting down.
     pub(crate) shutdown: watch::Receiver<Option<Duration>>,
     pub(crate) idle: Notify,
+    /// HTTP long-polling sessions.
+    pub(crate) polls: poll::Registry,
 }
 
 /// The state of a server's connections, and the sender that starts its shutdown (send
@@ -194,17 +253,32 @@ pub(crate) fn new_shared(
         config,
         shutdown,
         idle: Notify::new(),
+        polls: poll::Registry::default(),
     });
     (shared, stop)
 }
 
 /// How the connections of a listener are served.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub(crate) enum Transport {
     /// A WebSocket upgrade, then one frame per message (`conn::serve`).
     WebSocket,
+    /// A TLS handshake, then as `WebSocket`.
+    #[cfg(feature = "tls")]
+    Tls(tokio_rustls::TlsAcceptor),
     /// COBS-framed binary frames on the raw TCP stream (`tcp::serve`).
     Cobs,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Transport::WebSocket => "WebSocket",
+            #[cfg(feature = "tls")]
+            Transport::Tls(_) => "Tls",
+            Transport::Cobs => "Cobs",
+        })
+    }
 }
 
 /// A running server; dropping it does not stop it, [`Server::shutdown`] does.
@@ -222,6 +296,38 @@ impl Server {
         config: ServerConfig,
     ) -> std::io::Result<Server> {
         Self::bind_with(addr, hub, config, Transport::WebSocket).await
+    }
+
+    /// Binds `addr` and serves `hub` over `wss://`: each connection's TLS handshake with `tls`
+    /// (its certificates, ALPN and so on are the caller's), then the WebSocket upgrade, both
+    /// within [`ServerConfig::upgrade_timeout`]. Everything else is as [`Server::bind`].
+    ///
+    /// ```no_run
+    /// # async fn run(
+    /// #     certs: Vec<eventwire_tokio::rustls::pki_types::CertificateDer<'static>>,
+    /// #     key: eventwire_tokio::rustls::pki_types::PrivateKeyDer<'static>,
+    /// # ) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use eventwire_tokio::{rustls, Hub, Server, ServerConfig};
+    ///
+    /// let tls = rustls::ServerConfig::builder()
+    ///     .with_no_client_auth()
+    ///     .with_single_cert(certs, key)?;
+    /// let hub = Hub::new(Default::default());
+    /// let config = ServerConfig::default();
+    /// let server = Server::bind_tls("0.0.0.0:443", hub, config, Arc::new(tls)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub async fn bind_tls<A: ToSocketAddrs>(
+        addr: A,
+        hub: Hub,
+        config: ServerConfig,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> std::io::Result<Server> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        Self::bind_with(addr, hub, config, Transport::Tls(acceptor)).await
     }
 
     /// Binds `addr` and serves `hub` over `transport`.
@@ -283,11 +389,21 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
                     let counters = &shared.hub.inner.counters;
                     let open = counters.connections.fetch_add(1, Ordering::AcqRel);
                     counters.connections_total.fetch_add(1, Ordering::Relaxed);
+                    // Connections serving polling requests are not counted twice: their
+                    // sessions count (`poll`).
+                    let open = open.saturating_sub(shared.polls.requests());
                     let over = open >= shared.config.max_connections as u64;
                     let shared = shared.clone();
+                    let transport = transport.clone();
                     tokio::spawn(async move {
                         match transport {
                             Transport::WebSocket => {
+                                let stream = std::future::ready(Ok(stream));
+                                conn::serve(stream, peer, shared.clone(), over).await
+                            }
+                            #[cfg(feature = "tls")]
+                            Transport::Tls(acceptor) => {
+                                let stream = acceptor.accept(stream);
                                 conn::serve(stream, peer, shared.clone(), over).await
                             }
                             Transport::Cobs => tcp::serve(stream, peer, shared.clone(), over).await,

@@ -7,8 +7,8 @@ use eventwire_core::frame::Frame;
 use eventwire_core::{CloseCode, DecodeError, EncodeError};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
 
 use crate::message::{self, Inbound};
 

@@ -1,0 +1,459 @@
+//! HTTP long-polling on the standalone server (PROTOCOL.md 1.4), with hand-written HTTP/1.1
+//! requests.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use eventwire_tokio::core::codec::stream::{self, StreamDecoder};
+use eventwire_tokio::core::codec::Codec;
+use eventwire_tokio::{Client, ClientOptions, Event, Hub, Server, ServerConfig};
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const JSON: &str = "application/json";
+const BINARY: &str = "application/octet-stream";
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn token(&self) -> String {
+        self.header("eventwire-session")
+            .expect("a session token")
+            .to_owned()
+    }
+
+    /// The frames of a 200 reply, as JSON values (binary ones converted).
+    fn frames(&self) -> Vec<Value> {
+        assert_eq!(self.status, 200, "{}", String::from_utf8_lossy(&self.body));
+        if self.header("content-type") == Some(JSON) {
+            serde_json::from_slice(&self.body).unwrap()
+        } else {
+            let mut decoder = Box::new(StreamDecoder::<{ 70 * 1024 }>::new());
+            let mut frames = Vec::new();
+            let mut input = &self.body[..];
+            while !input.is_empty() {
+                let (frame, rest) = decoder.feed(input);
+                input = rest;
+                if let Some(frame) = frame {
+                    let mut text = Vec::new();
+                    Codec::Json.encode_into(&frame.unwrap(), &mut text).unwrap();
+                    frames.push(serde_json::from_slice(&text).unwrap());
+                }
+            }
+            frames
+        }
+    }
+}
+
+/// The frame kinds in a reply, in order.
+fn kinds(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| f.as_object().unwrap().keys().next().unwrap().clone())
+        .collect()
+}
+
+/// Sends raw request bytes and reads the whole reply (the server closes after it).
+async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    socket.read_to_end(&mut bytes).await.unwrap();
+    let end = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|l| {
+            let (k, v) = l.split_once(':').unwrap();
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect();
+    let body = bytes[end + 4..].to_vec();
+    let reply = Reply {
+        status,
+        headers,
+        body,
+    };
+    let length: usize = reply.header("content-length").unwrap().parse().unwrap();
+    assert_eq!(length, reply.body.len());
+    reply
+}
+
+/// A polling request with `body` (frames already in `content_type`'s form).
+async fn post(addr: SocketAddr, content_type: &str, token: Option<&str>, body: &[u8]) -> Reply {
+    post_to(addr, "/eventwire/poll", content_type, token, body).await
+}
+
+async fn post_to(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        request.push_str(&format!("Eventwire-Session: {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    raw(addr, &bytes).await
+}
+
+/// JSON frames as a JSON-form body.
+fn json_body(frames: &[&str]) -> Vec<u8> {
+    format!("[{}]", frames.join(",")).into_bytes()
+}
+
+/// JSON frames converted to a binary-form (COBS-framed) body.
+fn binary_body(frames: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for f in frames {
+        let frame = Codec::Json.decode(f.as_bytes(), 64 * 1024).unwrap();
+        let mut buf = vec![0u8; 4096];
+        out.extend_from_slice(stream::encode(&frame, &mut buf).unwrap());
+    }
+    out
+}
+
+fn hello(room: &str) -> String {
+    format!(
+        r#"{{"hello":{{"version":1,"client_id":7,"token":null,"max_frame":65536,"max_batch":50,"rooms":[{{"room":"{room}","from":null}}]}}}}"#
+    )
+}
+
+async fn server(config: ServerConfig) -> Server {
+    Server::bind("127.0.0.1:0", Hub::new(Default::default()), config)
+        .await
+        .unwrap()
+}
+
+/// Opens a session on `room` in `form`; the token.
+async fn open(addr: SocketAddr, form: &str, room: &str) -> String {
+    let body = if form == JSON {
+        json_body(&[&hello(room)])
+    } else {
+        binary_body(&[&hello(room)])
+    };
+    let reply = post(addr, form, None, &body).await;
+    assert_eq!(kinds(&reply.frames()), ["welcome", "subscribed"]);
+    assert_eq!(reply.header("content-type"), Some(form));
+    reply.token()
+}
+
+async fn events_while_held(form: &'static str) {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+    let token = open(addr, form, "feed").await;
+    let empty = if form == JSON {
+        b"[]".to_vec()
+    } else {
+        Vec::new()
+    };
+    let held = tokio::spawn(async move {
+        let started = Instant::now();
+        let reply = post(addr, form, Some(&token), &empty).await;
+        (reply, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server
+        .hub()
+        .emit("feed", "tick", &serde_json::json!({"n": 1}))
+        .unwrap();
+    let (reply, took) = held.await.unwrap();
+    let frames = reply.frames();
+    assert_eq!(kinds(&frames), ["batch"]);
+    assert_eq!(frames[0]["batch"]["events"][0]["kind"], "tick");
+    assert_eq!(frames[0]["batch"]["events"][0]["payload"]["n"], 1);
+    assert!(took < Duration::from_secs(3), "held {took:?}");
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn json_session_gets_events_while_held() {
+    events_while_held(JSON).await;
+}
+
+#[tokio::test]
+async fn binary_session_gets_events_while_held() {
+    events_while_held(BINARY).await;
+}
+
+#[tokio::test]
+async fn held_request_ends_after_long_poll_and_on_a_newer_request() {
+    let config = ServerConfig::default().long_poll(Duration::from_millis(400));
+    let server = server(config).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+
+    let started = Instant::now();
+    let reply = post(addr, JSON, Some(&token), b"[]").await;
+    assert_eq!(reply.frames(), Vec::<Value>::new());
+    assert_eq!(reply.body, b"[]");
+    assert!(started.elapsed() >= Duration::from_millis(350));
+
+    // A newer request releases the held one at once.
+    let config = ServerConfig::default();
+    let server2 = self::server(config).await;
+    let addr2 = server2.local_addr();
+    let token2 = open(addr2, JSON, "feed").await;
+    let first = {
+        let token2 = token2.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let reply = post(addr2, JSON, Some(&token2), b"[]").await;
+            (reply, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = tokio::spawn(async move { post(addr2, JSON, Some(&token2), b"[]").await });
+    let (reply, took) = first.await.unwrap();
+    assert_eq!(reply.frames(), Vec::<Value>::new());
+    assert!(took < Duration::from_secs(3), "held {took:?}");
+    second.abort();
+    server.shutdown(Duration::from_secs(1)).await;
+    server2.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn publish_is_acknowledged() {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+    let publish =
+        r#"{"publish":{"room":"commands","id":1,"kind":"agent.pause","payload":{"a":1}}}"#;
+    let reply = post(addr, JSON, Some(&token), &json_body(&[publish])).await;
+    let frames = reply.frames();
+    assert_eq!(kinds(&frames), ["publish_ack"], "{frames:?}");
+    assert_eq!(frames[0]["publish_ack"]["id"], 1);
+    assert_eq!(server.hub().room_stats("commands").unwrap().head.offset, 1);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn head_checks() {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+
+    // No Content-Length: 411.
+    let reply = raw(
+        addr,
+        b"POST /eventwire/poll HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 411);
+
+    // Too large: 413 at once, without the body ever being sent.
+    let started = Instant::now();
+    let reply = raw(
+        addr,
+        b"POST /eventwire/poll HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 413);
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Unknown token: 404.
+    let reply = post(addr, JSON, Some("00112233445566778899aabbccddeeff"), b"[]").await;
+    assert_eq!(reply.status, 404);
+
+    // A first request that does not begin with a hello: 400.
+    let reply = post(addr, JSON, None, br#"[{"ping":{"nonce":1}}]"#).await;
+    assert_eq!(reply.status, 400);
+
+    // An unsupported content type: 415.
+    let reply = post(addr, "text/plain", None, b"hi").await;
+    assert_eq!(reply.status, 415);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn too_many_frames_end_the_session() {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+    let ping = r#"{"ping":{"nonce":1}}"#;
+    let reply = post(addr, JSON, Some(&token), &json_body(&[ping; 65])).await;
+    assert_eq!(reply.status, 400);
+    let reply = post(addr, JSON, Some(&token), b"[]").await;
+    assert_eq!(reply.status, 404);
+
+    // 64 are fine.
+    let token = open(addr, BINARY, "feed").await;
+    let reply = post(addr, BINARY, Some(&token), &binary_body(&[ping; 64])).await;
+    assert_eq!(kinds(&reply.frames()), vec!["pong"; 64]);
+    let reply = post(addr, BINARY, Some(&token), &binary_body(&[ping; 65])).await;
+    assert_eq!(reply.status, 400);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn idle_sessions_expire() {
+    let config = ServerConfig::default().poll_idle(Duration::from_millis(300));
+    let server = server(config).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+    // The session (the request's own connection may still be counted for a moment).
+    assert!(server.hub().stats().connections >= 1);
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(server.hub().stats().connections, 0);
+    let reply = post(addr, JSON, Some(&token), b"[]").await;
+    assert_eq!(reply.status, 404);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn client_close_ends_the_session() {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+    let close = r#"{"close":{"code":1000,"retry_after_ms":null,"reason":"bye"}}"#;
+    let reply = post(addr, JSON, Some(&token), &json_body(&[close])).await;
+    assert_eq!(reply.status, 200);
+    let reply = post(addr, JSON, Some(&token), b"[]").await;
+    assert_eq!(reply.status, 404);
+    // The HTTP connections uncount as their tasks end, the session at once.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while server.hub().stats().connections != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.hub().stats().connections, 0);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn over_capacity_gets_try_again_later() {
+    let server = server(ServerConfig::default().max_connections(1)).await;
+    let addr = server.local_addr();
+    let _token = open(addr, JSON, "feed").await;
+    let reply = post(addr, JSON, None, &json_body(&[&hello("feed")])).await;
+    let frames = reply.frames();
+    assert_eq!(kinds(&frames), ["close"]);
+    assert_eq!(frames[0]["close"]["code"], 1013);
+    assert!(reply.header("eventwire-session").is_none());
+    server.shutdown(Duration::from_secs(1)).await;
+
+    // A held request does not count beside its session.
+    let server = self::server(ServerConfig::default().max_connections(2)).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+    let held = tokio::spawn(async move { post(addr, JSON, Some(&token), b"[]").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _second = open(addr, JSON, "feed").await;
+    let reply = post(addr, JSON, None, &json_body(&[&hello("feed")])).await;
+    assert_eq!(kinds(&reply.frames()), ["close"]);
+    server.shutdown(Duration::from_secs(1)).await;
+    assert_eq!(kinds(&held.await.unwrap().frames()), ["close"]);
+}
+
+#[tokio::test]
+async fn shutdown_releases_held_requests_with_going_away() {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+    let held = tokio::spawn(async move { post(addr, JSON, Some(&token), b"[]").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    server.shutdown(Duration::from_secs(2)).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let frames = held.await.unwrap().frames();
+    assert_eq!(kinds(&frames), ["close"]);
+    assert_eq!(frames[0]["close"]["code"], 1001);
+    assert_eq!(frames[0]["close"]["retry_after_ms"], 2000);
+}
+
+#[tokio::test]
+async fn websocket_and_polling_share_the_port() {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+
+    let mut client = Client::connect(&format!("ws://{addr}"), ClientOptions::default()).unwrap();
+    client.subscribe("feed").await.unwrap();
+    let subscribed = tokio::time::timeout(Duration::from_secs(5), async {
+        while !matches!(client.next().await, Some(Event::Subscribed { .. })) {}
+    });
+    subscribed.await.expect("the WebSocket client subscribed");
+
+    let held = tokio::spawn(async move { post(addr, JSON, Some(&token), b"[]").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.hub().emit("feed", "tick", &1).unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(5), client.next())
+        .await
+        .unwrap();
+    assert!(matches!(event, Some(Event::Event { ref kind, .. }) if kind == "tick"));
+    assert_eq!(kinds(&held.await.unwrap().frames()), ["batch"]);
+    client.close().await;
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn axum_poll_route() {
+    use eventwire_tokio::axum::EventwireService;
+
+    let hub = Hub::new(Default::default());
+    let eventwire = EventwireService::new(hub.clone(), ServerConfig::default());
+    let app = axum::Router::new().route("/poll", eventwire.poll_route());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).await.unwrap();
+    });
+
+    let reply = post_to(addr, "/poll", JSON, None, &json_body(&[&hello("feed")])).await;
+    assert_eq!(kinds(&reply.frames()), ["welcome", "subscribed"]);
+    let token = reply.token();
+    let held = tokio::spawn(async move { post_to(addr, "/poll", BINARY, Some(&token), b"").await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    hub.emit("feed", "tick", &1).unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("the held request returns with the event")
+        .unwrap();
+    assert_eq!(reply.header("content-type"), Some(BINARY));
+    assert_eq!(kinds(&reply.frames()), ["batch"]);
+
+    let started = Instant::now();
+    let reply = raw(
+        addr,
+        b"POST /poll HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n",
+    )
+    .await;
+    assert_eq!(reply.status, 413);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let reply = post_to(addr, "/poll", JSON, Some("nope"), b"[]").await;
+    assert_eq!(reply.status, 404);
+
+    eventwire.shutdown(Duration::from_secs(1)).await;
+    serving.abort();
+}
