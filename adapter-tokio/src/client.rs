@@ -267,7 +267,7 @@ fn random_u64() -> u64 {
 #[non_exhaustive]
 pub enum ClientError {
     /// The URL is not `ws://host[:port][/path]` (or `wss://`, with the `tls` feature and
-    /// [`ClientOptions::tls`]); the text says what is wrong.
+    /// `ClientOptions::tls`); the text says what is wrong.
     InvalidUrl(&'static str),
     /// The client is closed for good (its task ended): closed by the application, refused by
     /// the server, or out of reconnect attempts. See [`Client::status`].
