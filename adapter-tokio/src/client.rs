@@ -470,7 +470,7 @@ impl fmt::Debug for Client {
 
 impl Client {
     /// Starts a client for `url` (`ws://host[:port][/path]`, or `wss://` with the `tls` feature
-    /// and [`ClientOptions::tls`]) and returns at once; the first connection attempt runs in a
+    /// and `ClientOptions::tls`) and returns at once; the first connection attempt runs in a
     /// spawned task. Only the URL is checked here; connection
     /// failures show in [`Client::status`] and are retried with backoff.
     ///

@@ -22,7 +22,7 @@
 //! HTTP long-polling (PROTOCOL.md 1.4) is served on the same port: `POST` to `poll_path`
 //! (default `/eventwire/poll`); every polling session counts as a connection.
 //!
-//! With the `tls` feature, [`Server::bind_tls`] serves `wss://`: the TLS handshake runs first,
+//! With the `tls` feature, `Server::bind_tls` serves `wss://`: the TLS handshake runs first,
 //! inside the upgrade timeout, so a peer that stalls it is dropped like one that stalls the
 //! WebSocket upgrade.
 
