@@ -176,17 +176,7 @@ pub(crate) async fn drive<W: Wire>(
                 let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
                     break;
                 };
-                match &frame {
-                    Frame::Batch(b) => {
-                        counters
-                            .events_out
-                            .fetch_add(b.events.len() as u64, Ordering::Relaxed);
-                    }
-                    Frame::Gap(_) => {
-                        counters.gaps_sent.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
+                counters.count_sent(&frame);
                 match wire.encode(&frame) {
                     Ok(out) => out,
                     Err(e) => {

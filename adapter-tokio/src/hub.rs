@@ -96,6 +96,23 @@ pub(crate) struct Counters {
     pub(crate) slow_consumers: AtomicU64,
 }
 
+impl Counters {
+    /// Counts a frame about to be sent: events in batches, gap notices.
+    pub(crate) fn count_sent(&self, frame: &eventwire_core::frame::Frame<'_>) {
+        use eventwire_core::frame::Frame;
+        match frame {
+            Frame::Batch(b) => {
+                self.events_out
+                    .fetch_add(b.events.len() as u64, Ordering::Relaxed);
+            }
+            Frame::Gap(_) => {
+                self.gaps_sent.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
 pub(crate) struct Inner {
     core: Mutex<CoreHub>,
     pub(crate) changed: watch::Sender<u64>,

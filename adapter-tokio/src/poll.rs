@@ -502,17 +502,7 @@ fn drain(shared: &Shared, conn: &mut Conn, codec: Codec, out: &mut Vec<u8>) {
             let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
                 break;
             };
-            match &frame {
-                Frame::Batch(b) => {
-                    counters
-                        .events_out
-                        .fetch_add(b.events.len() as u64, Ordering::Relaxed);
-                }
-                Frame::Gap(_) => {
-                    counters.gaps_sent.fetch_add(1, Ordering::Relaxed);
-                }
-                _ => {}
-            }
+            counters.count_sent(&frame);
             encode(codec, &frame, out, &mut scratch)
         };
         match encoded {
