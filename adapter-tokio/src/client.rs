@@ -149,7 +149,8 @@ pub struct ClientOptions {
     pub seed: Option<u64>,
     /// The HTTP long-polling fallback (PROTOCOL.md section 1.4); `None` turns it off. On by
     /// default, with [`PollingOptions::default`]: after 3 failed WebSocket attempts in a row the
-    /// client polls `/eventwire/poll`, and tries a WebSocket again every 30 s. `ws://` only.
+    /// client polls `/eventwire/poll`, and tries a WebSocket again every 30 s. For `wss://` the
+    /// polling requests are HTTPS, through `tls`.
     pub polling: Option<PollingOptions>,
     /// The TLS configuration of `wss://` connections (its root certificates decide which
     /// servers are trusted). `wss://` URLs need one: there are no built-in roots.

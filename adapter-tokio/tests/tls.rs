@@ -1,18 +1,25 @@
 //! `wss://` through rustls on 127.0.0.1, with a self-signed certificate made for the run: a
 //! client that trusts it receives events in order; one that trusts another certificate, or that
 //! speaks plain `ws://` to the TLS port, never opens; a stalled TLS handshake counts against the
-//! upgrade timeout.
+//! upgrade timeout; a wss client whose WebSocket upgrades are refused falls back to HTTPS
+//! long-polling.
 #![cfg(feature = "tls")]
 
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use eventwire_core::backoff::{BackoffPolicy, Jitter};
 use eventwire_core::frame::Position;
-use eventwire_tokio::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use eventwire_tokio::rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName,
+};
 use eventwire_tokio::rustls::{self, RootCertStore};
 use eventwire_tokio::{
-    Client, ClientError, ClientOptions, Event, Hub, Server, ServerConfig, Status,
+    Client, ClientError, ClientOptions, Event, Hub, PollingOptions, Server, ServerConfig, Status,
+    Transport,
 };
 use futures_util::StreamExt;
 use tokio::io::AsyncReadExt;
@@ -184,4 +191,118 @@ async fn wss_needs_a_tls_config() {
         ),
         "{result:?}"
     );
+}
+
+/// A TLS front (its own certificate, returned) for the wss server at `backend`: it answers 403
+/// to WebSocket upgrades and passes every other request to the backend over TLS, trusting
+/// `backend_cert`; one request per connection, as the polling client sends them. A plain TCP
+/// proxy cannot see the requests inside TLS, hence the termination. Also returns the count of
+/// refused upgrades.
+fn upgrade_refusing_front(
+    backend: SocketAddr,
+    backend_cert: CertificateDer<'static>,
+) -> (SocketAddr, CertificateDer<'static>, Arc<AtomicUsize>) {
+    let (cert, key) = certificate();
+    let accept = Arc::new(
+        rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap(),
+    );
+    let mut roots = RootCertStore::empty();
+    roots.add(backend_cert).unwrap();
+    let connect = Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counter = refused.clone();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming().flatten() {
+            let (accept, connect, counter) = (accept.clone(), connect.clone(), counter.clone());
+            std::thread::spawn(move || front(tcp, accept, connect, backend, &counter));
+        }
+    });
+    (addr, cert, refused)
+}
+
+/// One connection of the front.
+fn front(
+    tcp: std::net::TcpStream,
+    accept: Arc<rustls::ServerConfig>,
+    connect: Arc<rustls::ClientConfig>,
+    backend: SocketAddr,
+    refused: &AtomicUsize,
+) -> std::io::Result<()> {
+    let conn = rustls::ServerConnection::new(accept).map_err(std::io::Error::other)?;
+    let mut client = rustls::StreamOwned::new(conn, tcp);
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        if client.read(&mut byte)? == 0 {
+            return Ok(());
+        }
+        request.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&request).to_ascii_lowercase();
+    if head.contains("upgrade: websocket") {
+        refused.fetch_add(1, Ordering::Relaxed);
+        client.write_all(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        client.conn.send_close_notify();
+        return client.flush();
+    }
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+    let mut body = vec![0; length];
+    client.read_exact(&mut body)?;
+    request.extend_from_slice(&body);
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(connect, name).map_err(std::io::Error::other)?;
+    let mut server = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(backend)?);
+    server.write_all(&request)?;
+    server.flush()?;
+    let mut response = Vec::new();
+    // The backend may end without a close_notify: what came before it counts.
+    let _ = server.read_to_end(&mut response);
+    client.write_all(&response)?;
+    client.conn.send_close_notify();
+    client.flush()
+}
+
+#[tokio::test]
+async fn a_wss_client_whose_upgrades_are_refused_polls_over_https() {
+    let (server, hub, backend_cert) = server(ServerConfig::default()).await;
+    let (front, cert, refused) = upgrade_refusing_front(server.local_addr(), backend_cert);
+    let url = format!("wss://{front}/");
+    let options = trusting(cert).polling(PollingOptions::new().after_failures(1));
+    let mut client = Client::connect(&url, options).unwrap();
+    client.subscribe("feed").await.unwrap();
+    let subscribed = next_event(&mut client).await;
+    assert!(
+        matches!(&subscribed, Event::Subscribed { room, .. } if room == "feed"),
+        "{subscribed:?}"
+    );
+    assert_eq!(*client.transport().borrow(), Transport::Polling);
+    assert!(refused.load(Ordering::Relaxed) >= 1);
+    for i in 0..10u32 {
+        hub.emit("feed", "tick", &i).unwrap();
+    }
+    for i in 0..10u32 {
+        let event = next_event(&mut client).await;
+        assert!(
+            matches!(&event, Event::Event { kind, .. } if kind == "tick"),
+            "{event:?}"
+        );
+        assert_eq!(event.json::<u32>().unwrap().unwrap(), i);
+    }
+    assert_eq!(*client.transport().borrow(), Transport::Polling);
+    client.close().await;
+    server.shutdown(Duration::from_secs(1)).await;
 }

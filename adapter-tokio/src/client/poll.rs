@@ -20,11 +20,12 @@
 //! is abandoned like a lost connection, and the failure count starts over, so the machine's next
 //! connection is a WebSocket. The switch is a reconnect with resume: lossless by positions.
 //!
-//! The HTTP client is minimal and written here: HTTP/1.1 over a plain `TcpStream`, one
-//! connection per request (`Connection: close`), a response head of at most 8 KiB and a body
-//! of at most `max_message * 64` bytes, framed by `Content-Length` or by the end of the
-//! connection (chunked bodies are refused). There is no TLS: the fallback is used for `ws://`
-//! URLs only.
+//! The HTTP client is minimal and written here: HTTP/1.1 over the byte stream a WebSocket attempt
+//! would use (plain TCP for `ws://`; for `wss://`, HTTPS: TLS through the same
+//! `ClientOptions::tls` config and server name), one connection per
+//! request (`Connection: close`), a response head of at most 8 KiB and a body of at most
+//! `max_message * 64` bytes, framed by `Content-Length` or by the end of the connection (chunked
+//! bodies are refused).
 
 use std::collections::VecDeque;
 use std::future::pending;
@@ -36,13 +37,12 @@ use eventwire_core::frame::Frame;
 use eventwire_core::time::Instant;
 use eventwire_core::CloseCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::http::Uri;
 use tracing::Instrument;
 
-use super::{Attempt, Task, CLOSE_TIMEOUT};
+use super::{Attempt, Target, Task, CLOSE_TIMEOUT};
 use crate::message::{self, Inbound};
 
 /// Frames one request may carry (the server answers more with 400, PROTOCOL 1.4).
@@ -279,7 +279,9 @@ impl Task {
         let Some(options) = &self.poll.options else {
             return false;
         };
-        if self.poll.failures < options.after_failures || self.target.uri.scheme_str() != Some("ws")
+        // `ws://`, or `wss://` (which `parse_url` only lets through with a TLS config).
+        if self.poll.failures < options.after_failures
+            || !matches!(self.target.uri.scheme_str(), Some("ws" | "wss"))
         {
             return false;
         }
@@ -343,10 +345,11 @@ impl Task {
         if json {
             body.push(b']');
         }
-        let Some((host, port, authority)) = endpoint(&self.target.uri) else {
+        let Some(authority) = authority(&self.target.uri) else {
             // Cannot happen: the URL was checked at connect.
             return false;
         };
+        let target = self.target.clone();
         let head = request_head(
             self.poll.options.as_ref().map_or("/", |o| &o.path),
             &authority,
@@ -359,11 +362,8 @@ impl Task {
         let span = tracing::debug_span!("poll");
         session.requests.push_back(tokio::spawn(
             async move {
-                match tokio::time::timeout(
-                    REQUEST_TIMEOUT,
-                    exchange(&host, port, head, body, limit),
-                )
-                .await
+                match tokio::time::timeout(REQUEST_TIMEOUT, exchange(target, head, body, limit))
+                    .await
                 {
                     Ok(result) => result,
                     Err(_) => Err("the request timed out".to_owned()),
@@ -566,18 +566,11 @@ impl Task {
     }
 }
 
-/// Host, port and `Host` header value of `uri`.
-fn endpoint(uri: &Uri) -> Option<(String, u16, String)> {
-    let host = uri.host()?;
-    let port = uri.port_u16().unwrap_or(80);
+/// The `Host` header value of `uri`.
+fn authority(uri: &Uri) -> Option<String> {
     let authority = uri.authority()?.as_str();
     // No user info in a Host header.
-    let authority = authority.rsplit('@').next().unwrap_or(authority).to_owned();
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    Some((host, port, authority))
+    Some(authority.rsplit('@').next().unwrap_or(authority).to_owned())
 }
 
 /// The head of a poll request.
@@ -608,23 +601,22 @@ fn content_type(codec: Codec) -> &'static str {
     }
 }
 
-/// One request on a connection of its own: sends `head` and `body`, reads the response.
+/// One request on a connection of its own (opened like a WebSocket attempt's: TCP, then TLS for
+/// `wss://`): sends `head` and `body`, reads the response.
 async fn exchange(
-    host: &str,
-    port: u16,
+    target: Target,
     mut head: Vec<u8>,
     body: Vec<u8>,
     limit: usize,
 ) -> Result<Reply, String> {
-    let mut tcp = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
+    let mut stream = target.open().await.map_err(|e| format!("connect: {e}"))?;
     head.extend_from_slice(&body);
-    tcp.write_all(&head)
+    stream
+        .write_all(&head)
         .await
         .map_err(|e| format!("write: {e}"))?;
-    read_response(&mut tcp, limit).await
+    stream.flush().await.map_err(|e| format!("write: {e}"))?;
+    read_response(&mut stream, limit).await
 }
 
 /// Reads a response head (at most [`MAX_HEAD`] bytes) and a body of at most `limit` bytes.
@@ -763,10 +755,9 @@ mod tests {
              Content-Length: 2\r\nConnection: close\r\nEventwire-Session: t1\r\n\r\n"
         );
         let uri: Uri = "ws://[::1]:9/x".parse().unwrap();
-        assert_eq!(
-            endpoint(&uri),
-            Some(("::1".to_owned(), 9, "[::1]:9".to_owned()))
-        );
+        assert_eq!(authority(&uri), Some("[::1]:9".to_owned()));
+        let uri: Uri = "wss://example.com/x".parse().unwrap();
+        assert_eq!(authority(&uri), Some("example.com".to_owned()));
         let defaults = PollingOptions::new();
         assert_eq!(defaults.after_failures, 3);
         assert_eq!(defaults.upgrade_every, Duration::from_secs(30));
