@@ -227,14 +227,8 @@ impl World {
         for i in 0..self.peers.len() {
             let now = self.now;
             let peer = &mut self.peers[i];
-            let mut sink = Recorder::new(
-                &mut peer.obs,
-                &mut peer.acks,
-                &mut peer.failed,
-                &mut peer.fatal,
-                0,
-            );
-            peer.machine.connect(now, &mut |e| sink.record(e));
+            let (machine, mut sink) = peer.split(0);
+            machine.connect(now, &mut |e| sink.record(e));
         }
         for _ in 0..self.params.steps {
             self.advance(true);
@@ -416,15 +410,8 @@ impl World {
                         let now = self.now;
                         let peer = &mut self.peers[conn.client];
                         let head = head_of(&self.hub, &frame);
-                        let mut sink = Recorder::new(
-                            &mut peer.obs,
-                            &mut peer.acks,
-                            &mut peer.failed,
-                            &mut peer.fatal,
-                            head,
-                        );
-                        peer.machine
-                            .handle_frame(now, &frame, &mut |e| sink.record(e));
+                        let (machine, mut sink) = peer.split(head);
+                        machine.handle_frame(now, &frame, &mut |e| sink.record(e));
                     }
                     rest = tail;
                 }
@@ -433,15 +420,8 @@ impl World {
         let now = self.now;
         let peer = &mut self.peers[conn.client];
         peer.conn = None;
-        let mut sink = Recorder::new(
-            &mut peer.obs,
-            &mut peer.acks,
-            &mut peer.failed,
-            &mut peer.fatal,
-            0,
-        );
-        peer.machine
-            .handle_disconnected(now, &mut |e| sink.record(e));
+        let (machine, mut sink) = peer.split(0);
+        machine.handle_disconnected(now, &mut |e| sink.record(e));
     }
 
     /// Moves everything that is due, repeatedly, until nothing moves.
@@ -467,13 +447,6 @@ impl World {
                 moved = true;
                 let reachable = self.peers[i].offline_until <= now;
                 let peer = &mut self.peers[i];
-                let mut sink = Recorder::new(
-                    &mut peer.obs,
-                    &mut peer.acks,
-                    &mut peer.failed,
-                    &mut peer.fatal,
-                    0,
-                );
                 if reachable {
                     let c = self.conns.len();
                     let session = ServerSession::new(
@@ -495,23 +468,18 @@ impl World {
                         server_gone: false,
                     }));
                     peer.conn = Some(c);
-                    peer.machine.handle_connected(now, &mut |e| sink.record(e));
+                    let (machine, mut sink) = peer.split(0);
+                    machine.handle_connected(now, &mut |e| sink.record(e));
                 } else {
-                    peer.machine
-                        .handle_disconnected(now, &mut |e| sink.record(e));
+                    let (machine, mut sink) = peer.split(0);
+                    machine.handle_disconnected(now, &mut |e| sink.record(e));
                 }
             }
             {
                 let peer = &mut self.peers[i];
                 if peer.machine.poll_timeout().is_some_and(|t| t <= now) {
-                    let mut sink = Recorder::new(
-                        &mut peer.obs,
-                        &mut peer.acks,
-                        &mut peer.failed,
-                        &mut peer.fatal,
-                        0,
-                    );
-                    peer.machine.handle_timeout(now, &mut |e| sink.record(e));
+                    let (machine, mut sink) = peer.split(0);
+                    machine.handle_timeout(now, &mut |e| sink.record(e));
                 }
             }
             // Outputs: frames first, then the action.
@@ -657,15 +625,8 @@ impl World {
                 let peer = &mut self.peers[conn.client];
                 if peer.conn == Some(c) {
                     peer.conn = None;
-                    let mut sink = Recorder::new(
-                        &mut peer.obs,
-                        &mut peer.acks,
-                        &mut peer.failed,
-                        &mut peer.fatal,
-                        0,
-                    );
-                    peer.machine
-                        .handle_disconnected(now, &mut |e| sink.record(e));
+                    let (machine, mut sink) = peer.split(0);
+                    machine.handle_disconnected(now, &mut |e| sink.record(e));
                 }
             } else {
                 self.conns[c] = Some(conn);
@@ -695,15 +656,8 @@ impl World {
                         trace(&frame)
                     );
                 }
-                let mut sink = Recorder::new(
-                    &mut peer.obs,
-                    &mut peer.acks,
-                    &mut peer.failed,
-                    &mut peer.fatal,
-                    head,
-                );
-                peer.machine
-                    .handle_frame(now, &frame, &mut |e| sink.record(e));
+                let (machine, mut sink) = peer.split(head);
+                machine.handle_frame(now, &frame, &mut |e| sink.record(e));
             }
             Transport::Stream => {
                 // Byte streams arrive in arbitrary chunks.
@@ -721,15 +675,8 @@ impl World {
                             if std::env::var_os("EVENTWIRE_SIM_TRACE").is_some() {
                                 eprintln!("{now} conn->client {} (conn {:?}, peer conn {:?}, closing {}): {}", conn.client, conn.session.session_id(), peer.conn, conn.closing, trace(&frame));
                             }
-                            let mut sink = Recorder::new(
-                                &mut peer.obs,
-                                &mut peer.acks,
-                                &mut peer.failed,
-                                &mut peer.fatal,
-                                head,
-                            );
-                            peer.machine
-                                .handle_frame(now, &frame, &mut |e| sink.record(e));
+                            let (machine, mut sink) = peer.split(head);
+                            machine.handle_frame(now, &frame, &mut |e| sink.record(e));
                         }
                         rest = tail;
                     }
@@ -1079,23 +1026,22 @@ struct Recorder<'r> {
     head: u64,
 }
 
-impl<'r> Recorder<'r> {
-    fn new(
-        obs: &'r mut BTreeMap<String, Vec<Obs>>,
-        acks: &'r mut BTreeMap<u64, Vec<Position>>,
-        failed: &'r mut BTreeMap<u64, u16>,
-        fatal: &'r mut Option<CloseCode>,
-        head: u64,
-    ) -> Self {
-        Recorder {
-            obs,
-            acks,
-            failed,
-            fatal,
+impl Peer {
+    /// The machine and a recorder of its events, borrowed apart. `head` is the room's head when
+    /// the frame being handled arrived (for the supersession check).
+    fn split(&mut self, head: u64) -> (&mut SimClient, Recorder<'_>) {
+        let recorder = Recorder {
+            obs: &mut self.obs,
+            acks: &mut self.acks,
+            failed: &mut self.failed,
+            fatal: &mut self.fatal,
             head,
-        }
+        };
+        (&mut self.machine, recorder)
     }
+}
 
+impl Recorder<'_> {
     fn record(&mut self, e: ClientEvent<'_>) {
         match e {
             ClientEvent::Event {
