@@ -385,6 +385,10 @@ impl Wire for AxumWire {
     type Unit = Message;
     type Out = Message;
 
+    fn codec(&self) -> Codec {
+        self.codec
+    }
+
     fn encode(&mut self, frame: &Frame<'_>) -> Result<Message, EncodeError> {
         let bytes = message::encode_payload(self.codec, frame, &mut self.buf)?;
         Ok(if self.codec.is_text() {

@@ -162,7 +162,7 @@ pub(crate) async fn drive<W: Wire>(
     let hub = &shared.hub;
     let clock = hub.inner.clock;
     let counters = &hub.inner.counters;
-    let mut conn = Conn::new(shared, addr, headers, over_capacity);
+    let mut conn = Conn::new(shared, addr, headers, over_capacity, wire.codec());
     let mut shutdown = shared.shutdown.clone();
     let mut changed = hub.inner.changed.subscribe();
     let max_frame = shared.config.session.max_frame as usize;
@@ -266,6 +266,7 @@ impl Conn {
         addr: SocketAddr,
         headers: Vec<(String, String)>,
         over_capacity: bool,
+        codec: Codec,
     ) -> Conn {
         let hub = &shared.hub;
         let seed = {
@@ -290,6 +291,7 @@ impl Conn {
             joins: Vec::new(),
             published: false,
         };
+        conn.session.set_codec(codec);
         if over_capacity {
             conn.session.close(
                 CloseCode::TRY_AGAIN_LATER,

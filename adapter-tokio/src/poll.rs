@@ -395,7 +395,7 @@ fn open_session(
     counters.connections_total.fetch_add(1, Ordering::Relaxed);
     let busy = if counted { shared.polls.requests() } else { 0 };
     let over = open.saturating_sub(busy) >= shared.config.max_connections as u64;
-    let mut conn = Conn::new(shared, peer, headers, over);
+    let mut conn = Conn::new(shared, peer, headers, over, codec);
     if over {
         uncount(shared);
         return Err(refusal(shared, &mut conn, codec));

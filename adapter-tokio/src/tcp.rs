@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventwire_core::codec::stream::{self, StreamDecoder};
+use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
 use eventwire_core::{CloseCode, DecodeError, EncodeError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -143,6 +144,10 @@ impl TcpWire {
 impl Wire for TcpWire {
     type Unit = Vec<u8>;
     type Out = Vec<u8>;
+
+    fn codec(&self) -> Codec {
+        Codec::Binary
+    }
 
     fn encode(&mut self, frame: &Frame<'_>) -> Result<Vec<u8>, EncodeError> {
         let n = match stream::encode(frame, &mut self.scratch) {

@@ -31,6 +31,8 @@ pub(crate) trait Wire {
     /// An encoded frame, ready to send.
     type Out;
 
+    /// The form frames take on this transport (the session needs it to pick what it copies).
+    fn codec(&self) -> Codec;
     /// Encodes a frame (synchronously: the hub may be locked while the frame is borrowed).
     fn encode(&mut self, frame: &Frame<'_>) -> Result<Self::Out, EncodeError>;
     /// Size of an encoded frame, for the byte counters.
@@ -75,6 +77,10 @@ where
 {
     type Unit = Message;
     type Out = Message;
+
+    fn codec(&self) -> Codec {
+        self.codec
+    }
 
     fn encode(&mut self, frame: &Frame<'_>) -> Result<Message, EncodeError> {
         message::encode(self.codec, frame, &mut self.buf)

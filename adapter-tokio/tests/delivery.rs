@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use eventwire_core::backoff::BackoffPolicy;
 use eventwire_core::client::ClientConfig;
-use eventwire_core::codec::binary;
+use eventwire_core::codec::{binary, Codec};
 use eventwire_core::frame::{Frame, Hello, Missed, Position, Resume};
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::HubConfig;
@@ -400,5 +400,65 @@ async fn a_stalled_reader_delays_nobody_and_gets_a_gap() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     drop(stalled);
+    server.shutdown(Duration::from_millis(100)).await;
+}
+
+/// Waits for `n` events or gaps of `client`, as (offset, payload) and (first, last).
+/// Events as (offset, payload) and range gaps as (first, last), in order.
+type Received = (Vec<(u64, Vec<u8>)>, Vec<(u64, u64)>);
+
+async fn gather(client: &mut Client, n: usize) -> Received {
+    let (mut events, mut gaps) = (Vec::new(), Vec::new());
+    while events.len() + gaps.len() < n {
+        match tokio::time::timeout(LIMIT, client.next()).await {
+            Ok(Some(Event::Event {
+                position, payload, ..
+            })) => events.push((position.offset, payload.to_vec())),
+            Ok(Some(Event::Gap {
+                missed: Missed::Range { first, last, .. },
+                ..
+            })) => gaps.push((first, last)),
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => panic!("ended after {events:?} and {gaps:?}"),
+        }
+    }
+    (events, gaps)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_binary_subscribers_read_the_same_log() {
+    let hub = Hub::with_epoch(9, Default::default());
+    let server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
+        .await
+        .unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    let mut binary = Client::connect(&url, options(1)).unwrap();
+    let mut json = Client::connect(&url, options(2).codec(Codec::Json)).unwrap();
+    for client in [&mut binary, &mut json] {
+        client.subscribe("mixed").await.unwrap();
+        while !matches!(
+            tokio::time::timeout(LIMIT, client.next()).await,
+            Ok(Some(Event::Subscribed { .. }))
+        ) {}
+    }
+    let mut all = Vec::new();
+    for n in 1..=100u64 {
+        // Every tenth payload is not JSON text: it has no JSON form.
+        let payload = if n % 10 == 0 {
+            format!("raw\u{1}{n}").into_bytes()
+        } else {
+            format!(r#"{{"n":{n},"text":"caf\u00e9"}}"#).into_bytes()
+        };
+        hub.emit_raw("mixed", "test.event", &payload, None).unwrap();
+        all.push((n, payload));
+    }
+    let (events, gaps) = gather(&mut binary, 100).await;
+    assert_eq!(events, all);
+    assert!(gaps.is_empty());
+    let (events, gaps) = gather(&mut json, 100).await;
+    let json_only: Vec<_> = all.into_iter().filter(|(n, _)| n % 10 != 0).collect();
+    assert_eq!(events, json_only);
+    let expected: Vec<(u64, u64)> = (1..=10).map(|k| (k * 10, k * 10)).collect();
+    assert_eq!(gaps, expected);
     server.shutdown(Duration::from_millis(100)).await;
 }

@@ -29,8 +29,13 @@
 //!   (keys are compared byte for byte; a hash only finds candidates). Superseded events are never
 //!   visited by [`RoomLog::read`], which steps over them; an event without a key is never
 //!   superseded, and the newest event is never superseded either.
-//! - Memory is allocated once, in [`RoomLog::new`], sized by the config: appending, expiring and
-//!   reading allocate nothing.
+//! - With the `json` feature and [`HistoryConfig::json_form`] (the default), an event whose payload
+//!   is JSON text is also kept as the JSON object a JSON subscriber receives
+//!   ([`Entry::json`]), byte for byte what `serde_json` writes for it, in the same contiguous
+//!   slot; [`RoomLog::read_json`] serves JSON subscribers from those, and reports an event
+//!   without one as a gap, so that a JSON subscriber hears of every event it cannot be given.
+//! - Memory is allocated once, in [`RoomLog::new`], sized by the config: appending (the JSON
+//!   check included), expiring and reading allocate nothing.
 //!
 //! # Overflow
 //! When an event does not fit (too many events, or no contiguous room in the byte ring), the
@@ -89,15 +94,24 @@ pub struct HistoryConfig {
     pub max_bytes: usize,
     /// Events this old are dropped ([`RoomLog::expire`]); default `None`, no age limit.
     pub max_age: Option<Duration>,
+    /// Also keep each event's JSON form ([`Entry::json`]), written once at append, so that JSON
+    /// subscribers are served by copying bytes like binary ones ([`RoomLog::read_json`]); default
+    /// on. It costs a check that the payload is JSON text at each append and roughly doubles
+    /// the bytes an event takes (both forms count against `max_bytes`). Turn it off for rooms
+    /// only binary subscribers read: JSON subscribers are then transcoded batch by batch.
+    #[cfg(feature = "json")]
+    pub json_form: bool,
 }
 
 impl HistoryConfig {
-    /// The defaults: 1024 events, 256 KiB, no age limit.
+    /// The defaults: 1024 events, 256 KiB, no age limit (and JSON forms kept, with `json`).
     pub const fn new() -> Self {
         HistoryConfig {
             max_events: 1024,
             max_bytes: 256 * 1024,
             max_age: None,
+            #[cfg(feature = "json")]
+            json_form: true,
         }
     }
 
@@ -116,6 +130,13 @@ impl HistoryConfig {
     /// Sets [`HistoryConfig::max_age`].
     pub const fn max_age(mut self, max_age: Option<Duration>) -> Self {
         self.max_age = max_age;
+        self
+    }
+
+    /// Sets [`HistoryConfig::json_form`].
+    #[cfg(feature = "json")]
+    pub const fn json_form(mut self, json_form: bool) -> Self {
+        self.json_form = json_form;
         self
     }
 }
@@ -142,6 +163,11 @@ pub struct Entry<'a> {
     /// The exact postcard encoding of `BatchEvent { offset, kind, payload }`, written once at
     /// append: batches are built by copying these back to back.
     pub encoded: &'a [u8],
+    /// The same `BatchEvent` as JSON text, exactly as `serde_json` writes it, written once at
+    /// append; `None` when the log does not keep JSON forms ([`HistoryConfig::json_form`]) or
+    /// the payload is not JSON text.
+    #[cfg(feature = "json")]
+    pub json: Option<&'a [u8]>,
 }
 
 /// What a [`RoomLog::read`] found after a subscriber's cursor.
@@ -149,8 +175,9 @@ pub struct Entry<'a> {
 /// Not `#[non_exhaustive]`: the caller must decide what to send for every case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
-    /// Offsets `first..=last` fell out of the history before the subscriber read them; nothing
-    /// was visited. Send a gap notice and continue from cursor `last`.
+    /// Offsets `first..=last` fell out of the history before the subscriber read them (or, from
+    /// [`RoomLog::read_json`], `last` is an event with no JSON form); nothing was visited. Send a
+    /// gap notice and continue from cursor `last`.
     Gap {
         /// First lost offset (the cursor plus one).
         first: u64,
@@ -212,11 +239,30 @@ impl fmt::Display for AppendError {
 
 impl core::error::Error for AppendError {}
 
+/// How much longer an event's JSON form can be than its binary one: the JSON adds
+/// `{"offset":,"kind":"","payload":}` (31 bytes) and up to 16 digits of offset, the binary form
+/// has at least 3 bytes of varints that the JSON does not.
+#[cfg(feature = "json")]
+pub const JSON_OVERHEAD: usize = 31 + 16 - 3;
+
+/// What a read counts against its byte budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Measure {
+    /// The binary forms.
+    Binary,
+    /// The JSON forms kept in the ring.
+    #[cfg(feature = "json")]
+    Json,
+    /// An upper bound of the JSON forms, for events the reader transcodes.
+    #[cfg(feature = "json")]
+    JsonBound,
+}
+
 /// Where one retained event lives in the byte ring.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     at: Instant,
-    /// Start of the encoding in the ring; the key bytes follow it.
+    /// Start of the encoding in the ring; the key bytes follow it, then the JSON form.
     start: usize,
     /// Length of the encoding.
     len: usize,
@@ -228,6 +274,8 @@ struct Slot {
     payload_start: u8,
     /// Length of the coalescing key, 0 without one (keys are never empty).
     key_len: u8,
+    /// Length of the JSON form, 0 without one (a JSON form is never empty).
+    json_len: u32,
     /// Hash of the key, for the key index.
     hash: u32,
     /// A newer retained event has the same key.
@@ -237,7 +285,7 @@ struct Slot {
 impl Slot {
     /// Bytes the event occupies in the ring.
     fn size(&self) -> usize {
-        self.len + usize::from(self.key_len)
+        self.len + usize::from(self.key_len) + self.json_len as usize
     }
 
     fn end(&self) -> usize {
@@ -306,7 +354,8 @@ impl RoomLog {
         self.entries.is_empty()
     }
 
-    /// Bytes retained: encodings plus coalescing keys. At most [`HistoryConfig::max_bytes`].
+    /// Bytes retained: encodings, coalescing keys and JSON forms. At most
+    /// [`HistoryConfig::max_bytes`].
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -351,7 +400,11 @@ impl RoomLog {
         let kind_start = varint_len(offset) + varint_len(kind.len() as u64);
         let payload_start = kind_start + kind.len() + varint_len(payload.len() as u64);
         let len = payload_start.saturating_add(payload.len());
-        let size = len.saturating_add(key.len());
+        let json = self.json_form(offset, kind, payload);
+        let json_len = json.map_or(0, |(_, n)| n);
+        let size = len
+            .saturating_add(key.len())
+            .saturating_add(json_len as usize);
         if size > self.ring.len() {
             return Err(AppendError::TooLarge {
                 size,
@@ -373,6 +426,18 @@ impl RoomLog {
             w.varint(payload.len() as u64);
             w.put(payload);
             w.put(key);
+            #[cfg(feature = "json")]
+            if let Some((raw, _)) = json {
+                // `{"offset":N,"kind":"K","payload":P}`: what serde_json writes for a
+                // `BatchEvent`, with the payload's JSON text as is (kinds need no escaping).
+                w.put(br#"{"offset":"#);
+                w.decimal(offset);
+                w.put(br#","kind":""#);
+                w.put(kind.as_bytes());
+                w.put(br#"","payload":"#);
+                w.put(raw.as_bytes());
+                w.put(b"}");
+            }
         }
         let hash = if key.is_empty() { 0 } else { fnv1a(key) };
         self.entries.push_back(Slot {
@@ -383,6 +448,7 @@ impl RoomLog {
             kind_len: kind.len() as u8,
             payload_start: payload_start as u8,
             key_len: key.len() as u8,
+            json_len,
             hash,
             superseded: false,
         });
@@ -424,6 +490,43 @@ impl RoomLog {
         after: u64,
         max_events: usize,
         max_bytes: usize,
+        visit: impl FnMut(Entry<'a>),
+    ) -> Read {
+        self.read_form(after, max_events, max_bytes, Measure::Binary, visit)
+    }
+
+    /// [`RoomLog::read`] for a JSON subscriber: `max_bytes` and [`Read::Progress`]'s `bytes`
+    /// count the events' JSON forms.
+    ///
+    /// With [`HistoryConfig::json_form`], every visited entry has its [`Entry::json`], and an
+    /// event with no JSON form (its payload is not JSON text) ends the read before it, or, when
+    /// it comes first, is reported as a [`Read::Gap`] ending at its offset: it cannot be sent to
+    /// this subscriber, which must hear that it missed it.
+    ///
+    /// Without it, entries have no JSON form; they are measured by an upper bound of their JSON
+    /// size ([`JSON_OVERHEAD`] more than the binary form) for the caller to transcode them.
+    #[cfg(feature = "json")]
+    pub fn read_json<'a>(
+        &'a self,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        visit: impl FnMut(Entry<'a>),
+    ) -> Read {
+        let measure = if self.config.json_form {
+            Measure::Json
+        } else {
+            Measure::JsonBound
+        };
+        self.read_form(after, max_events, max_bytes, measure, visit)
+    }
+
+    fn read_form<'a>(
+        &'a self,
+        after: u64,
+        max_events: usize,
+        max_bytes: usize,
+        measure: Measure,
         mut visit: impl FnMut(Entry<'a>),
     ) -> Read {
         if after > self.head {
@@ -447,14 +550,30 @@ impl RoomLog {
                 cursor = offset;
                 continue;
             }
-            if delivered == max_events
-                || (delivered > 0 && bytes.saturating_add(slot.len) > max_bytes)
+            let size = match measure {
+                Measure::Binary => slot.len,
+                #[cfg(feature = "json")]
+                Measure::Json => slot.json_len as usize,
+                #[cfg(feature = "json")]
+                Measure::JsonBound => slot.len + JSON_OVERHEAD,
+            };
+            if size == 0 {
+                // Only a missing JSON form measures 0: every encoding has at least 3 bytes.
+                if delivered == 0 {
+                    return Read::Gap {
+                        first: after + 1,
+                        last: offset,
+                    };
+                }
+                break;
+            }
+            if delivered == max_events || (delivered > 0 && bytes.saturating_add(size) > max_bytes)
             {
                 break;
             }
             visit(self.entry(offset, slot));
             delivered += 1;
-            bytes += slot.len;
+            bytes += size;
             cursor = offset;
         }
         Read::Progress {
@@ -462,6 +581,23 @@ impl RoomLog {
             delivered,
             bytes,
         }
+    }
+
+    /// The payload's JSON text (without surrounding white space, as `serde_json`'s `RawValue`
+    /// holds it) and the length of the event's JSON form, if the log keeps JSON forms, the payload
+    /// is JSON text and the form's length fits a `u32`.
+    #[cfg(feature = "json")]
+    fn json_form<'p>(&self, offset: u64, kind: &str, payload: &'p [u8]) -> Option<(&'p str, u32)> {
+        if !self.config.json_form {
+            return None;
+        }
+        let text = crate::json_text::json_text(payload)?;
+        Some((text, json_event_len(offset, kind, text)?))
+    }
+
+    #[cfg(not(feature = "json"))]
+    fn json_form(&self, _offset: u64, _kind: &str, _payload: &[u8]) -> Option<((), u32)> {
+        None
     }
 
     fn entry<'a>(&'a self, offset: u64, slot: &Slot) -> Entry<'a> {
@@ -477,6 +613,13 @@ impl RoomLog {
         let payload = encoded
             .get(usize::from(slot.payload_start)..)
             .unwrap_or(&[]);
+        #[cfg(feature = "json")]
+        let json = (slot.json_len > 0)
+            .then(|| {
+                let start = slot.start + slot.len + usize::from(slot.key_len);
+                self.ring.get(start..start + slot.json_len as usize)
+            })
+            .flatten();
         Entry {
             offset,
             at: slot.at,
@@ -484,6 +627,8 @@ impl RoomLog {
             payload,
             keyed: slot.key_len > 0,
             encoded,
+            #[cfg(feature = "json")]
+            json,
         }
     }
 
@@ -543,6 +688,23 @@ fn key_of<'a>(
     ring.get(start..start + usize::from(slot.key_len))
 }
 
+/// Length of an event's JSON form (see `RoomLog::append`), if it fits a `u32`.
+#[cfg(feature = "json")]
+fn json_event_len(offset: u64, kind: &str, payload: &str) -> Option<u32> {
+    let fixed = r#"{"offset":,"kind":"","payload":}"#.len();
+    let len = fixed + decimal_len(offset) + kind.len() + payload.len();
+    u32::try_from(len).ok()
+}
+
+/// Digits of `v` in decimal.
+#[cfg(feature = "json")]
+const fn decimal_len(v: u64) -> usize {
+    match v.checked_ilog10() {
+        Some(d) => d as usize + 1,
+        None => 1,
+    }
+}
+
 /// Bytes of `v` as a postcard (LEB128) varint.
 const fn varint_len(v: u64) -> usize {
     let bits = 64 - (v | 1).leading_zeros() as usize;
@@ -562,6 +724,11 @@ impl Writer<'_> {
             dst.copy_from_slice(bytes);
         }
         self.pos = end;
+    }
+
+    #[cfg(feature = "json")]
+    fn decimal(&mut self, v: u64) {
+        self.put(crate::text::decimal(v, &mut [0u8; 20]));
     }
 
     fn varint(&mut self, mut v: u64) {
@@ -976,5 +1143,160 @@ mod tests {
         log.append(t, "k", b"a3", Some(a)).unwrap();
         let (_, got) = collect(&log, 8);
         assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), [9, 10]);
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_forms_are_what_serde_json_writes() {
+        let payloads: [&[u8]; 7] = [
+            br#"{"cpu":0.42,"mem_mb":512}"#,
+            b" [1, 2 ,3]\n",
+            br#""line\nwith \"escapes\" and \u00e9""#,
+            b"-3.5e10",
+            b"null",
+            br#"{"nested":{"x":[true,false,{}]},"s":"\u2028"}"#,
+            "\t{\"unicode\":\"h\u{e9}llo \u{1F600}\"} ".as_bytes(),
+        ];
+        let mut log = RoomLog::new(9, HistoryConfig::new());
+        for (i, payload) in payloads.iter().enumerate() {
+            let kind = if i % 2 == 0 { "agent.metrics" } else { "a" };
+            log.append(Instant::ZERO, kind, payload, None).unwrap();
+        }
+        let mut seen = 0;
+        log.read(0, usize::MAX, usize::MAX, |e| {
+            let expected = serde_json::to_vec(&BatchEvent {
+                offset: e.offset,
+                kind: e.kind,
+                payload: Payload(e.payload),
+            })
+            .unwrap();
+            assert_eq!(e.json, Some(&expected[..]), "offset {}", e.offset);
+            seen += 1;
+        });
+        assert_eq!(seen, payloads.len());
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn decimal_matches_serde_json() {
+        let mut buf = [0u8; 20];
+        for v in [0u64, 7, 9, 10, 99, 100, 12345, MAX_SAFE_INTEGER, u64::MAX] {
+            let expected = serde_json::to_string(&v).unwrap();
+            assert_eq!(
+                crate::text::decimal(v, &mut buf),
+                expected.as_bytes(),
+                "{v}"
+            );
+            assert_eq!(decimal_len(v), expected.len(), "{v}");
+        }
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_forms_cost_bytes_and_can_be_turned_off() {
+        let payload = br#"{"status":"busy"}"#;
+        let mut with = RoomLog::new(1, HistoryConfig::new());
+        let mut without = RoomLog::new(1, HistoryConfig::new().json_form(false));
+        with.append(Instant::ZERO, "k", payload, None).unwrap();
+        without.append(Instant::ZERO, "k", payload, None).unwrap();
+        let json_len = br#"{"offset":1,"kind":"k","payload":{"status":"busy"}}"#.len();
+        assert_eq!(with.bytes(), without.bytes() + json_len);
+        without.read(0, 1, usize::MAX, |e| assert_eq!(e.json, None));
+        // Without JSON forms a JSON reader gets the events to transcode, measured by a bound.
+        assert_eq!(
+            without.read_json(0, 10, usize::MAX, |e| assert_eq!(e.json, None)),
+            Read::Progress {
+                cursor: 1,
+                delivered: 1,
+                bytes: without.bytes() + JSON_OVERHEAD
+            }
+        );
+        assert!(without.bytes() + JSON_OVERHEAD >= json_len);
+        // Both forms count against `max_bytes`.
+        let tight = HistoryConfig::new().max_bytes(without.bytes() + json_len - 1);
+        assert!(matches!(
+            RoomLog::new(1, tight).append(Instant::ZERO, "k", payload, None),
+            Err(AppendError::TooLarge { .. })
+        ));
+        assert!(RoomLog::new(1, tight.json_form(false))
+            .append(Instant::ZERO, "k", payload, None)
+            .is_ok());
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_reads_count_json_bytes_and_stop_at_events_without_a_json_form() {
+        let mut log = RoomLog::new(1, HistoryConfig::new());
+        log.append(Instant::ZERO, "k", b"1", None).unwrap(); // {"offset":1,"kind":"k","payload":1}: 35
+        log.append(Instant::ZERO, "k", b"2", None).unwrap();
+        log.append(Instant::ZERO, "k", b"\xff not json", None)
+            .unwrap();
+        log.append(Instant::ZERO, "k", b"4", None).unwrap();
+        let mut got = Vec::new();
+        assert_eq!(
+            log.read_json(0, 10, 69, |e| got.push(e.json.unwrap().to_vec())),
+            Read::Progress {
+                cursor: 1,
+                delivered: 1,
+                bytes: 35
+            }
+        );
+        assert_eq!(got, [br#"{"offset":1,"kind":"k","payload":1}"#.to_vec()]);
+        // The read ends before the event with no JSON form...
+        assert_eq!(
+            log.read_json(0, 10, usize::MAX, |_| {}),
+            Read::Progress {
+                cursor: 2,
+                delivered: 2,
+                bytes: 70
+            }
+        );
+        // ...which, met first, is a gap of exactly itself; the binary form still has it.
+        assert_eq!(
+            log.read_json(2, 10, usize::MAX, |_| panic!("visited")),
+            Read::Gap { first: 3, last: 3 }
+        );
+        assert_eq!(
+            log.read(2, 1, usize::MAX, |e| assert_eq!(e.json, None)),
+            Read::Progress {
+                cursor: 3,
+                delivered: 1,
+                bytes: 14
+            }
+        );
+        assert_eq!(
+            log.read_json(3, 10, usize::MAX, |e| assert_eq!(e.offset, 4)),
+            Read::Progress {
+                cursor: 4,
+                delivered: 1,
+                bytes: 35
+            }
+        );
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_reads_step_over_superseded_events_into_the_gap() {
+        let mut log = RoomLog::new(1, HistoryConfig::new());
+        log.append(Instant::ZERO, "m", b"1", Some("a")).unwrap();
+        log.append(Instant::ZERO, "m", b"2", Some("a")).unwrap();
+        log.append(Instant::ZERO, "m", b"raw", None).unwrap();
+        // Offset 1 is superseded: the gap covers it with the event that has no JSON form.
+        assert_eq!(
+            log.read_json(0, 10, usize::MAX, |e| assert_eq!(e.offset, 2)),
+            Read::Progress {
+                cursor: 2,
+                delivered: 1,
+                bytes: 35
+            }
+        );
+        let mut log = RoomLog::new(1, HistoryConfig::new());
+        log.append(Instant::ZERO, "m", b"1", Some("a")).unwrap();
+        log.append(Instant::ZERO, "m", b"raw", None).unwrap();
+        log.append(Instant::ZERO, "m", b"3", Some("a")).unwrap();
+        assert_eq!(
+            log.read_json(0, 10, usize::MAX, |_| panic!("visited")),
+            Read::Gap { first: 1, last: 2 }
+        );
     }
 }

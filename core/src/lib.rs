@@ -68,6 +68,8 @@ pub mod frame;
 pub mod history;
 #[cfg(feature = "alloc")]
 pub mod hub;
+#[cfg(feature = "json")]
+mod json_text;
 pub mod outbox;
 pub mod payload;
 pub mod rng;

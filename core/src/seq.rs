@@ -20,6 +20,14 @@ pub struct Seq<'a, T> {
 enum Repr<'a, T> {
     Items(&'a [T]),
     Encoded(&'a [u8]),
+    /// The elements in both forms, as a room log writes them once for all subscribers: postcard
+    /// back to back (iterated, validated, written by the binary form) and JSON texts separated
+    /// by commas (written as they are by the JSON codec, see [`Seq::json_text`]).
+    #[cfg(feature = "json")]
+    Both {
+        encoded: &'a [u8],
+        json: &'a [u8],
+    },
     #[cfg(feature = "json")]
     Json(alloc::vec::Vec<&'a serde_json::value::RawValue>),
 }
@@ -29,6 +37,8 @@ impl<T> Clone for Repr<'_, T> {
         match self {
             Repr::Items(items) => Repr::Items(items),
             Repr::Encoded(bytes) => Repr::Encoded(bytes),
+            #[cfg(feature = "json")]
+            Repr::Both { encoded, json } => Repr::Both { encoded, json },
             #[cfg(feature = "json")]
             Repr::Json(raws) => Repr::Json(raws.clone()),
         }
@@ -64,6 +74,35 @@ impl<'a, T> Seq<'a, T> {
             repr: Repr::Encoded(bytes),
         }
     }
+
+    /// A list held in both forms: `encoded` as for [`Seq::from_encoded`], and `json`, the same
+    /// elements as JSON texts separated by commas. Only the server session builds one, from
+    /// forms a room log wrote together, because the JSON codec writes `json` out unchecked.
+    #[cfg(feature = "json")]
+    pub(crate) const fn from_both(encoded: &'a [u8], json: &'a [u8]) -> Self {
+        Seq {
+            repr: Repr::Both { encoded, json },
+        }
+    }
+
+    /// The JSON texts of the elements, comma-separated, when the list holds them ready.
+    #[cfg(feature = "json")]
+    pub(crate) fn json_text(&self) -> Option<&'a [u8]> {
+        match self.repr {
+            Repr::Both { json, .. } => Some(json),
+            _ => None,
+        }
+    }
+
+    /// The postcard encodings of the elements, back to back, when the list holds them ready.
+    fn encoded(&self) -> Option<&'a [u8]> {
+        match self.repr {
+            Repr::Encoded(bytes) => Some(bytes),
+            #[cfg(feature = "json")]
+            Repr::Both { encoded, .. } => Some(encoded),
+            _ => None,
+        }
+    }
 }
 
 impl<'a, T: Deserialize<'a> + Clone> Seq<'a, T> {
@@ -72,10 +111,7 @@ impl<'a, T: Deserialize<'a> + Clone> Seq<'a, T> {
         Iter {
             seq: self,
             pos: 0,
-            rest: match self.repr {
-                Repr::Encoded(bytes) => bytes,
-                _ => &[],
-            },
+            rest: self.encoded().unwrap_or(&[]),
             _t: PhantomData,
         }
     }
@@ -95,16 +131,6 @@ impl<'a, T: Deserialize<'a> + Clone> Seq<'a, T> {
                     n += 1;
                 }
             }
-            Repr::Encoded(mut rest) => {
-                while !rest.is_empty() {
-                    let Ok((item, tail)) = postcard::take_from_bytes::<T>(rest) else {
-                        return Err(malformed);
-                    };
-                    f(&item)?;
-                    rest = tail;
-                    n += 1;
-                }
-            }
             #[cfg(feature = "json")]
             Repr::Json(raws) => {
                 for raw in raws {
@@ -112,6 +138,17 @@ impl<'a, T: Deserialize<'a> + Clone> Seq<'a, T> {
                         return Err(malformed);
                     };
                     f(&item)?;
+                    n += 1;
+                }
+            }
+            _ => {
+                let mut rest = self.encoded().unwrap_or(&[]);
+                while !rest.is_empty() {
+                    let Ok((item, tail)) = postcard::take_from_bytes::<T>(rest) else {
+                        return Err(malformed);
+                    };
+                    f(&item)?;
+                    rest = tail;
                     n += 1;
                 }
             }
@@ -148,7 +185,13 @@ impl<'a, T: Deserialize<'a> + Clone> Iterator for Iter<'_, 'a, T> {
                 self.pos += 1;
                 Some(item)
             }
-            Repr::Encoded(_) => {
+            #[cfg(feature = "json")]
+            Repr::Json(raws) => {
+                let raw: &'a serde_json::value::RawValue = raws.get(self.pos)?;
+                self.pos += 1;
+                serde_json::from_str::<T>(raw.get()).ok()
+            }
+            _ => {
                 if self.rest.is_empty() {
                     return None;
                 }
@@ -157,12 +200,6 @@ impl<'a, T: Deserialize<'a> + Clone> Iterator for Iter<'_, 'a, T> {
                 let (item, tail) = postcard::take_from_bytes::<T>(self.rest).ok()?;
                 self.rest = tail;
                 Some(item)
-            }
-            #[cfg(feature = "json")]
-            Repr::Json(raws) => {
-                let raw: &'a serde_json::value::RawValue = raws.get(self.pos)?;
-                self.pos += 1;
-                serde_json::from_str::<T>(raw.get()).ok()
             }
         }
     }
@@ -190,7 +227,7 @@ impl<'a, T: Serialize + Deserialize<'a> + Clone> Serialize for Seq<'a, T> {
             }
             return seq.end();
         }
-        if let Repr::Encoded(bytes) = self.repr {
+        if let Some(bytes) = self.encoded() {
             return s.serialize_bytes(bytes);
         }
         // Postcard writes a byte string as varint(len) followed by the bytes, a u64 as the same

@@ -33,7 +33,8 @@
 //! same), the publishes awaiting the application (the client's window, checked by the
 //! deduplication window), a control queue of [`CONTROL_CAPACITY`] frames (a peer that makes the
 //! server queue more, by pinging without reading for example, is closed with `POLICY_VIOLATION`)
-//! and one scratch buffer of the frame limit.
+//! and one scratch buffer of the frame limit (two for a JSON peer: the batch's events in both
+//! forms, so that its frame is still validated on the binary form and written from the JSON one).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -43,6 +44,7 @@ use core::time::Duration;
 use heapless::String;
 
 use crate::code::{CloseCode, ErrorCode};
+use crate::codec::Codec;
 use crate::dedup::Verdict;
 use crate::frame::{
     Batch, Close, ErrorFrame, Frame, Gap, Missed, Ping, Position, PublishAck, Subscribed, Welcome,
@@ -335,6 +337,11 @@ pub struct ServerSession {
     /// The control frame being sent; frames borrow from it.
     current: Option<Control>,
     scratch: Vec<u8>,
+    /// The form frames are encoded in; see [`ServerSession::set_codec`].
+    codec: Codec,
+    /// The JSON forms of a batch's events, for a JSON peer.
+    #[cfg(feature = "json")]
+    json_scratch: Vec<u8>,
     timers: [Option<Instant>; TIMERS],
     action: Option<CloseCode>,
     quality: LinkQuality,
@@ -364,6 +371,9 @@ impl ServerSession {
             control: VecDeque::new(),
             current: None,
             scratch: Vec::with_capacity(config.max_frame as usize),
+            codec: Codec::Binary,
+            #[cfg(feature = "json")]
+            json_scratch: Vec::new(),
             timers,
             action: None,
             quality: LinkQuality::new(config.quality),
@@ -376,6 +386,16 @@ impl ServerSession {
             stats: SessionStats::default(),
             config,
         }
+    }
+
+    /// Tells the session which form its frames are encoded in (the connection's negotiated
+    /// [`Codec`]; binary until told). For a JSON peer a batch carries the JSON forms its room
+    /// log wrote once at append (see `HistoryConfig::json_form`), so encoding it is a copy as in
+    /// the binary form, and an event whose payload is not JSON text, which has no JSON form, is
+    /// announced as missed (a gap) instead of making the encoding of its batch fail. Call it
+    /// before the first [`ServerSession::poll_transmit`].
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
     }
 
     // ---- getters
@@ -688,6 +708,16 @@ impl ServerSession {
     /// room logs only here, so not calling it is how backpressure reaches the logs.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, hub: &Hub) -> Option<Frame<'_>> {
+        if matches!(
+            self.state,
+            SessionState::AwaitHello | SessionState::AwaitAuth
+        ) {
+            // A client takes nothing before the welcome (it fails the connection otherwise), so
+            // what was queued while the hello waits for the application (errors for hello rooms
+            // over the limit, pongs) stays queued until `accept` puts the welcome in front of it.
+            // A session that ends before the welcome is `Closed`, so its close still goes out.
+            return None;
+        }
         if let Some(control) = self.control.pop_front() {
             self.stats.frames_out += 1;
             self.current = Some(control);
@@ -710,15 +740,20 @@ impl ServerSession {
                         missed,
                     }));
                 }
-                Outcome::Batch(count) => {
+                Outcome::Batch { count, json } => {
                     self.next_sub = (i + 1) % n;
                     self.stats.frames_out += 1;
                     self.stats.events_out += count as u64;
                     let sub = &self.subs[i];
+                    let events = match json {
+                        #[cfg(feature = "json")]
+                        true => Seq::from_both(&self.scratch, &self.json_scratch),
+                        _ => Seq::from_encoded(&self.scratch),
+                    };
                     return Some(Frame::Batch(Batch {
                         room: sub.name.as_str(),
                         epoch: sub.epoch,
-                        events: Seq::from_encoded(&self.scratch),
+                        events,
                     }));
                 }
             }
@@ -749,10 +784,25 @@ impl ServerSession {
     }
 }
 
+/// Whether batches for a JSON peer can take `log`'s events as written at append.
+#[cfg(feature = "json")]
+fn log_keeps_json(log: &crate::history::RoomLog) -> bool {
+    log.config().json_form
+}
+
+#[cfg(not(feature = "json"))]
+fn log_keeps_json(_log: &crate::history::RoomLog) -> bool {
+    false
+}
+
 enum Outcome {
     Idle,
     Gap(Missed),
-    Batch(usize),
+    /// A batch of this many events is in the scratch buffers; in both forms when `json`.
+    Batch {
+        count: usize,
+        json: bool,
+    },
 }
 
 fn control_frame(c: &Control) -> Frame<'_> {
@@ -1022,12 +1072,36 @@ impl ServerSession {
             Some(at) if at <= now => {}
             _ => return Outcome::Idle,
         }
-        let budget = (self.max_frame as usize).saturating_sub(MAX_NAME_LEN + 32);
+        let json = self.codec.is_text();
+        let budget = if json {
+            // The JSON envelope, and a comma between events.
+            (self.max_frame as usize)
+                .saturating_sub(MAX_NAME_LEN + 64)
+                .saturating_sub(self.max_batch as usize)
+        } else {
+            (self.max_frame as usize).saturating_sub(MAX_NAME_LEN + 32)
+        };
         self.scratch.clear();
         let scratch = &mut self.scratch;
-        let read = log.read(sub.cursor, self.max_batch as usize, budget, |e| {
-            scratch.extend_from_slice(e.encoded);
-        });
+        let max_batch = self.max_batch as usize;
+        let read = match json {
+            #[cfg(feature = "json")]
+            true => {
+                let text = &mut self.json_scratch;
+                text.clear();
+                log.read_json(sub.cursor, max_batch, budget, |e| {
+                    scratch.extend_from_slice(e.encoded);
+                    if !text.is_empty() {
+                        text.push(b',');
+                    }
+                    // Without JSON forms in the log, the batch is transcoded from `scratch`.
+                    text.extend_from_slice(e.json.unwrap_or_default());
+                })
+            }
+            _ => log.read(sub.cursor, max_batch, budget, |e| {
+                scratch.extend_from_slice(e.encoded);
+            }),
+        };
         let sub = &mut self.subs[i];
         match read {
             Read::Gap { first, last } => {
@@ -1059,7 +1133,10 @@ impl ServerSession {
                         last: cursor,
                     });
                 }
-                Outcome::Batch(delivered)
+                Outcome::Batch {
+                    count: delivered,
+                    json: json && log_keeps_json(log),
+                }
             }
             Read::UpToDate | Read::Ahead => Outcome::Idle,
         }

@@ -105,11 +105,22 @@ impl fmt::Display for Name<'_> {
     }
 }
 
+/// The bytes of a name, as a table: every frame's room and kind are checked on decode and encode,
+/// and a lookup per byte is the cheapest check there is.
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-');
+        b += 1;
+    }
+    table
+};
+
 pub(crate) fn check_name(s: &str, field: &'static str) -> Result<(), Invalid> {
-    let ok = !s.is_empty()
-        && s.len() <= MAX_NAME_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    let ok =
+        !s.is_empty() && s.len() <= MAX_NAME_LEN && s.bytes().all(|b| NAME_BYTES[usize::from(b)]);
     if ok {
         Ok(())
     } else {
@@ -140,6 +151,25 @@ pub(crate) fn check_reason(s: &str) -> Result<(), Invalid> {
     } else {
         Err(Invalid::Reason)
     }
+}
+
+/// `v` in decimal ASCII, as JSON writes an integer, in `buf`. The JSON form of a batch is put
+/// together from pieces written once (`history`, `codec::json`), which need integers written the
+/// way `serde_json` writes them.
+#[cfg(feature = "json")]
+pub(crate) fn decimal(mut v: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        if let Some(b) = buf.get_mut(start) {
+            *b = b'0' + (v % 10) as u8;
+        }
+        v /= 10;
+        if v == 0 || start == 0 {
+            break;
+        }
+    }
+    buf.get(start..).unwrap_or(&[])
 }
 
 pub(crate) fn check_int(v: u64, field: &'static str) -> Result<(), Invalid> {

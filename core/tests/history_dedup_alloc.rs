@@ -38,6 +38,12 @@ fn allocations() -> usize {
     ALLOCATIONS.with(Cell::get)
 }
 
+const JSON: [&[u8]; 3] = [
+    br#"{"cpu":0.5,"tags":[{"k":"a","v":[1,2,{"deep":[[[]]]}]}]}"#,
+    b" [true, null, \"\\u00e9\"] ",
+    b"not json",
+];
+
 #[test]
 fn steady_state_allocates_nothing() {
     let config = HistoryConfig::new()
@@ -61,6 +67,9 @@ fn steady_state_allocates_nothing() {
         let position = log
             .append(now, "agent.status", &payload[..len], key)
             .unwrap();
+        // JSON payloads get a JSON form too, checked and written without allocating.
+        log.append(now, "agent.metrics", JSON[(i % 3) as usize], key)
+            .unwrap();
         let client = i % 24; // more clients than room: evictions too
         let id = i / 24 + 1;
         let _ = dedup.check(client, id);
@@ -71,6 +80,9 @@ fn steady_state_allocates_nothing() {
         let _ = dedup.check(client, id);
         let after = log.head().offset.saturating_sub(i % 50);
         let _ = log.read(after, 10, 2048, |e| delivered += e.encoded.len());
+        let _ = log.read_json(after, 10, 2048, |e| {
+            delivered += e.json.map_or(0, <[u8]>::len)
+        });
         log.expire(now);
         let _ = log.next_expiry();
         if i % 1000 == 0 {

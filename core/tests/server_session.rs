@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use eventwire_core::client::{Action, Client, ClientConfig, ClientEvent, ConnState};
 use eventwire_core::code::{CloseCode, ErrorCode};
-use eventwire_core::codec::binary;
+use eventwire_core::codec::{binary, json, Codec};
 use eventwire_core::frame::{
     Close, Frame, Hello, Missed, Ping, Position, Publish, Resume, Subscribe, Unsubscribe, Welcome,
     PROTOCOL_VERSION,
@@ -244,6 +244,14 @@ impl Harness {
         self.drain()
     }
 
+    /// Hello, accept and allow every room, leaving what the session has to send unsent.
+    fn open_unsent(&mut self, max_frame: u32, rooms: &[(&str, Option<Position>)]) {
+        self.hello_with(PROTOCOL_VERSION, max_frame, 50, rooms);
+        self.take_events();
+        self.accept();
+        self.allow_all();
+    }
+
     fn open(&mut self, rooms: &[(&str, Option<Position>)]) -> Vec<Down> {
         self.open_with(64 * 1024, 50, rooms)
     }
@@ -306,6 +314,29 @@ impl Harness {
         self.session
             .subscriptions()
             .any(|(room, sent)| self.head(room).is_some_and(|head| head != sent))
+    }
+
+    /// Sends everything in the JSON form (each message's text), letting time pass to each flush
+    /// the session reports.
+    fn flush_all_json(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            while let Some(frame) = self.session.poll_transmit(self.now, &self.hub) {
+                let mut text = Vec::new();
+                json::encode_into(&frame, &mut text).expect("the session sends valid frames");
+                out.push(text);
+                assert!(out.len() < 10_000, "poll_transmit never ends");
+            }
+            if !self.behind() {
+                return out;
+            }
+            let t = self
+                .session
+                .poll_timeout(&self.hub)
+                .expect("a flush is due");
+            self.at(t);
+        }
+        panic!("never caught up");
     }
 
     /// Sends everything, letting time pass to each flush the session reports.
@@ -1309,4 +1340,111 @@ fn an_event_larger_than_the_peers_frame_limit_is_announced_as_missed() {
             assert!(*size <= 1024);
         }
     }
+}
+
+// ---- JSON peers
+
+/// Emits the same events into `h`'s hub: JSON payloads of `size` bytes, some coalesced, and
+/// `raw` (not JSON text) at the offsets listed.
+fn emit_mixed(h: &mut Harness, n: u64, size: usize, raw: &[u64]) {
+    for i in 1..=n {
+        let payload = if raw.contains(&i) {
+            format!("raw {i}").into_bytes()
+        } else {
+            format!(r#"{{"i":{i},"pad":"{}"}}"#, "x".repeat(size)).into_bytes()
+        };
+        let key = (i % 3 == 0).then(|| format!("m{}", i % 2));
+        h.hub
+            .emit(h.now, "agents", "agent.metrics", &payload, key.as_deref())
+            .unwrap();
+    }
+}
+
+/// Events (offset, payload) and gaps (first, last) in the JSON messages.
+/// Events as (offset, payload) and range gaps as (first, last), in order.
+type Received = (Vec<(u64, Vec<u8>)>, Vec<(u64, u64)>);
+
+fn json_contents(messages: &[Vec<u8>], limit: usize) -> Received {
+    let (mut events, mut gaps) = (Vec::new(), Vec::new());
+    for m in messages {
+        assert!(
+            m.len() <= limit,
+            "a message of {} bytes over {limit}",
+            m.len()
+        );
+        match json::decode(m, DECODE_LIMIT).expect("valid JSON frames") {
+            Frame::Batch(b) => {
+                for e in b.events.iter() {
+                    events.push((e.offset, e.payload.0.to_vec()));
+                }
+            }
+            Frame::Gap(g) => match g.missed {
+                Missed::Range { first, last, .. } => gaps.push((first, last)),
+                other => panic!("unexpected {other:?}"),
+            },
+            _ => {}
+        }
+    }
+    (events, gaps)
+}
+
+#[test]
+fn json_batches_copied_from_the_log_are_the_bytes_transcoding_gives() {
+    // (client frame limit, payload padding): the limit binds in the second case only.
+    for (client_frame, size) in [(64 * 1024, 20usize), (400, 60), (64 * 1024, 900)] {
+        let history = HistoryConfig::new().max_events(64).max_bytes(256 * 1024);
+        let mut copied = Harness::new(ServerConfig::new(), history);
+        let mut transcoded = Harness::new(ServerConfig::new(), history.json_form(false));
+        for h in [&mut copied, &mut transcoded] {
+            h.session.set_codec(Codec::Json);
+            emit_mixed(h, 40, size, &[]);
+            h.open_unsent(client_frame, &[("agents", Some(Position::new(EPOCH, 0)))]);
+        }
+        let copied = copied.flush_all_json();
+        let transcoded = transcoded.flush_all_json();
+        // Coalescing leaves the latest of each key and every unkeyed event; every message
+        // keeps to the limit (json_contents checks).
+        let expected: Vec<u64> = (1..=40)
+            .filter(|i| i % 3 != 0 || *i == 36 || *i == 39)
+            .collect();
+        for messages in [&copied, &transcoded] {
+            let (events, gaps) = json_contents(messages, client_frame as usize);
+            assert!(gaps.is_empty());
+            let offsets: Vec<u64> = events.iter().map(|e| e.0).collect();
+            assert_eq!(offsets, expected, "frame {client_frame}, payload {size}");
+        }
+        if client_frame > 1000 {
+            assert_eq!(copied, transcoded, "payload {size}");
+        } else {
+            // Transcoding can only budget with an upper bound of the JSON sizes.
+            assert!(copied.len() <= transcoded.len());
+        }
+    }
+}
+
+#[test]
+fn json_peers_hear_of_events_without_a_json_form_as_gaps() {
+    let history = HistoryConfig::new().max_events(64).max_bytes(64 * 1024);
+    let mut json_peer = Harness::new(ServerConfig::new(), history);
+    json_peer.session.set_codec(Codec::Json);
+    let mut binary_peer = Harness::new(ServerConfig::new(), history);
+    for h in [&mut json_peer, &mut binary_peer] {
+        emit_mixed(h, 10, 8, &[2, 5, 7]);
+        h.open_unsent(64 * 1024, &[("agents", Some(Position::new(EPOCH, 0)))]);
+    }
+    let (events, gaps) = json_contents(&json_peer.flush_all_json(), 64 * 1024);
+    let offsets: Vec<u64> = events.iter().map(|e| e.0).collect();
+    assert_eq!(offsets, [1, 4, 6, 8, 9, 10]);
+    // Offset 3 was superseded; 2, 5 and 7 cannot be given in JSON and are announced.
+    assert_eq!(gaps, [(2, 2), (5, 5), (7, 7)]);
+    // A binary peer gets the raw events.
+    let offsets: Vec<u64> = binary_peer
+        .flush_all()
+        .iter()
+        .flat_map(|d| match d {
+            Down::Batch { offsets, .. } => offsets.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert_eq!(offsets, [1, 2, 4, 5, 6, 7, 8, 9, 10]);
 }

@@ -17,7 +17,7 @@ use eventwire_core::backoff::BackoffPolicy;
 use eventwire_core::client::{Action, Client, ClientConfig, ClientEvent, ConnState};
 use eventwire_core::code::CloseCode;
 use eventwire_core::codec::stream::{self, StreamDecoder};
-use eventwire_core::codec::{binary, json};
+use eventwire_core::codec::{binary, json, Codec};
 use eventwire_core::frame::{Frame, Missed, Position};
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::{Hub, HubConfig};
@@ -294,7 +294,13 @@ impl World {
             self.counter += 1;
             let keyed = self.chance(3);
             let key = keyed.then(|| format!("metrics:a{}", self.rng.up_to(3)));
-            let payload = json_payload("e", self.counter);
+            // Now and then a payload that is not JSON text: binary peers get it, JSON peers must
+            // hear that they missed it.
+            let payload = if self.chance(40) {
+                format!("raw\u{1}{}", self.counter).into_bytes()
+            } else {
+                json_payload("e", self.counter)
+            };
             let kind = if keyed {
                 "agent.metrics"
             } else {
@@ -449,12 +455,15 @@ impl World {
                 let peer = &mut self.peers[i];
                 if reachable {
                     let c = self.conns.len();
-                    let session = ServerSession::new(
+                    let mut session = ServerSession::new(
                         now,
                         self.server_config,
                         self.next_session,
                         self.next_session * 7919,
                     );
+                    if peer.transport == Transport::Json {
+                        session.set_codec(Codec::Json);
+                    }
                     self.next_session += 1;
                     self.conns.push(Some(Conn {
                         client: i,
