@@ -16,7 +16,7 @@ use eventwire_core::dashboard::{
     SystemPerformance, SystemStatus, TaskAssigned, TaskCompleted, TaskFailed, TaskQueued,
 };
 use eventwire_core::rng::Rng;
-use eventwire_tokio::{Hub, Server, ServerConfig};
+use eventwire_tokio::{EmitDashboard, Hub, Server, ServerConfig};
 
 struct Agent {
     id: String,

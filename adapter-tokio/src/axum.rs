@@ -75,6 +75,7 @@ use ::axum::routing::{get, post, MethodRouter};
 use ::axum::Extension;
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
+use eventwire_core::handshake;
 use eventwire_core::{CloseCode, DecodeError, EncodeError};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
@@ -197,21 +198,19 @@ pub async fn handler(
         )
             .into_response();
     }
-    if let (Some(allowed), Some(origin)) = (&config.allowed_origins, headers.get(ORIGIN)) {
-        let origin = origin.to_str().unwrap_or("");
-        if !allowed.iter().any(|a| a == origin) {
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-        }
-    }
-    let mut offered = headers.get_all(SEC_WEBSOCKET_PROTOCOL).iter().peekable();
-    let codec = if offered.peek().is_none() {
-        None
-    } else {
-        match offered.find_map(|v| v.to_str().ok().and_then(Codec::negotiate)) {
-            Some(codec) => Some(codec),
-            None => {
-                return (StatusCode::BAD_REQUEST, "no supported subprotocol").into_response();
-            }
+    let decided = handshake::decide(
+        config.allowed_origins.as_deref(),
+        headers.get(ORIGIN).map(|v| v.as_bytes()),
+        headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    let (codec, subprotocol) = match decided {
+        Ok(upgrade) => (upgrade.codec, upgrade.subprotocol),
+        Err(refusal) => {
+            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return (status, refusal.reason()).into_response();
         }
     };
     let max = config.session.max_frame as usize;
@@ -221,10 +220,9 @@ pub async fn handler(
         .max_write_buffer_size(config.write_buffer.max(max + 1024))
         .max_message_size(max)
         .max_frame_size(max);
-    if let Some(codec) = codec {
-        upgrade.set_selected_protocol(HeaderValue::from_static(codec.subprotocol()));
+    if let Some(name) = subprotocol {
+        upgrade.set_selected_protocol(HeaderValue::from_static(name));
     }
-    let codec = codec.unwrap_or(Codec::Binary);
     let peer = connect_info.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0 .0);
     let headers = headers
         .iter()

@@ -73,13 +73,10 @@ use eventwire_core::client::{
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::dashboard::{DashboardError, DashboardEvent};
-use eventwire_core::frame::{Frame, Missed, Position, Publish};
-use eventwire_core::outbox::OutboxError;
-use eventwire_core::payload::Payload;
+use eventwire_core::frame::{Frame, Missed, Position};
 use eventwire_core::rtt::Quality;
-use eventwire_core::text::MAX_SAFE_INTEGER;
 use eventwire_core::time::Instant;
-use eventwire_core::{CloseCode, EncodeError, ErrorCode};
+use eventwire_core::{CloseCode, ErrorCode};
 use futures_util::stream::{SplitSink, SplitStream, Stream, StreamExt};
 use futures_util::SinkExt;
 use serde::de::DeserializeOwned;
@@ -1393,27 +1390,14 @@ impl Task {
         kind: &str,
         payload: &[u8],
     ) -> Result<(), CoreError> {
-        let frame = Frame::Publish(Publish {
+        eventwire_core::client::check_publish_size(
+            self.codec,
             room,
-            // The largest id, whose varint is the longest.
-            id: MAX_SAFE_INTEGER,
             kind,
-            payload: Payload(payload),
-        });
-        self.encode_buf.clear();
-        match self.codec.encode_into(&frame, &mut self.encode_buf) {
-            Ok(()) if self.encode_buf.len() > self.frame_limit => {
-                Err(CoreError::Outbox(OutboxError::TooLarge {
-                    size: self.encode_buf.len(),
-                    limit: self.frame_limit,
-                }))
-            }
-            Err(EncodeError::Invalid(invalid)) => {
-                Err(CoreError::Outbox(OutboxError::Invalid(invalid)))
-            }
-            // Anything else is left to the outbox's own checks.
-            Ok(()) | Err(_) => Ok(()),
-        }
+            payload,
+            self.frame_limit,
+            &mut self.encode_buf,
+        )
     }
 
     /// The machine closed for good: refuse further commands, let the last connection close,
@@ -1449,7 +1433,10 @@ mod tests {
     use eventwire_core::backoff::{BackoffPolicy, Jitter};
     use eventwire_core::dashboard::{SystemHealth, SystemStatus};
     use eventwire_core::frame::{Batch, BatchEvent, Close, Ping, PublishAck, Subscribed, Welcome};
+    use eventwire_core::outbox::OutboxError;
+    use eventwire_core::payload::Payload;
     use eventwire_core::seq::Seq;
+    use eventwire_core::text::MAX_SAFE_INTEGER;
     use serde_json::{json, Value};
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;

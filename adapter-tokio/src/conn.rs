@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
+use eventwire_core::handshake::{self, Refusal, Upgrade};
 use eventwire_core::server::{ServerEvent, ServerSession, SessionState};
 use eventwire_core::{CloseCode, DecodeError};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -28,14 +29,16 @@ use crate::server::{shutdown_requested, AuthRequest, Peer, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
 /// What the upgrade learned about the peer.
-struct Upgrade {
+struct Upgraded {
     codec: Codec,
     headers: Vec<(String, String)>,
 }
 
-fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(why.to_owned()));
-    *response.status_mut() = status;
+/// The HTTP answer to a refused upgrade; the decision is the core's (`handshake::decide`).
+fn refuse(refusal: Refusal) -> ErrorResponse {
+    let mut response = ErrorResponse::new(Some(refusal.reason().to_owned()));
+    *response.status_mut() =
+        StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
     response
 }
 
@@ -67,24 +70,22 @@ pub(crate) async fn serve<S, F>(
         let allowed = shared.config.allowed_origins.clone();
         #[allow(clippy::result_large_err)] // tungstenite's callback signature
         let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-            if let (Some(allowed), Some(origin)) = (&allowed, req.headers().get("origin")) {
-                let origin = origin.to_str().unwrap_or("");
-                if !allowed.iter().any(|a| a == origin) {
-                    return Err(refuse(StatusCode::FORBIDDEN, "origin not allowed"));
-                }
-            }
-            let codec = match req.headers().get("sec-websocket-protocol") {
-                None => Codec::Binary,
-                Some(offered) => {
-                    let Some(codec) = offered.to_str().ok().and_then(Codec::negotiate) else {
-                        return Err(refuse(StatusCode::BAD_REQUEST, "no supported subprotocol"));
-                    };
-                    resp.headers_mut().insert(
-                        "sec-websocket-protocol",
-                        HeaderValue::from_static(codec.subprotocol()),
-                    );
+            let offered = req.headers().get_all("sec-websocket-protocol");
+            let origin = req.headers().get("origin").map(|v| v.as_bytes());
+            let decided = handshake::decide(
+                allowed.as_deref(),
+                origin,
+                offered.iter().map(|v| v.as_bytes()),
+            );
+            let codec = match decided {
+                Ok(Upgrade { codec, subprotocol }) => {
+                    if let Some(name) = subprotocol {
+                        resp.headers_mut()
+                            .insert("sec-websocket-protocol", HeaderValue::from_static(name));
+                    }
                     codec
                 }
+                Err(refusal) => return Err(refuse(refusal)),
             };
             let headers = req
                 .headers()
@@ -96,7 +97,7 @@ pub(crate) async fn serve<S, F>(
                     )
                 })
                 .collect();
-            upgrade = Some(Upgrade { codec, headers });
+            upgrade = Some(Upgraded { codec, headers });
             Ok(resp)
         };
         let config = ws_config(&shared);

@@ -6,112 +6,20 @@
 //! can take more. Critical sections are short (an append, or one batch read), and nothing awaits
 //! while holding the lock.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use eventwire_core::dashboard::{
-    AgentCreated, AgentDeleted, AgentMetrics, AgentStatus, AgentStatusChanged, DashboardEvent,
-    Detail, Details, SystemAlert, SystemPerformance, SystemStatus, TaskAssigned, TaskCompleted,
-    TaskFailed, TaskQueued,
-};
+use eventwire_core::dashboard::{DashboardEvent, EmitDashboard};
 use eventwire_core::frame::Position;
-use eventwire_core::hub::{Hub as CoreHub, HubConfig, HubError};
+pub use eventwire_core::hub::EmitError;
+use eventwire_core::hub::{Hub as CoreHub, HubConfig};
+pub(crate) use eventwire_core::stats::Counters;
+pub use eventwire_core::stats::{HubStats, RoomStats};
 use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::clock::Clock;
-
-/// Why an emit failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum EmitError {
-    /// The payload could not be serialised to JSON.
-    Payload(serde_json::Error),
-    /// The hub refused the event (room limit, invalid name, event larger than the history).
-    Hub(HubError),
-    /// A dashboard event was invalid (for example an agent id that is not a valid name).
-    Dashboard(eventwire_core::dashboard::DashboardError),
-}
-
-impl std::fmt::Display for EmitError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            EmitError::Payload(e) => write!(f, "payload: {e}"),
-            EmitError::Hub(e) => write!(f, "{e}"),
-            EmitError::Dashboard(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for EmitError {}
-
-/// Statistics of one room.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomStats {
-    /// The room.
-    pub name: String,
-    /// Position of its latest event.
-    pub head: Position,
-    /// Offset of its oldest retained event.
-    pub oldest: u64,
-    /// Events retained.
-    pub events: usize,
-    /// Bytes retained.
-    pub bytes: usize,
-}
-
-/// A snapshot of the hub's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HubStats {
-    /// Open connections.
-    pub connections: u64,
-    /// Connections accepted since start.
-    pub connections_total: u64,
-    /// Events emitted (including publishes appended).
-    pub events_in: u64,
-    /// Events sent, summed over connections.
-    pub events_out: u64,
-    /// Bytes received.
-    pub bytes_in: u64,
-    /// Bytes sent.
-    pub bytes_out: u64,
-    /// Gap notices sent because a connection fell out of the history.
-    pub gaps_sent: u64,
-    /// Connections closed because they stopped reading.
-    pub slow_consumers: u64,
-    /// Every room.
-    pub rooms: Vec<RoomStats>,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub(crate) connections: AtomicU64,
-    pub(crate) connections_total: AtomicU64,
-    pub(crate) events_in: AtomicU64,
-    pub(crate) events_out: AtomicU64,
-    pub(crate) bytes_in: AtomicU64,
-    pub(crate) bytes_out: AtomicU64,
-    pub(crate) gaps_sent: AtomicU64,
-    pub(crate) slow_consumers: AtomicU64,
-}
-
-impl Counters {
-    /// Counts a frame about to be sent: events in batches, gap notices.
-    pub(crate) fn count_sent(&self, frame: &eventwire_core::frame::Frame<'_>) {
-        use eventwire_core::frame::Frame;
-        match frame {
-            Frame::Batch(b) => {
-                self.events_out
-                    .fetch_add(b.events.len() as u64, Ordering::Relaxed);
-            }
-            Frame::Gap(_) => {
-                self.gaps_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-    }
-}
 
 pub(crate) struct Inner {
     core: Mutex<CoreHub>,
@@ -221,8 +129,21 @@ impl Hub {
         Ok(position)
     }
 
-    /// Emits a typed dashboard event to its room, with its coalescing key.
-    pub fn emit_dashboard(&self, event: &DashboardEvent<'_>) -> Result<Position, EmitError> {
+    /// Statistics of one room.
+    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
+        RoomStats::find(&self.lock(), room)
+    }
+
+    /// A snapshot of every counter and room.
+    pub fn stats(&self) -> HubStats {
+        self.inner.counters.snapshot(&self.lock())
+    }
+}
+
+/// The typed dashboard helpers (`emit_agent_status_change`, `emit_task_queued`, ...): bring
+/// [`EmitDashboard`] into scope to call them.
+impl EmitDashboard for Hub {
+    fn emit_dashboard(&self, event: &DashboardEvent<'_>) -> Result<Position, EmitError> {
         let key = event.coalesce_key().map_err(EmitError::Dashboard)?;
         let payload = event.to_json().map_err(EmitError::Payload)?;
         self.emit_raw(
@@ -231,119 +152,5 @@ impl Hub {
             &payload,
             key.as_ref().map(|k| k.as_str()),
         )
-    }
-
-    /// An agent changed status (the original system's `emit_agent_status_change`).
-    pub fn emit_agent_status_change(
-        &self,
-        agent_id: &str,
-        old_status: AgentStatus,
-        new_status: AgentStatus,
-        details: &[(&str, &str)],
-    ) -> Result<Position, EmitError> {
-        let mut list = Details::new();
-        for (key, value) in details.iter().take(list.capacity()) {
-            let _ = list.push(Detail { key, value });
-        }
-        self.emit_dashboard(&DashboardEvent::from(AgentStatusChanged {
-            agent_id,
-            old_status,
-            new_status,
-            details: list,
-        }))
-    }
-
-    /// An agent was created.
-    pub fn emit_agent_created(&self, event: &AgentCreated<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(event.clone()))
-    }
-
-    /// An agent was deleted.
-    pub fn emit_agent_deleted(&self, event: &AgentDeleted<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// An agent's metrics (coalesced per agent).
-    pub fn emit_agent_metrics(&self, event: &AgentMetrics<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// A task was queued.
-    pub fn emit_task_queued(&self, event: &TaskQueued<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// A task was assigned to an agent.
-    pub fn emit_task_assigned(&self, event: &TaskAssigned<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// A task completed.
-    pub fn emit_task_completed(&self, event: &TaskCompleted<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// A task failed.
-    pub fn emit_task_failed(&self, event: &TaskFailed<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// A system alert.
-    pub fn emit_system_alert(&self, event: &SystemAlert<'_>) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// System performance figures (coalesced).
-    pub fn emit_system_performance(
-        &self,
-        event: &SystemPerformance,
-    ) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// System status (coalesced).
-    pub fn emit_system_status(&self, event: &SystemStatus) -> Result<Position, EmitError> {
-        self.emit_dashboard(&DashboardEvent::from(*event))
-    }
-
-    /// Statistics of one room.
-    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
-        let hub = self.lock();
-        let id = hub.room_id(room)?;
-        let log = hub.log(id)?;
-        Some(RoomStats {
-            name: room.to_owned(),
-            head: log.head(),
-            oldest: log.oldest(),
-            events: log.len(),
-            bytes: log.bytes(),
-        })
-    }
-
-    /// A snapshot of every counter and room.
-    pub fn stats(&self) -> HubStats {
-        let c = &self.inner.counters;
-        let rooms = self
-            .lock()
-            .rooms()
-            .map(|(_, name, log)| RoomStats {
-                name: name.to_owned(),
-                head: log.head(),
-                oldest: log.oldest(),
-                events: log.len(),
-                bytes: log.bytes(),
-            })
-            .collect();
-        HubStats {
-            connections: c.connections.load(Ordering::Relaxed),
-            connections_total: c.connections_total.load(Ordering::Relaxed),
-            events_in: c.events_in.load(Ordering::Relaxed),
-            events_out: c.events_out.load(Ordering::Relaxed),
-            bytes_in: c.bytes_in.load(Ordering::Relaxed),
-            bytes_out: c.bytes_out.load(Ordering::Relaxed),
-            gaps_sent: c.gaps_sent.load(Ordering::Relaxed),
-            slow_consumers: c.slow_consumers.load(Ordering::Relaxed),
-            rooms,
-        }
     }
 }

@@ -4,7 +4,8 @@
 //! This crate is a thin loop around [`eventwire_core`]: it moves bytes and time between sockets
 //! and the core's state machines and makes no protocol decisions of its own.
 //!
-//! - [`Hub`]: the handle a service keeps to emit events (typed dashboard helpers, statistics).
+//! - [`Hub`]: the handle a service keeps to emit events (typed dashboard helpers through the
+//!   [`EmitDashboard`] trait, statistics).
 //! - [`Server`]: a standalone WebSocket server on tokio-tungstenite serving a hub, with limits,
 //!   an authentication hook, a room authorisation hook and graceful shutdown. It answers HTTP
 //!   long-polling (`POST /eventwire/poll`, PROTOCOL.md 1.4) on the same port.
@@ -58,6 +59,7 @@ mod tcp;
 mod wire;
 
 pub use eventwire_core as core;
+pub use eventwire_core::dashboard::EmitDashboard;
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
 pub use server::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, Server, ServerConfig};
 pub use tcp::TcpServer;

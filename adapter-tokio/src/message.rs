@@ -51,11 +51,7 @@ pub(crate) fn encode(
 
 /// Checks a data message's type (`text`, or binary) against the codec's.
 pub(crate) fn check_kind(codec: Codec, text: bool) -> Result<(), Inbound> {
-    if codec.is_text() == text {
-        Ok(())
-    } else {
-        Err(Inbound::Close(CloseCode::UNSUPPORTED_DATA))
-    }
+    eventwire_core::handshake::check_message_type(codec, text).map_err(Inbound::Close)
 }
 
 /// The payload bytes of a data message, checked against the codec's message type.

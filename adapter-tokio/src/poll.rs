@@ -44,6 +44,7 @@ use std::task::{Context, Poll};
 use eventwire_core::codec::stream::{self, StreamDecoder};
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
+use eventwire_core::handshake;
 use eventwire_core::server::SessionState;
 use eventwire_core::{CloseCode, DecodeError, EncodeError};
 use serde_json::value::RawValue;
@@ -129,10 +130,10 @@ pub(crate) fn check_head(
     content_type: Option<&str>,
     origin: Option<&str>,
 ) -> Result<(Codec, usize), Answer> {
-    if let (Some(allowed), Some(origin)) = (&shared.config.allowed_origins, origin) {
-        if !allowed.iter().any(|a| a == origin) {
-            return Err(Answer::error(403, "origin not allowed"));
-        }
+    let origin = origin.map(str::as_bytes);
+    if !handshake::origin_allowed(shared.config.allowed_origins.as_deref(), origin) {
+        let refusal = handshake::Refusal::OriginNotAllowed;
+        return Err(Answer::error(refusal.status(), refusal.reason()));
     }
     let Some(length) = content_length else {
         return Err(Answer::error(411, "Content-Length required"));

@@ -65,6 +65,8 @@
 //! duplicates of a replay and dropped; on every reconnect each room is resumed from it (in the
 //! hello), so the server replays what was missed or announces a gap. An event from an epoch the
 //! server did not announce is a protocol error: the client reconnects rather than deliver it.
+//! Join answers and range gaps move the position forward within its epoch only; a reset gap is
+//! the one thing that moves it back or to another epoch.
 
 use core::fmt;
 use core::time::Duration;
@@ -327,6 +329,40 @@ impl fmt::Display for ClientError {
 }
 
 impl core::error::Error for ClientError {}
+
+/// Checks, before a publish enters the outbox, that its frame fits `limit` bytes in `codec`'s
+/// form (`limit`: the `max_frame` of the server's last welcome, or the client's own before any):
+/// a frame the server refuses as too big would be sent again after every reconnect and refused
+/// every time. An invalid room or kind is refused here too; anything else (a payload the JSON
+/// form cannot carry, say) is left to the outbox. `buf` is scratch space for the encoding.
+#[cfg(feature = "alloc")]
+pub fn check_publish_size(
+    codec: crate::codec::Codec,
+    room: &str,
+    kind: &str,
+    payload: &[u8],
+    limit: usize,
+    buf: &mut alloc::vec::Vec<u8>,
+) -> Result<(), ClientError> {
+    let frame = Frame::Publish(crate::frame::Publish {
+        room,
+        // The largest id, whose varint is the longest.
+        id: MAX_SAFE_INTEGER,
+        kind,
+        payload: crate::payload::Payload(payload),
+    });
+    buf.clear();
+    match codec.encode_into(&frame, buf) {
+        Ok(()) if buf.len() > limit => Err(ClientError::Outbox(OutboxError::TooLarge {
+            size: buf.len(),
+            limit,
+        })),
+        Err(crate::error::EncodeError::Invalid(invalid)) => {
+            Err(ClientError::Outbox(OutboxError::Invalid(invalid)))
+        }
+        Ok(()) | Err(_) => Ok(()),
+    }
+}
 
 /// Counters for observability.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -651,7 +687,7 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
                 if let Some(sub) = self.sub_mut(s.room) {
                     if sub.state == SubState::Requested {
                         sub.state = SubState::Active;
-                        sub.last = Some(s.position);
+                        sub.last = resume_point(sub.last, s.position);
                         if !sub.leaving {
                             sink(ClientEvent::Subscribed {
                                 room: s.room,
@@ -664,10 +700,13 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
             (ConnState::Open, Frame::Gap(g)) => {
                 if let Some(sub) = self.sub_mut(g.room) {
                     if sub.state == SubState::Active {
-                        sub.last = Some(match g.missed {
-                            Missed::Range { epoch, last, .. } => Position::new(epoch, last),
-                            Missed::Reset { position } => position,
-                        });
+                        sub.last = match g.missed {
+                            Missed::Range { epoch, last, .. } => {
+                                resume_point(sub.last, Position::new(epoch, last))
+                            }
+                            // Positions held are void: the only way to another epoch, or back.
+                            Missed::Reset { position } => Some(position),
+                        };
                         if !sub.leaving {
                             self.stats.gaps += 1;
                             sink(ClientEvent::Gap {
@@ -808,6 +847,19 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
             None
         };
         timers.chain(outbox).min()
+    }
+}
+
+/// Where a room's delivery continues after a join answer or a range gap at `to`, given the last
+/// position `last` held. Neither may move it back within its epoch: what was delivered would be
+/// delivered again. Neither may move it to another epoch either: only a reset gap announces one
+/// (PROTOCOL 7.1, "Resume"), so an event of that epoch then makes the client reconnect rather
+/// than deliver it. An honest server answers a join with the client's own position (or the head
+/// when it had none) and names ranges after it, so this only guards against a faulty one.
+fn resume_point(last: Option<Position>, to: Position) -> Option<Position> {
+    match last {
+        Some(last) if last.epoch != to.epoch || last.offset > to.offset => Some(last),
+        _ => Some(to),
     }
 }
 

@@ -10,6 +10,7 @@
 //! - [`codec`]: binary (postcard) and JSON message forms, COBS stream framing, subprotocols.
 //! - [`text`]: the rules for strings on the wire (names, tokens, reasons).
 //! - [`code`]: close and error codes.
+//! - [`handshake`]: the WebSocket upgrade decision (allowed `Origin`, subprotocol).
 //! - [`payload`], [`seq`]: borrowed payload bytes and lists inside frames.
 //! - [`error`]: encode and decode errors.
 //!
@@ -19,7 +20,9 @@
 //!   reads; `history`: one room's bounded log; `dedup`: the publish deduplication window.
 //! - [`backoff`]: reconnect delays; [`rtt`]: RTT smoothing and link quality;
 //!   [`outbox`]: the client's bounded queue of publishes.
-//! - [`dashboard`]: typed agent, task and system events for the payloads.
+//! - [`dashboard`]: typed agent, task and system events for the payloads, and (feature `json`)
+//!   the `EmitDashboard` helpers every adapter's hub offers.
+//! - `stats` (feature `std`): a server's counters and statistics, kept alike by every adapter.
 //! - [`time`]: the `Instant` every input carries; [`rng`]: the seeded PRNG for jitter.
 //!
 //! # Features
@@ -64,6 +67,7 @@ pub mod dashboard;
 pub mod dedup;
 pub mod error;
 pub mod frame;
+pub mod handshake;
 #[cfg(feature = "alloc")]
 pub mod history;
 #[cfg(feature = "alloc")]
@@ -77,6 +81,8 @@ pub mod rtt;
 pub mod seq;
 #[cfg(feature = "alloc")]
 pub mod server;
+#[cfg(feature = "std")]
+pub mod stats;
 pub mod text;
 pub mod time;
 

@@ -1,0 +1,1404 @@
+//! The reconnecting blocking client: the core's client machine driven over tungstenite and
+//! `std::net::TcpStream`.
+//!
+//! # Threads
+//! [`Client::connect`] returns at once and starts one **driver** thread that owns the core's
+//! [`eventwire_core::client::Client`] and the WebSocket. The handle sends it commands (each
+//! answered on its own channel, so a call returns the machine's verdict) and takes events from a
+//! bounded queue. Each connection attempt (DNS, TCP connect, WebSocket upgrade) runs on a
+//! short-lived **attempt** thread bounded by the connect timeout, so the driver keeps serving
+//! commands and timers meanwhile; an open connection has a **reader** thread that only moves
+//! socket bytes into a bounded buffer (`pipe`). A connection that closes hands its socket to a
+//! short-lived thread that sends the close handshake (at most a second).
+//!
+//! # The driver's loop
+//! 1. Read the clock: if the machine's deadline passed, `handle_timeout(now)`.
+//! 2. Drain `poll_transmit` into the WebSocket and flush (writes block, bounded by
+//!    [`ClientOptions::write_timeout`]).
+//! 3. Act on `poll_action`: `Connect` starts an attempt thread; `Disconnect` abandons an attempt
+//!    or closes the socket.
+//! 4. Read what the reader thread buffered, a bounded number of messages per round, feeding each
+//!    frame to `handle_frame`; then go to 1.
+//! 5. With nothing to read, block until the machine's deadline (`poll_timeout - now`) or a wake:
+//!    bytes from the reader thread, a command, an attempt's result, or room in the event queue.
+//!
+//! No loop polls: every wake is a message in one channel (coalesced, see `signal`), and the only
+//! timeout is the machine's own deadline, so nothing sleeps past it.
+//!
+//! # Backpressure
+//! Events wait in a queue of [`ClientOptions::events_capacity`]. While it is full the driver
+//! stops reading the socket (the reader thread then stops too, and TCP pushes back on the
+//! server); taking an event wakes it again. Nothing is dropped: the events of one frame always
+//! enter the queue, so it can exceed the capacity by one frame's worth. Timers keep running
+//! meanwhile: a consumer that stalls for longer than the dead-link timeout makes the client
+//! reconnect, and resuming from the last position delivered loses nothing either.
+//!
+//! ```no_run
+//! use eventwire_sync::{Client, ClientOptions, Event};
+//!
+//! let client = Client::connect("ws://127.0.0.1:9001/", ClientOptions::default())?;
+//! client.subscribe("agents")?;
+//! for event in client.events() {
+//!     if let Event::Event { room, position, kind, .. } = &event {
+//!         println!("{room} {position} {kind}");
+//!     }
+//! }
+//! # Ok::<(), eventwire_sync::ClientError>(())
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::io;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use eventwire_core::client::{
+    check_publish_size, Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
+};
+use eventwire_core::codec::Codec;
+use eventwire_core::dashboard::{DashboardError, DashboardEvent};
+use eventwire_core::frame::{Frame, Missed, Position};
+use eventwire_core::rtt::Quality;
+use eventwire_core::time::Instant;
+use eventwire_core::{CloseCode, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::Request;
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
+use tungstenite::http::{HeaderValue, Uri};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use crate::clock::Clock;
+use crate::message;
+use crate::pipe::Duplex;
+use crate::signal::{self, Inbox, Waker, Woke};
+
+/// Rooms one client holds (the machine's `ROOMS`).
+const ROOMS: usize = 64;
+/// Publishes awaiting acknowledgement (the machine's `OUTBOX`).
+const OUTBOX: usize = 256;
+/// Bytes of room, kind and payload the outbox holds (the machine's `OUTBOX_BYTES`).
+const OUTBOX_BYTES: usize = 256 * 1024;
+/// Bytes tungstenite buffers before writing; a flush always writes everything.
+const WRITE_BUFFER: usize = 64 * 1024;
+/// Bytes the reader thread reads ahead of the driver.
+const READ_AHEAD: usize = 64 * 1024;
+/// Messages handled per round before the driver writes and checks its timers again.
+const READS_PER_ROUND: usize = 64;
+/// How long a closing connection may take to send its last frames and the close handshake.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+type Machine = eventwire_core::client::Client<ROOMS, OUTBOX, OUTBOX_BYTES>;
+type Ws = WebSocket<Duplex>;
+
+/// How a [`Client`] connects and behaves. Build it with [`ClientOptions::new`] (or `default()`)
+/// and the setters.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ClientOptions {
+    /// The core machine's configuration: identity, token, backoff, timeouts, frame limits.
+    pub core: ClientConfig,
+    /// The message form, sent as the WebSocket subprotocol. Default [`Codec::Binary`].
+    pub codec: Codec,
+    /// Largest WebSocket message (and frame) accepted, in bytes. Default: `core.max_frame`.
+    /// Before the first welcome it also bounds the size of a publish (afterwards the server's
+    /// `max_frame` does).
+    pub max_message: usize,
+    /// Events the queue holds before the client stops reading. Default 1024.
+    pub events_capacity: usize,
+    /// Seed of the machine's backoff jitter and ping nonces; `None` draws one like the default
+    /// client id.
+    pub seed: Option<u64>,
+    /// Longest time one write may block on the socket before the connection counts as lost.
+    /// Default 10 s.
+    pub write_timeout: Duration,
+}
+
+impl ClientOptions {
+    /// Defaults for a client with identity `client_id` (masked to 53 bits). The id must be new
+    /// for every process: publish ids restart at 1 with each client.
+    pub fn new(client_id: u64) -> Self {
+        let core = ClientConfig::new(client_id);
+        ClientOptions {
+            max_message: core.max_frame as usize,
+            core,
+            codec: Codec::Binary,
+            events_capacity: 1024,
+            seed: None,
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Replaces the core configuration; [`max_message`](Self::max_message) follows its
+    /// `max_frame` (set it afterwards to differ).
+    pub fn core(mut self, core: ClientConfig) -> Self {
+        self.max_message = core.max_frame as usize;
+        self.core = core;
+        self
+    }
+
+    /// Sets the message form.
+    pub fn codec(mut self, codec: Codec) -> Self {
+        self.codec = codec;
+        self
+    }
+
+    /// Sets the largest message accepted.
+    pub fn max_message(mut self, bytes: usize) -> Self {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Sets the capacity of the event queue (at least 1).
+    pub fn events_capacity(mut self, events: usize) -> Self {
+        self.events_capacity = events.max(1);
+        self
+    }
+
+    /// Sets the seed of the machine's randomness, for runs that replay.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Sets the longest time one write may block.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+}
+
+impl Default for ClientOptions {
+    /// Defaults with a random client id, drawn from std alone (the wall clock, the process id
+    /// and a counter, hashed with a `RandomState`). Not cryptographic; it only has to be unique.
+    fn default() -> Self {
+        ClientOptions::new(random_u64())
+    }
+}
+
+/// 64 random bits from std (see `ClientOptions::default`).
+fn random_u64() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = RandomState::new().build_hasher();
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+        .hash(&mut h);
+    std::process::id().hash(&mut h);
+    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
+    h.finish()
+}
+
+/// Why a client call failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The URL is not `ws://host[:port][/path]`; the text says what is wrong.
+    InvalidUrl(&'static str),
+    /// The client's driver thread could not be started.
+    Spawn(io::Error),
+    /// The client is closed for good: closed by the application, refused by the server, or out
+    /// of reconnect attempts. See [`Client::status`].
+    Closed,
+    /// The core machine refused the call: too many rooms, an invalid name, or a publish the
+    /// outbox cannot take (`Core(Outbox(OutboxError::Full))`, or `TooLarge` with the frame's
+    /// size and the limit).
+    Core(CoreError),
+    /// The payload could not be serialised to JSON, or (JSON codec) raw bytes are not JSON text.
+    Payload(serde_json::Error),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
+            ClientError::Spawn(e) => write!(f, "cannot start the client thread: {e}"),
+            ClientError::Closed => f.write_str("client closed"),
+            ClientError::Core(e) => write!(f, "{e}"),
+            ClientError::Payload(e) => write!(f, "payload: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Spawn(e) => Some(e),
+            ClientError::Core(e) => Some(e),
+            ClientError::Payload(e) => Some(e),
+            ClientError::InvalidUrl(_) | ClientError::Closed => None,
+        }
+    }
+}
+
+impl ClientError {
+    fn from_core(e: CoreError) -> Self {
+        match e {
+            CoreError::Closed => ClientError::Closed,
+            e => ClientError::Core(e),
+        }
+    }
+}
+
+/// Why [`Client::recv_timeout`] returned no event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvTimeoutError {
+    /// No event came within the timeout; the client goes on.
+    Timeout,
+    /// The client stopped for good and every event was taken.
+    Closed,
+}
+
+impl fmt::Display for RecvTimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => f.write_str("no event within the timeout"),
+            RecvTimeoutError::Closed => f.write_str("client closed"),
+        }
+    }
+}
+
+impl std::error::Error for RecvTimeoutError {}
+
+/// Something the application receives from the [`Client`], in the order it happened: the
+/// variants of `eventwire_tokio::Event`, plus the connection's status changes (which the tokio
+/// client reports through a `watch` instead).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// An event of a subscribed room, in order, at most once.
+    Event {
+        /// The room.
+        room: String,
+        /// Its position; the client resumes after the last one delivered.
+        position: Position,
+        /// Its kind, for example `agent.status_changed`.
+        kind: String,
+        /// The application's bytes.
+        payload: Vec<u8>,
+    },
+    /// Events of a room were lost, as announced by the server.
+    Gap {
+        /// The room.
+        room: String,
+        /// What was missed.
+        missed: Missed,
+    },
+    /// A subscription was accepted; events after `position` follow. Comes again after each
+    /// reconnect.
+    Subscribed {
+        /// The room.
+        room: String,
+        /// Where delivery continues after.
+        position: Position,
+    },
+    /// A subscription was refused; the room is no longer held.
+    SubscribeFailed {
+        /// The room.
+        room: String,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// A publish reached its room, exactly once.
+    PublishAcked {
+        /// The id [`Client::publish`] returned.
+        id: u64,
+        /// Where it landed.
+        position: Position,
+    },
+    /// A publish was refused for good.
+    PublishFailed {
+        /// The id [`Client::publish`] returned.
+        id: u64,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// The server reported an error that concerns no room or publish of this client.
+    ServerError {
+        /// The code.
+        code: ErrorCode,
+        /// The server's reason.
+        reason: String,
+    },
+    /// The connection's status changed (also readable any time with [`Client::status`]).
+    Status(Status),
+}
+
+impl Event {
+    /// The payload of an [`Event::Event`] deserialised from JSON; `None` for other variants.
+    pub fn json<T: DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
+        match self {
+            Event::Event { payload, .. } => Some(serde_json::from_slice(payload)),
+            _ => None,
+        }
+    }
+
+    /// The typed dashboard event of an [`Event::Event`], borrowing from `self`; `None` for other
+    /// variants. An unknown kind is `Some(Err(DashboardError::UnknownKind))`.
+    pub fn dashboard(&self) -> Option<Result<DashboardEvent<'_>, DashboardError>> {
+        match self {
+            Event::Event { kind, payload, .. } => Some(DashboardEvent::decode_json(kind, payload)),
+            _ => None,
+        }
+    }
+}
+
+/// The connection state, as the application sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Status {
+    /// A connection attempt is under way (first, or after a backoff).
+    Connecting,
+    /// The session is open.
+    Open,
+    /// The connection failed or was lost; the next attempt comes after `delay`.
+    Reconnecting {
+        /// Failed attempts since the last stable session.
+        attempt: u32,
+        /// Wait before the next attempt.
+        delay: Duration,
+    },
+    /// Stopped for good; the events end after the ones already received.
+    Closed {
+        /// Why: `NORMAL` for [`Client::close`] (or dropping the client), the server's fatal
+        /// code (for example `UNAUTHORIZED`), or `None` when reconnect attempts ran out.
+        code: Option<CloseCode>,
+        /// The server's reason, if it sent one.
+        reason: String,
+    },
+}
+
+/// A request from the handle to the driver.
+enum Command {
+    Subscribe {
+        room: String,
+        from: Option<Position>,
+        reply: Sender<Result<(), CoreError>>,
+    },
+    Unsubscribe {
+        room: String,
+        reply: Sender<bool>,
+    },
+    Publish {
+        room: String,
+        kind: String,
+        payload: Vec<u8>,
+        reply: Sender<Result<u64, CoreError>>,
+    },
+    Positions {
+        reply: Sender<Vec<(String, Option<Position>)>>,
+    },
+    /// Close for good; `reply` is answered once the driver ended.
+    Close {
+        reply: Option<Sender<()>>,
+    },
+}
+
+/// What the driver's inbox carries besides wakes.
+enum Input {
+    Command(Command),
+    /// The end of connection attempt `id`.
+    Attempt {
+        id: u64,
+        result: Result<Box<Ws>, AttemptError>,
+    },
+}
+
+/// The events queue and the status, shared by the handle and the driver.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// Signalled when an event is queued or the queue ends.
+    ready: Condvar,
+    capacity: usize,
+    state: Mutex<(Status, Quality)>,
+}
+
+struct Queue {
+    events: VecDeque<Event>,
+    /// The driver ended: no more events come.
+    ended: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state(&self) -> MutexGuard<'_, (Status, Quality)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, event: Event) {
+        self.queue().events.push_back(event);
+        self.ready.notify_all();
+    }
+
+    fn full(&self) -> bool {
+        self.queue().events.len() >= self.capacity
+    }
+
+    fn end(&self) {
+        self.queue().ended = true;
+        self.ready.notify_all();
+    }
+
+    /// Records a status change and queues it as an event. While the queue is full, a status
+    /// change replaces a status change at its back, so a consumer that does not read while the
+    /// client keeps reconnecting costs one event, not one per attempt (the current status is
+    /// always [`Client::status`]).
+    fn set_status(&self, status: Status) {
+        self.state().0 = status.clone();
+        let mut queue = self.queue();
+        let full = queue.events.len() >= self.capacity;
+        match queue.events.back_mut() {
+            Some(last @ Event::Status(_)) if full => *last = Event::Status(status),
+            _ => queue.events.push_back(Event::Status(status)),
+        }
+        drop(queue);
+        self.ready.notify_all();
+    }
+
+    /// The machine's sink: events to the queue, state to the snapshot.
+    fn on_event(&self, event: ClientEvent<'_>) {
+        let event = match event {
+            ClientEvent::Connecting { attempt } => {
+                tracing::info!(attempt, "connecting");
+                return self.set_status(Status::Connecting);
+            }
+            ClientEvent::Open { session_id } => {
+                tracing::info!(session_id, "session open");
+                return self.set_status(Status::Open);
+            }
+            ClientEvent::Reconnecting {
+                attempt,
+                delay,
+                code,
+            } => {
+                match code {
+                    Some(code) => tracing::info!(attempt, ?delay, %code, "reconnecting"),
+                    None => tracing::info!(attempt, ?delay, "reconnecting"),
+                }
+                return self.set_status(Status::Reconnecting { attempt, delay });
+            }
+            ClientEvent::Closed { code, reason } => {
+                match code {
+                    Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
+                    Some(code) => tracing::warn!(%code, reason, "closed for good"),
+                    None => tracing::warn!("closed for good: reconnect attempts exhausted"),
+                }
+                return self.set_status(Status::Closed {
+                    code,
+                    reason: reason.to_owned(),
+                });
+            }
+            ClientEvent::Quality(quality) => {
+                tracing::debug!(%quality, "link quality");
+                self.state().1 = quality;
+                return;
+            }
+            ClientEvent::Event {
+                room,
+                position,
+                kind,
+                payload,
+            } => Event::Event {
+                room: room.to_owned(),
+                position,
+                kind: kind.to_owned(),
+                payload: payload.to_vec(),
+            },
+            ClientEvent::Gap { room, missed } => {
+                tracing::warn!(room, ?missed, "gap");
+                Event::Gap {
+                    room: room.to_owned(),
+                    missed,
+                }
+            }
+            ClientEvent::Subscribed { room, position } => Event::Subscribed {
+                room: room.to_owned(),
+                position,
+            },
+            ClientEvent::SubscribeFailed { room, code } => {
+                tracing::warn!(room, %code, "subscription refused");
+                Event::SubscribeFailed {
+                    room: room.to_owned(),
+                    code,
+                }
+            }
+            ClientEvent::PublishAcked { id, position } => Event::PublishAcked { id, position },
+            ClientEvent::PublishFailed { id, code } => {
+                tracing::warn!(id, %code, "publish refused");
+                Event::PublishFailed { id, code }
+            }
+            ClientEvent::ServerError { code, reason } => {
+                tracing::warn!(%code, reason, "server error");
+                Event::ServerError {
+                    code,
+                    reason: reason.to_owned(),
+                }
+            }
+            // Kinds a later core adds reach applications once this adapter maps them.
+            _ => return,
+        };
+        self.push(event);
+    }
+}
+
+/// A reconnecting eventwire client: a handle to the thread that drives the connection.
+///
+/// Take its events with [`Client::events`] (a blocking iterator that ends once the client is
+/// closed for good and every event was taken), [`Client::recv`] or [`Client::recv_timeout`].
+/// Dropping the handle closes the client as [`Client::close`] does, without waiting.
+///
+/// The machine it drives holds up to 64 rooms and 256 unacknowledged publishes of together up
+/// to 256 KiB (room, kind and payload bytes). `ws://` only: for `wss://`, use `eventwire-tokio`
+/// or a TLS-terminating proxy.
+pub struct Client {
+    waker: Waker<Input>,
+    shared: Arc<Shared>,
+    codec: Codec,
+    driver: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.state();
+        f.debug_struct("Client")
+            .field("status", &state.0)
+            .field("quality", &state.1)
+            .field("codec", &self.codec)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts a client for `url` (`ws://host[:port][/path]`) and returns at once; the first
+    /// connection attempt runs in the background. Only the URL is checked here; connection
+    /// failures show as [`Event::Status`] changes and are retried with backoff.
+    pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let ClientOptions {
+            core,
+            codec,
+            max_message,
+            events_capacity,
+            seed,
+            write_timeout,
+        } = options;
+        let uri = parse_url(url)?;
+        let seed = seed.unwrap_or_else(random_u64);
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                events: VecDeque::new(),
+                ended: false,
+            }),
+            ready: Condvar::new(),
+            capacity: events_capacity.max(1),
+            state: Mutex::new((Status::Connecting, Quality::Good)),
+        });
+        let ws_config = WebSocketConfig::default()
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message))
+            .write_buffer_size(WRITE_BUFFER)
+            // No message this client sends is larger than its outbox plus framing.
+            .max_write_buffer_size(WRITE_BUFFER + OUTBOX_BYTES + 64 * 1024);
+        let (inbox, waker) = signal::inbox();
+        let span = tracing::info_span!("eventwire_client", url = %uri, client_id = core.client_id);
+        let setup = Setup {
+            config: core,
+            seed,
+            uri,
+            codec,
+            max_message,
+            ws_config,
+            write_timeout,
+            inbox,
+            waker: waker.clone(),
+            shared: shared.clone(),
+        };
+        let driver = std::thread::Builder::new()
+            .name("eventwire-client".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                Driver::run(setup);
+            })
+            .map_err(ClientError::Spawn)?;
+        Ok(Client {
+            waker,
+            shared,
+            codec,
+            driver: Some(driver),
+        })
+    }
+
+    /// Joins `room` at its live head (or keeps the position already held). The answer comes as
+    /// [`Event::Subscribed`] or [`Event::SubscribeFailed`]; after a reconnect the room resumes
+    /// from its last position.
+    pub fn subscribe(&self, room: &str) -> Result<(), ClientError> {
+        self.subscribe_at(room, None)
+    }
+
+    /// Joins `room`, resuming after `from` (a position saved from an earlier run).
+    pub fn subscribe_from(&self, room: &str, from: Position) -> Result<(), ClientError> {
+        self.subscribe_at(room, Some(from))
+    }
+
+    fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
+        self.request(|reply| Command::Subscribe {
+            room: room.to_owned(),
+            from,
+            reply,
+        })?
+        .map_err(ClientError::from_core)
+    }
+
+    /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
+    pub fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
+        self.request(|reply| Command::Unsubscribe {
+            room: room.to_owned(),
+            reply,
+        })
+    }
+
+    /// Publishes `payload`, serialised as JSON, to `room` and returns the publish id. It is sent
+    /// now or after reconnecting, exactly once, and answered by [`Event::PublishAcked`] or
+    /// [`Event::PublishFailed`] with that id. A full outbox refuses it here.
+    pub fn publish<T: Serialize + ?Sized>(
+        &self,
+        room: &str,
+        kind: &str,
+        payload: &T,
+    ) -> Result<u64, ClientError> {
+        let bytes = serde_json::to_vec(payload).map_err(ClientError::Payload)?;
+        self.publish_bytes(room, kind, bytes)
+    }
+
+    /// Publishes payload bytes as they are; with the JSON codec they must be JSON text.
+    pub fn publish_raw(&self, room: &str, kind: &str, payload: &[u8]) -> Result<u64, ClientError> {
+        if self.codec.is_text() {
+            // The JSON form carries the payload inline, so it must be one JSON value.
+            serde_json::from_slice::<&serde_json::value::RawValue>(payload)
+                .map_err(ClientError::Payload)?;
+        }
+        self.publish_bytes(room, kind, payload.to_vec())
+    }
+
+    fn publish_bytes(&self, room: &str, kind: &str, payload: Vec<u8>) -> Result<u64, ClientError> {
+        self.request(|reply| Command::Publish {
+            room: room.to_owned(),
+            kind: kind.to_owned(),
+            payload,
+            reply,
+        })?
+        .map_err(ClientError::from_core)
+    }
+
+    /// The rooms held, each with the last position delivered (save them to resume a later run
+    /// with [`Client::subscribe_from`]).
+    pub fn positions(&self) -> Result<Vec<(String, Option<Position>)>, ClientError> {
+        self.request(|reply| Command::Positions { reply })
+    }
+
+    /// The connection state now.
+    pub fn status(&self) -> Status {
+        self.shared.state().0.clone()
+    }
+
+    /// The link quality, from the round-trip times of pings and missed pongs.
+    pub fn quality(&self) -> Quality {
+        self.shared.state().1
+    }
+
+    /// The next event, blocking until there is one; `None` once the client stopped and every
+    /// event was taken.
+    pub fn recv(&self) -> Option<Event> {
+        self.take(None).ok()
+    }
+
+    /// The next event, blocking at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
+        let deadline = std::time::Instant::now()
+            .checked_add(timeout)
+            .unwrap_or_else(|| std::time::Instant::now() + Duration::from_secs(86_400 * 365));
+        self.take(Some(deadline))
+    }
+
+    /// A blocking iterator over the events: `for event in client.events()`. It ends once the
+    /// client stopped for good and every event was taken.
+    pub fn events(&self) -> Events<'_> {
+        Events { client: self }
+    }
+
+    fn take(&self, deadline: Option<std::time::Instant>) -> Result<Event, RecvTimeoutError> {
+        let mut queue = self.shared.queue();
+        loop {
+            if let Some(event) = queue.events.pop_front() {
+                let was_full = queue.events.len() + 1 >= self.shared.capacity;
+                drop(queue);
+                if was_full {
+                    // The driver may have stopped reading for want of room.
+                    self.waker.wake();
+                }
+                return Ok(event);
+            }
+            if queue.ended {
+                return Err(RecvTimeoutError::Closed);
+            }
+            queue = match deadline {
+                None => self
+                    .shared
+                    .ready
+                    .wait(queue)
+                    .unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    match self.shared.ready.wait_timeout(queue, left) {
+                        Ok((queue, _)) => queue,
+                        Err(p) => p.into_inner().0,
+                    }
+                }
+            };
+        }
+    }
+
+    /// Closes the client for good: sends a normal close (protocol frame, then WebSocket close
+    /// frame) and returns once the driver ended, at most about a second later. Events not yet
+    /// taken are dropped. Closing a client that already stopped returns at once.
+    pub fn close(mut self) {
+        let (reply, done) = mpsc::channel();
+        if self
+            .waker
+            .send(Input::Command(Command::Close { reply: Some(reply) }))
+            .is_ok()
+        {
+            let _ = done.recv();
+        }
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.join();
+        }
+    }
+
+    fn request<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> Result<T, ClientError> {
+        let (reply, answer) = mpsc::channel();
+        self.waker
+            .send(Input::Command(command(reply)))
+            .map_err(|_| ClientError::Closed)?;
+        answer.recv().map_err(|_| ClientError::Closed)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.driver.is_some() {
+            let _ = self
+                .waker
+                .send(Input::Command(Command::Close { reply: None }));
+        }
+    }
+}
+
+/// The blocking iterator of [`Client::events`].
+#[derive(Debug)]
+pub struct Events<'a> {
+    client: &'a Client,
+}
+
+impl Iterator for Events<'_> {
+    type Item = Event;
+
+    fn next(&mut self) -> Option<Event> {
+        self.client.recv()
+    }
+}
+
+/// Checks that `url` is `ws://` with a host.
+fn parse_url(url: &str) -> Result<Uri, ClientError> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
+    match uri.scheme_str() {
+        Some("ws") => {}
+        Some("wss") => {
+            return Err(ClientError::InvalidUrl(
+                "wss needs TLS, which eventwire-sync does not do (use eventwire-tokio)",
+            ))
+        }
+        _ => return Err(ClientError::InvalidUrl("the scheme must be ws://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ClientError::InvalidUrl("no host"));
+    }
+    // Whatever tungstenite would refuse at each attempt is refused now.
+    uri.clone()
+        .into_client_request()
+        .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
+    Ok(uri)
+}
+
+/// The URL's host, without the brackets of an IPv6 address.
+fn host(uri: &Uri) -> &str {
+    let host = uri.host().unwrap_or("");
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// The upgrade request of one attempt, asking for `codec`'s subprotocol.
+fn request(uri: &Uri, codec: Codec) -> Result<Request, WsError> {
+    let mut request = uri.clone().into_client_request()?;
+    request.headers_mut().insert(
+        SEC_WEBSOCKET_PROTOCOL,
+        HeaderValue::from_static(codec.subprotocol()),
+    );
+    Ok(request)
+}
+
+/// Why a connection attempt failed (logged; the machine only learns that it did).
+#[derive(Debug)]
+enum AttemptError {
+    /// Resolving the host, connecting, or setting up the socket.
+    Io(io::Error),
+    /// The WebSocket upgrade.
+    Upgrade(WsError),
+    /// The server answered the upgrade without selecting this subprotocol.
+    Subprotocol(&'static str),
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AttemptError::Io(e) => write!(f, "{e}"),
+            AttemptError::Upgrade(e) => write!(f, "upgrade: {e}"),
+            AttemptError::Subprotocol(wanted) => {
+                write!(f, "the server did not select the subprotocol {wanted}")
+            }
+        }
+    }
+}
+
+/// One connection attempt, on its own thread: TCP, then the upgrade, all before `deadline`.
+fn open(
+    uri: &Uri,
+    codec: Codec,
+    config: WebSocketConfig,
+    deadline: std::time::Instant,
+) -> Result<Box<Ws>, AttemptError> {
+    let request = request(uri, codec).map_err(AttemptError::Upgrade)?;
+    let port = uri.port_u16().unwrap_or(80);
+    let addrs = (host(uri), port)
+        .to_socket_addrs()
+        .map_err(AttemptError::Io)?;
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+    let mut tcp = None;
+    for addr in addrs {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            last = io::ErrorKind::TimedOut.into();
+            break;
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(stream) => {
+                tcp = Some(stream);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let tcp = tcp.ok_or(AttemptError::Io(last))?;
+    // The driver batches its writes, so Nagle's delay would only add latency.
+    tcp.set_nodelay(true).map_err(AttemptError::Io)?;
+    let mut attempt = tungstenite::client::client_with_config(
+        request,
+        Duplex::direct(tcp, deadline),
+        Some(config),
+    );
+    let (ws, response) = loop {
+        match attempt {
+            Ok(opened) => break opened,
+            // A read timed out: `Duplex` fails the next one once the deadline passed.
+            Err(HandshakeError::Interrupted(mid)) => attempt = mid.handshake(),
+            Err(HandshakeError::Failure(e)) => return Err(AttemptError::Upgrade(e)),
+        }
+    };
+    let protocol = response
+        .headers()
+        .get(SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
+    if protocol != Some(codec.subprotocol()) {
+        // tungstenite refuses most mismatches itself; this catches the rest.
+        return Err(AttemptError::Subprotocol(codec.subprotocol()));
+    }
+    Ok(Box::new(ws))
+}
+
+/// Sends what is queued and the WebSocket close frame, then waits for the peer's close, all
+/// within [`CLOSE_TIMEOUT`].
+fn close_ws(mut ws: Box<Ws>, code: CloseCode) {
+    let deadline = std::time::Instant::now() + CLOSE_TIMEOUT;
+    let _ = ws.get_ref().set_write_timeout(CLOSE_TIMEOUT);
+    if let Err(e) = ws.close(Some(message::close_frame(code, ""))) {
+        tracing::debug!(%code, error = %e, "close handshake failed");
+        return;
+    }
+    loop {
+        match ws.read() {
+            Ok(_) => {}
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !ws.get_ref().wait_readable(deadline) {
+                    break;
+                }
+            }
+            Err(WsError::ConnectionClosed) => {
+                tracing::debug!(%code, "connection closed");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(%code, error = %e, "close handshake failed");
+                return;
+            }
+        }
+    }
+    tracing::debug!(%code, "close handshake timed out");
+}
+
+/// What the driver is made of, gathered by `Client::connect`.
+struct Setup {
+    config: ClientConfig,
+    seed: u64,
+    uri: Uri,
+    codec: Codec,
+    max_message: usize,
+    ws_config: WebSocketConfig,
+    write_timeout: Duration,
+    inbox: Inbox<Input>,
+    waker: Waker<Input>,
+    shared: Arc<Shared>,
+}
+
+/// The driver thread: the machine, the socket, and the channels to the handle.
+struct Driver {
+    machine: Box<Machine>,
+    clock: Clock,
+    uri: Uri,
+    codec: Codec,
+    max_message: usize,
+    /// Largest frame the server accepts: its last welcome's, `max_message` before any.
+    frame_limit: usize,
+    ws_config: WebSocketConfig,
+    write_timeout: Duration,
+    inbox: Inbox<Input>,
+    waker: Waker<Input>,
+    shared: Arc<Shared>,
+    conn: Option<Box<Ws>>,
+    /// The connection attempt under way, if any; a result with another id is stale.
+    attempt: Option<u64>,
+    attempts: u64,
+    /// Threads closing earlier connections.
+    closing: Vec<JoinHandle<()>>,
+    close_replies: Vec<Sender<()>>,
+    encode_buf: Vec<u8>,
+}
+
+/// How a round of reading ended.
+enum Round {
+    /// Messages were handled, or the connection ended: go round again.
+    Progress,
+    /// Nothing to read now (or no room for events).
+    Idle,
+}
+
+impl Driver {
+    fn run(setup: Setup) {
+        let mut driver = Driver {
+            machine: Box::new(Machine::new(setup.config, setup.seed)),
+            clock: Clock::new(),
+            uri: setup.uri,
+            codec: setup.codec,
+            max_message: setup.max_message,
+            frame_limit: setup.max_message,
+            ws_config: setup.ws_config,
+            write_timeout: setup.write_timeout,
+            inbox: setup.inbox,
+            waker: setup.waker,
+            shared: setup.shared,
+            conn: None,
+            attempt: None,
+            attempts: 0,
+            closing: Vec::new(),
+            close_replies: Vec::new(),
+            encode_buf: Vec::new(),
+        };
+        let now = driver.clock.now();
+        let out = &driver.shared;
+        driver.machine.connect(now, &mut |e| out.on_event(e));
+        driver.drive();
+        driver.finish();
+    }
+
+    fn drive(&mut self) {
+        loop {
+            // The clock first: a deadline that passed while the driver was busy fires now.
+            let now = self.clock.now();
+            if self.machine.poll_timeout().is_some_and(|t| t <= now) {
+                let out = &self.shared;
+                self.machine.handle_timeout(now, &mut |e| out.on_event(e));
+            }
+            self.transmit(now);
+            self.act(now);
+            if self.machine.state() == ConnState::Closed {
+                return;
+            }
+            if let Round::Progress = self.read_round(now) {
+                // Commands are taken between rounds too, so a busy socket cannot starve them.
+                self.take_inputs();
+                continue;
+            }
+            let deadline = self
+                .machine
+                .poll_timeout()
+                .and_then(|t| self.clock.to_std(t));
+            match self.inbox.wait(deadline) {
+                Woke::Item(input) => self.on_input(input),
+                Woke::Wake | Woke::Timeout => {}
+                // The driver holds a waker itself; kept for completeness.
+                Woke::Orphaned => return,
+            }
+            self.take_inputs();
+        }
+    }
+
+    /// Takes every input already waiting, without blocking.
+    fn take_inputs(&mut self) {
+        while let Some(woke) = self.inbox.poll() {
+            if let Woke::Item(input) = woke {
+                self.on_input(input);
+            }
+        }
+    }
+
+    fn on_input(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Command(command) => self.on_command(now, command),
+            Input::Attempt { id, result } => self.on_attempt(now, id, result),
+        }
+    }
+
+    /// Drains `poll_transmit` into the socket, then flushes it.
+    fn transmit(&mut self, now: Instant) {
+        let mut failed = None;
+        let mut wrote = false;
+        while let Some(frame) = self.machine.poll_transmit(now) {
+            let Some(ws) = self.conn.as_mut() else {
+                tracing::trace!(?frame, "no connection for a frame");
+                continue;
+            };
+            tracing::trace!(?frame, "send");
+            match message::encode(self.codec, &frame, &mut self.encode_buf) {
+                Ok(message) => {
+                    if let Err(e) = ws.write(message) {
+                        failed = Some(e);
+                        break;
+                    }
+                    wrote = true;
+                }
+                Err(e) => tracing::error!(error = %e, ?frame, "cannot encode a frame; dropped"),
+            }
+        }
+        if failed.is_none() && wrote {
+            if let Some(ws) = self.conn.as_mut() {
+                failed = ws.flush().err();
+            }
+        }
+        if let Some(e) = failed {
+            tracing::warn!(error = %e, "write failed");
+            self.lose_conn(now, None);
+        }
+    }
+
+    /// Acts on `poll_action`.
+    fn act(&mut self, now: Instant) {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Connect => self.start_attempt(now),
+                Action::Disconnect { code } => {
+                    if self.attempt.take().is_some() {
+                        tracing::info!(%code, "connection attempt abandoned");
+                    }
+                    if let Some(ws) = self.conn.take() {
+                        tracing::info!(%code, "disconnecting");
+                        self.close_later(ws, code);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_attempt(&mut self, now: Instant) {
+        if let Some(ws) = self.conn.take() {
+            // The machine always disconnects first; keep at most one socket regardless.
+            self.close_later(ws, CloseCode::NORMAL);
+        }
+        self.attempts += 1;
+        let id = self.attempts;
+        self.attempt = Some(id);
+        let deadline = std::time::Instant::now() + self.machine.config().connect_timeout;
+        let (uri, codec, config, waker) = (
+            self.uri.clone(),
+            self.codec,
+            self.ws_config,
+            self.waker.clone(),
+        );
+        let span = tracing::debug_span!("attempt", id);
+        let spawned = std::thread::Builder::new()
+            .name("eventwire-connect".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                let result = open(&uri, codec, config, deadline);
+                // A driver that is gone no longer wants it; the socket closes with it.
+                let _ = waker.send(Input::Attempt { id, result });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start a connection attempt");
+            self.attempt = None;
+            let out = &self.shared;
+            self.machine
+                .handle_disconnected(now, &mut |e| out.on_event(e));
+        }
+    }
+
+    fn on_attempt(&mut self, now: Instant, id: u64, result: Result<Box<Ws>, AttemptError>) {
+        if self.attempt != Some(id) {
+            // Abandoned (the machine's connect timeout, or a close): dropping it closes it.
+            return;
+        }
+        self.attempt = None;
+        let opened = result.and_then(|mut ws| {
+            ws.get_mut()
+                .start_reader(READ_AHEAD, self.waker.clone())
+                .and_then(|()| ws.get_ref().set_write_timeout(self.write_timeout))
+                .map_err(AttemptError::Io)?;
+            Ok(ws)
+        });
+        let out = &self.shared;
+        match opened {
+            Ok(ws) if self.machine.state() == ConnState::Connecting => {
+                tracing::info!("connected");
+                self.conn = Some(ws);
+                self.machine.handle_connected(now, &mut |e| out.on_event(e));
+            }
+            Ok(ws) => {
+                // Cannot happen (a disconnect abandons the attempt); never hold a socket the
+                // machine does not know about.
+                self.close_later(ws, CloseCode::NORMAL);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "connection attempt failed");
+                self.machine
+                    .handle_disconnected(now, &mut |e| out.on_event(e));
+            }
+        }
+    }
+
+    /// Handles up to `READS_PER_ROUND` messages the reader thread buffered, while the event
+    /// queue has room.
+    fn read_round(&mut self, now: Instant) -> Round {
+        let mut handled = 0;
+        while handled < READS_PER_ROUND {
+            // Backpressure: nothing is read while the queue is full.
+            if self.shared.full() {
+                break;
+            }
+            let Some(ws) = self.conn.as_mut() else {
+                break;
+            };
+            let message = match ws.read() {
+                Ok(message) => message,
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "connection failed");
+                    self.lose_conn(now, None);
+                    return Round::Progress;
+                }
+            };
+            handled += 1;
+            if !self.on_message(now, message) {
+                return Round::Progress;
+            }
+        }
+        if handled > 0 {
+            Round::Progress
+        } else {
+            Round::Idle
+        }
+    }
+
+    /// Feeds one message to the machine; `false` when the connection is gone.
+    fn on_message(&mut self, now: Instant, message: Message) -> bool {
+        if let Message::Close(frame) = &message {
+            let code = frame
+                .as_ref()
+                .map_or(CloseCode::NORMAL, |f| CloseCode(u16::from(f.code)));
+            tracing::info!(%code, "the server closed the WebSocket");
+            if let Some(ws) = self.conn.as_mut() {
+                // tungstenite queued the close reply.
+                let _ = ws.flush();
+            }
+            self.lose_conn(now, None);
+            return false;
+        }
+        let bytes = match message::data(self.codec, &message) {
+            Ok(Some(bytes)) => bytes,
+            // Control messages: tungstenite answers pings itself.
+            Ok(None) => return true,
+            Err(code) => {
+                tracing::warn!(%code, "message of the wrong type for the codec");
+                self.lose_conn(now, Some(code));
+                return false;
+            }
+        };
+        match message::decode(self.codec, bytes, self.max_message) {
+            Ok(frame) => {
+                tracing::trace!(?frame, "received");
+                if let Frame::Welcome(welcome) = &frame {
+                    self.frame_limit = welcome.max_frame as usize;
+                }
+                let out = &self.shared;
+                self.machine
+                    .handle_frame(now, &frame, &mut |e| out.on_event(e));
+                true
+            }
+            Err((None, e)) => {
+                tracing::debug!(error = %e, "frame ignored");
+                true
+            }
+            Err((Some(code), e)) => {
+                tracing::warn!(error = %e, %code, "undecodable frame");
+                self.lose_conn(now, Some(code));
+                false
+            }
+        }
+    }
+
+    /// The connection is gone (`close` is `None`), or must close with a code; either way the
+    /// machine learns it is disconnected.
+    fn lose_conn(&mut self, now: Instant, close: Option<CloseCode>) {
+        if let Some(ws) = self.conn.take() {
+            if let Some(code) = close {
+                self.close_later(ws, code);
+            }
+        }
+        let out = &self.shared;
+        self.machine
+            .handle_disconnected(now, &mut |e| out.on_event(e));
+    }
+
+    /// Hands `ws` to a thread that sends what is queued and the close handshake.
+    fn close_later(&mut self, ws: Box<Ws>, code: CloseCode) {
+        self.closing.retain(|t| !t.is_finished());
+        let span = tracing::Span::current();
+        match std::thread::Builder::new()
+            .name("eventwire-close".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                close_ws(ws, code);
+            }) {
+            Ok(thread) => self.closing.push(thread),
+            Err(e) => tracing::debug!(error = %e, "cannot start a closing thread; socket dropped"),
+        }
+    }
+
+    fn on_command(&mut self, now: Instant, command: Command) {
+        match command {
+            Command::Subscribe { room, from, reply } => {
+                let result = match from {
+                    Some(from) => self.machine.subscribe_from(&room, from),
+                    None => self.machine.subscribe(&room),
+                };
+                tracing::debug!(room, ?from, ok = result.is_ok(), "subscribe");
+                let _ = reply.send(result);
+            }
+            Command::Unsubscribe { room, reply } => {
+                let held = self.machine.unsubscribe(&room);
+                tracing::debug!(room, held, "unsubscribe");
+                let _ = reply.send(held);
+            }
+            Command::Publish {
+                room,
+                kind,
+                payload,
+                reply,
+            } => {
+                let result = check_publish_size(
+                    self.codec,
+                    &room,
+                    &kind,
+                    &payload,
+                    self.frame_limit,
+                    &mut self.encode_buf,
+                )
+                .and_then(|()| self.machine.publish(&room, &kind, &payload));
+                tracing::debug!(
+                    room,
+                    kind,
+                    len = payload.len(),
+                    ok = result.is_ok(),
+                    "publish"
+                );
+                let _ = reply.send(result);
+            }
+            Command::Positions { reply } => {
+                let rooms = self
+                    .machine
+                    .rooms()
+                    .map(|(room, position)| (room.to_owned(), position))
+                    .collect();
+                let _ = reply.send(rooms);
+            }
+            Command::Close { reply } => {
+                tracing::debug!("close requested");
+                self.close_replies.extend(reply);
+                let out = &self.shared;
+                self.machine.close(now, &mut |e| out.on_event(e));
+            }
+        }
+    }
+
+    /// The machine closed for good: let the last connection close, end the event queue, then
+    /// answer `close`. Commands still queued are dropped unanswered (their callers get
+    /// `ClientError::Closed`) when the inbox goes with the driver.
+    fn finish(mut self) {
+        self.attempt = None;
+        if let Some(ws) = self.conn.take() {
+            self.close_later(ws, CloseCode::NORMAL);
+        }
+        for closing in self.closing.drain(..) {
+            let _ = closing.join();
+        }
+        self.shared.end();
+        // Commands that came meanwhile: only closes are answered.
+        while let Some(woke) = self.inbox.poll() {
+            if let Woke::Item(Input::Command(Command::Close { reply })) = woke {
+                self.close_replies.extend(reply);
+            }
+        }
+        tracing::debug!("client driver ended");
+        for reply in self.close_replies.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+}

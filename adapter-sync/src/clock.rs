@@ -1,0 +1,29 @@
+//! The adapter's clock: the core's `Instant` counted from when the clock was made.
+
+use std::time::Duration;
+
+use eventwire_core::time::Instant;
+
+/// Converts std's monotonic clock into the core's microsecond `Instant`s and back.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Self {
+        Clock {
+            origin: std::time::Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(self) -> Instant {
+        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+
+    /// The std instant of a core deadline; `None` for one too far away to represent ("never").
+    pub(crate) fn to_std(self, t: Instant) -> Option<std::time::Instant> {
+        self.origin
+            .checked_add(Duration::from_micros(t.as_micros()))
+    }
+}

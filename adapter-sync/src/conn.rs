@@ -1,0 +1,498 @@
+//! One server connection, on its own thread: the WebSocket upgrade, then the loop around a core
+//! `ServerSession`.
+//!
+//! The loop (STYLE habit 9): read the clock and fire a passed deadline, write everything the
+//! session has (each write blocks on the socket, bounded by the write timeout: a peer that stops
+//! reading is closed as a slow consumer and resumes from its position later), act on
+//! `poll_action`, read what the reader thread buffered (a bounded number of messages per round,
+//! so reads and writes take turns), and otherwise block in the inbox until the first of: bytes
+//! from the peer, an emit in the hub, shutdown, the session's deadline.
+
+use std::convert::Infallible;
+use std::io::{self, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use eventwire_core::codec::Codec;
+use eventwire_core::frame::Frame;
+use eventwire_core::handshake::{self, Upgrade};
+use eventwire_core::server::{ServerEvent, ServerSession, SessionState};
+use eventwire_core::{CloseCode, DecodeError};
+use tracing::{debug, info_span, warn};
+use tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tungstenite::handshake::HandshakeError;
+use tungstenite::http::{HeaderValue, StatusCode};
+use tungstenite::protocol::WebSocketConfig;
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use crate::message;
+use crate::pipe::Duplex;
+use crate::server::{AuthRequest, Peer, Shared};
+use crate::signal;
+
+/// Messages handled per round before the loop writes again.
+const READS_PER_ROUND: usize = 16;
+
+type Ws = WebSocket<Duplex>;
+
+/// What the upgrade learned about the peer.
+struct Upgraded {
+    codec: Codec,
+    headers: Vec<(String, String)>,
+}
+
+fn ws_config(shared: &Shared) -> WebSocketConfig {
+    let max = shared.config.session.max_frame as usize;
+    WebSocketConfig::default()
+        .read_buffer_size(shared.config.read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(shared.config.write_buffer.max(max + 1024))
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max))
+}
+
+/// Serves one accepted connection to its end; `over_capacity` connections are told to come
+/// back later.
+pub(crate) fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared, over_capacity: bool) {
+    let span = info_span!("connection", %peer);
+    let _entered = span.enter();
+    let Some((ws, upgraded)) = upgrade(tcp, shared) else {
+        return;
+    };
+    debug!(codec = ?upgraded.codec, "connected");
+    drive(ws, peer, upgraded, shared, over_capacity);
+    debug!("closed");
+}
+
+/// The WebSocket upgrade, within the upgrade timeout; the decision is the core's.
+fn upgrade(tcp: TcpStream, shared: &Shared) -> Option<(Ws, Upgraded)> {
+    let deadline = Instant::now() + shared.config.upgrade_timeout;
+    let allowed = shared.config.allowed_origins.as_deref();
+    let mut upgraded = None;
+    #[allow(clippy::result_large_err)] // tungstenite's callback signature
+    let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let decided = handshake::decide(
+            allowed,
+            req.headers().get("origin").map(|v| v.as_bytes()),
+            req.headers()
+                .get_all("sec-websocket-protocol")
+                .iter()
+                .map(|v| v.as_bytes()),
+        );
+        let codec = match decided {
+            Ok(Upgrade { codec, subprotocol }) => {
+                if let Some(name) = subprotocol {
+                    resp.headers_mut()
+                        .insert("sec-websocket-protocol", HeaderValue::from_static(name));
+                }
+                codec
+            }
+            Err(refusal) => {
+                let mut response = ErrorResponse::new(Some(refusal.reason().to_owned()));
+                *response.status_mut() =
+                    StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
+                return Err(response);
+            }
+        };
+        let headers = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        upgraded = Some(Upgraded { codec, headers });
+        Ok(resp)
+    };
+    let mut attempt = tungstenite::accept_hdr_with_config(
+        Duplex::direct(tcp, deadline),
+        callback,
+        Some(ws_config(shared)),
+    );
+    let ws = loop {
+        match attempt {
+            Ok(ws) => break ws,
+            // A read timed out: `Duplex` fails the next one once the deadline passed.
+            Err(HandshakeError::Interrupted(mid)) => attempt = mid.handshake(),
+            Err(HandshakeError::Failure(e)) => {
+                debug!(error = %e, "upgrade failed");
+                return None;
+            }
+        }
+    };
+    upgraded.map(|upgraded| (ws, upgraded))
+}
+
+/// How a round of reading ended.
+enum Round {
+    /// Messages were handled (or a violation closed the session): go round again.
+    Progress,
+    /// Nothing to read now.
+    Idle,
+    /// The peer is gone.
+    Ended,
+}
+
+fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over_capacity: bool) {
+    let hub = &shared.hub;
+    let clock = hub.inner.clock;
+    let counters = &hub.inner.counters;
+    let codec = upgraded.codec;
+    let (inbox, waker) = signal::inbox::<Infallible>();
+    let _registration = hub.register(waker.clone());
+    if let Err(e) = ws
+        .get_mut()
+        .start_reader(shared.config.read_buffer, waker)
+        .and_then(|()| ws.get_ref().set_write_timeout(shared.config.write_timeout))
+    {
+        debug!(error = %e, "cannot start the connection");
+        return;
+    }
+    let mut conn = Conn::new(shared, addr, upgraded.headers, over_capacity, codec);
+    let max_frame = shared.config.session.max_frame as usize;
+    let mut buf = Vec::with_capacity(1024);
+    let mut going_away = false;
+    loop {
+        let now = clock.now();
+        if conn
+            .session
+            .poll_timeout(&hub.lock())
+            .is_some_and(|t| t <= now)
+        {
+            conn.session.handle_timeout(now, &mut |_| {});
+        }
+        if !going_away {
+            if let Some(retry) = shared.shutdown_requested() {
+                going_away = true;
+                conn.session
+                    .close(CloseCode::GOING_AWAY, Some(retry), "server shutting down");
+            }
+        }
+        // Write everything the session has; each write blocks until the socket takes it.
+        let mut wrote = false;
+        loop {
+            let out = {
+                let guard = hub.lock();
+                let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
+                    break;
+                };
+                counters.count_sent(&frame);
+                match message::encode(codec, &frame, &mut buf) {
+                    Ok(out) => out,
+                    Err(e) => {
+                        // A payload the JSON form cannot carry: this peer cannot be served.
+                        warn!(error = %e, "cannot encode a frame for this peer");
+                        conn.session
+                            .close(CloseCode::INTERNAL_ERROR, None, "unencodable event");
+                        continue;
+                    }
+                }
+            };
+            counters
+                .bytes_out
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
+            if let Err(e) = ws.write(out) {
+                write_failed(shared, &e);
+                return;
+            }
+            wrote = true;
+        }
+        if wrote {
+            if let Err(e) = ws.flush() {
+                write_failed(shared, &e);
+                return;
+            }
+        }
+        if let Some(code) = conn.session.poll_action() {
+            close(&mut ws, code, conn.unparsed);
+            return;
+        }
+        if conn.session.state() == SessionState::Closed {
+            return;
+        }
+        match read_round(&mut ws, &mut conn, shared, codec, max_frame) {
+            Round::Progress => continue,
+            Round::Ended => return,
+            Round::Idle => {}
+        }
+        let deadline = conn
+            .session
+            .poll_timeout(&hub.lock())
+            .and_then(|t| clock.to_std(t));
+        // Whatever woke the loop, it looks at every source again.
+        let _ = inbox.wait(deadline);
+    }
+}
+
+/// Handles what the reader thread buffered, up to `READS_PER_ROUND` messages.
+fn read_round(
+    ws: &mut Ws,
+    conn: &mut Conn,
+    shared: &Shared,
+    codec: Codec,
+    max_frame: usize,
+) -> Round {
+    let mut handled = 0;
+    while handled < READS_PER_ROUND {
+        match ws.read() {
+            Ok(Message::Close(_)) => {
+                // tungstenite queued the close reply; send it and end.
+                let _ = ws.flush();
+                return Round::Ended;
+            }
+            Ok(msg) => {
+                handled += 1;
+                match message::data(codec, &msg) {
+                    Ok(Some(bytes)) => {
+                        shared
+                            .hub
+                            .inner
+                            .counters
+                            .bytes_in
+                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                        conn.handle(shared, codec.decode(bytes, max_frame));
+                        conn.after_input(shared);
+                    }
+                    // Control messages: tungstenite answers pings itself.
+                    Ok(None) => {}
+                    Err(code) => {
+                        debug!(%code, "wrong message type");
+                        conn.session.close(code, None, "wrong message type");
+                        return Round::Progress;
+                    }
+                }
+            }
+            Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // tungstenite refuses an oversize message from its header, before buffering it.
+            Err(WsError::Capacity(_)) => {
+                debug!("message too big");
+                conn.unparsed = true;
+                conn.session
+                    .close(CloseCode::MESSAGE_TOO_BIG, None, "message too big");
+                return Round::Progress;
+            }
+            Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
+                return Round::Ended
+            }
+            Err(e) => {
+                debug!(error = %e, "transport violation");
+                conn.unparsed = true;
+                conn.session
+                    .close(CloseCode::PROTOCOL_ERROR, None, "websocket error");
+                return Round::Progress;
+            }
+        }
+    }
+    if handled > 0 {
+        Round::Progress
+    } else {
+        Round::Idle
+    }
+}
+
+fn write_failed(shared: &Shared, e: &WsError) {
+    match e {
+        WsError::Io(io)
+            if matches!(
+                io.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            shared
+                .hub
+                .inner
+                .counters
+                .slow_consumers
+                .fetch_add(1, Ordering::Relaxed);
+            warn!("peer stopped reading; closing");
+        }
+        e => debug!(error = %e, "write failed"),
+    }
+}
+
+/// Sends the WebSocket close frame with `code` (the protocol close frame went out before),
+/// then reads what the peer still sends until its close reply, briefly and boundedly: closing a
+/// socket with unread bytes makes the kernel reset the connection, which can destroy the close
+/// frames just sent. After a message tungstenite could not parse (`unparsed`: an oversize one,
+/// whose rest is still arriving), the rest is read as raw bytes and discarded.
+fn close(ws: &mut Ws, code: CloseCode, unparsed: bool) {
+    let _ = ws.close(Some(message::close_frame(code, code.name())));
+    let _ = ws.flush();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    let mut budget = 256 * 1024usize;
+    // tungstenite must not read again after a read error (it asserts on its buffer state).
+    let mut raw = unparsed;
+    let mut scratch = [0u8; 4096];
+    while budget > 0 {
+        let read = if raw {
+            ws.get_mut().read(&mut scratch)
+        } else {
+            match ws.read() {
+                Ok(message) => Ok(message.len().max(1)),
+                Err(WsError::Io(e)) => Err(e),
+                // The close handshake is complete: the server closes the socket first.
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed) => return,
+                Err(_) => {
+                    raw = true;
+                    continue;
+                }
+            }
+        };
+        match read {
+            Ok(0) => return,
+            Ok(n) => budget = budget.saturating_sub(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if !ws.get_ref().wait_readable(deadline) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// A session and the application decisions it waits for.
+struct Conn {
+    session: ServerSession,
+    peer: Peer,
+    headers: Vec<(String, String)>,
+    /// Authentication requests raised while the hub was locked, handled after.
+    pending_auth: Option<AuthRequest>,
+    joins: Vec<String>,
+    published: bool,
+    /// tungstenite failed to read a message: the rest of the stream is not to be parsed.
+    unparsed: bool,
+}
+
+impl Conn {
+    /// A new session for a connection from `addr`; `over_capacity` ones are closed with
+    /// `TRY_AGAIN_LATER` at once.
+    fn new(
+        shared: &Shared,
+        addr: SocketAddr,
+        headers: Vec<(String, String)>,
+        over_capacity: bool,
+        codec: Codec,
+    ) -> Conn {
+        let hub = &shared.hub;
+        let seed = {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(addr)
+        };
+        let session_id = hub.inner.counters.connections_total.load(Ordering::Relaxed);
+        let mut conn = Conn {
+            session: ServerSession::new(
+                hub.inner.clock.now(),
+                shared.config.session,
+                session_id,
+                seed,
+            ),
+            peer: Peer {
+                client_id: 0,
+                token: None,
+                addr,
+            },
+            headers,
+            pending_auth: None,
+            joins: Vec::new(),
+            published: false,
+            unparsed: false,
+        };
+        conn.session.set_codec(codec);
+        if over_capacity {
+            conn.session.close(
+                CloseCode::TRY_AGAIN_LATER,
+                Some(Duration::from_secs(1)),
+                "server at capacity",
+            );
+        }
+        conn
+    }
+
+    /// Feeds one decoded frame (or its decoding error) to the session.
+    fn handle(&mut self, shared: &Shared, decoded: Result<Frame<'_>, DecodeError>) {
+        let frame = match decoded {
+            Ok(frame) => frame,
+            Err(e) => {
+                match e.close_code() {
+                    Some(code) => {
+                        debug!(error = %e, "bad frame");
+                        self.session.close(code, None, "bad frame");
+                    }
+                    None => debug!(error = %e, "ignored a frame"),
+                }
+                return;
+            }
+        };
+        let hub = &shared.hub;
+        let now = hub.inner.clock.now();
+        let mut guard = hub.lock();
+        let (session, auth, joins, published, peer, headers) = (
+            &mut self.session,
+            &mut self.pending_auth,
+            &mut self.joins,
+            &mut self.published,
+            &mut self.peer,
+            &self.headers,
+        );
+        session.handle_frame(now, &frame, &mut guard, &mut |event| match event {
+            ServerEvent::Authenticate { client_id, token } => {
+                peer.client_id = client_id;
+                peer.token = token.map(str::to_owned);
+                *auth = Some(AuthRequest {
+                    client_id,
+                    token: token.map(str::to_owned),
+                    headers: headers.clone(),
+                    peer: peer.addr,
+                });
+            }
+            ServerEvent::Authorize { room } => joins.push(room.to_owned()),
+            ServerEvent::Published { .. } => *published = true,
+            _ => {}
+        });
+    }
+
+    /// Takes the application decisions the last input asked for (the hooks run here, on the
+    /// connection's thread, with the hub unlocked).
+    fn after_input(&mut self, shared: &Shared) {
+        let hub = &shared.hub;
+        if let Some(request) = self.pending_auth.take() {
+            let verdict = match &shared.config.auth {
+                Some(hook) => hook(request),
+                None => Ok(()),
+            };
+            match verdict {
+                Ok(()) => {
+                    let joins = &mut self.joins;
+                    let _ = self.session.accept(hub.inner.clock.now(), &mut |event| {
+                        if let ServerEvent::Authorize { room } = event {
+                            joins.push(room.to_owned());
+                        }
+                    });
+                }
+                Err(code) => {
+                    let _ = self.session.reject(code, "authentication failed");
+                }
+            }
+        }
+        for room in std::mem::take(&mut self.joins) {
+            let allowed = match &shared.config.authorize {
+                Some(hook) => hook(&self.peer, &room),
+                None => true,
+            };
+            if allowed {
+                let _ = self.session.allow(&mut hub.lock(), &room);
+            } else {
+                let _ = self.session.deny(&room);
+            }
+        }
+        if std::mem::take(&mut self.published) {
+            hub.inner.counters.events_in.fetch_add(1, Ordering::Relaxed);
+            hub.notify();
+        }
+    }
+}
