@@ -504,7 +504,9 @@ impl RoomLog {
     /// this subscriber, which must hear that it missed it.
     ///
     /// Without it, entries have no JSON form; they are measured by an upper bound of their JSON
-    /// size ([`JSON_OVERHEAD`] more than the binary form) for the caller to transcode them.
+    /// size ([`JSON_OVERHEAD`] more than the binary form) for the caller to transcode them, and
+    /// an event whose payload is not JSON text is treated as above (its payload is checked at
+    /// each read, the price of keeping no JSON forms).
     #[cfg(feature = "json")]
     pub fn read_json<'a>(
         &'a self,
@@ -554,11 +556,17 @@ impl RoomLog {
                 Measure::Binary => slot.len,
                 #[cfg(feature = "json")]
                 Measure::Json => slot.json_len as usize,
+                // Checked on every read: the price of a log that keeps no JSON forms.
                 #[cfg(feature = "json")]
-                Measure::JsonBound => slot.len + JSON_OVERHEAD,
+                Measure::JsonBound => {
+                    match crate::json_text::json_text(self.entry(offset, slot).payload) {
+                        Some(_) => slot.len + JSON_OVERHEAD,
+                        None => 0,
+                    }
+                }
             };
             if size == 0 {
-                // Only a missing JSON form measures 0: every encoding has at least 3 bytes.
+                // Only an event with no JSON form measures 0: every encoding has at least 3 bytes.
                 if delivered == 0 {
                     return Read::Gap {
                         first: after + 1,

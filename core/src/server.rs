@@ -854,6 +854,12 @@ impl ServerSession {
     }
 
     fn push(&mut self, control: Control) {
+        if self.state == SessionState::Closed {
+            // Nothing may follow the close frame. Only a decision that comes in after the end
+            // (`publish_done`) pushes now; the publish stays recorded in the hub's
+            // deduplication window, so the client's retry on its next connection is answered.
+            return;
+        }
         if self.control.len() >= CONTROL_CAPACITY {
             self.close_with(CloseCode::POLICY_VIOLATION, None, "control queue full");
             return;

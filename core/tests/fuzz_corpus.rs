@@ -4,6 +4,11 @@
 //! `fuzz/regressions/<target>/` run through the invariant checks of `fuzz/src/lib.rs` (included
 //! below, so the checks are written once), so `cargo test` keeps every bug the fuzzer ever found
 //! fixed without needing nightly or cargo-fuzz. See `docs/FUZZING.md`.
+//!
+//! The seeds of the operation-sequence targets (`client_machine`, `server_session`, `history`)
+//! are built from the golden vectors by `fuzz/src/seeds.rs`: `generate_seeds` (ignored; run it
+//! with `--ignored` after changing a vector or a script) writes them, and
+//! `seed_corpus_is_generated` checks that every one is committed as built.
 
 #[path = "../../fuzz/src/lib.rs"]
 mod checks;
@@ -11,7 +16,14 @@ mod checks;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const TARGETS: [&str; 3] = ["decode_binary", "decode_json", "stream"];
+const TARGETS: [&str; 6] = [
+    "decode_binary",
+    "decode_json",
+    "stream",
+    "client_machine",
+    "server_session",
+    "history",
+];
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -135,4 +147,110 @@ fn stream_input_layout() {
     );
     assert_eq!(checks::split_stream_input(&[1, 4]), (vec![4], &[][..]));
     assert_eq!(checks::cut_points(3, &[9, 0, 3]), vec![0, 1, 3]);
+}
+
+/// Replays every input of an operation-sequence target through its `run`, which checks the
+/// machine's invariants after every operation, and checks that the seeds get somewhere: `run`
+/// counts what reached the far end (events delivered, sent, or read).
+fn replay_ops(target: &str, run: fn(&[u8]) -> u64, what: &str) {
+    let mut reached = 0;
+    for (path, data) in inputs(target) {
+        eprintln!("replaying {}", path.display());
+        reached += run(&data);
+    }
+    assert!(reached > 0, "no {target} corpus file gets to {what}");
+}
+
+#[test]
+fn client_machine_corpus() {
+    replay_ops(
+        "client_machine",
+        checks::client_machine::run,
+        "an event delivered",
+    );
+}
+
+#[test]
+fn server_session_corpus() {
+    replay_ops(
+        "server_session",
+        checks::server_session::run,
+        "an event sent",
+    );
+}
+
+#[test]
+fn history_corpus() {
+    replay_ops("history", checks::history::run, "an entry read");
+}
+
+/// The golden vectors, by name: (binary message, JSON message).
+fn vectors() -> checks::seeds::Vectors {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    let mut vectors = checks::seeds::Vectors::new();
+    for (path, text) in files_in(&dir) {
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let name = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let hex_path = path.with_extension("hex");
+        let hex_text =
+            fs::read_to_string(&hex_path).unwrap_or_else(|e| panic!("{}: {e}", hex_path.display()));
+        let bin =
+            hex::decode(hex_text.trim()).unwrap_or_else(|e| panic!("{}: {e}", hex_path.display()));
+        let json = text.trim_ascii_end().to_vec();
+        vectors.insert(name, (bin, json));
+    }
+    vectors
+}
+
+/// Seed files stay small: the fuzzer mutates them, and they are committed.
+const MAX_SEED: usize = 4096;
+
+#[test]
+fn seed_corpus_is_generated() {
+    let seeds = checks::seeds::all(&vectors());
+    for target in ["client_machine", "server_session", "history"] {
+        assert!(
+            seeds.iter().filter(|s| s.0 == target).count() >= 5,
+            "too few seeds for {target}"
+        );
+    }
+    for (target, name, bytes) in seeds {
+        assert!(
+            bytes.len() <= MAX_SEED,
+            "seed {target}/{name} has {} bytes",
+            bytes.len()
+        );
+        let path = fuzz_dir().join("corpus").join(target).join(&name);
+        let committed = fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `cargo test -p eventwire-core --test fuzz_corpus -- --ignored \
+                 generate_seeds`",
+                path.display()
+            )
+        });
+        assert!(
+            committed == bytes,
+            "{} is not what fuzz/src/seeds.rs builds; regenerate the seeds",
+            path.display()
+        );
+    }
+}
+
+/// Writes the seeds of the operation-sequence targets (see `docs/FUZZING.md`).
+#[test]
+#[ignore = "writes fuzz/corpus/; run by hand after changing a vector or a seed script"]
+fn generate_seeds() {
+    for (target, name, bytes) in checks::seeds::all(&vectors()) {
+        let dir = fuzz_dir().join("corpus").join(target);
+        fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let path = dir.join(&name);
+        fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
+    }
 }

@@ -1424,7 +1424,17 @@ fn json_batches_copied_from_the_log_are_the_bytes_transcoding_gives() {
 
 #[test]
 fn json_peers_hear_of_events_without_a_json_form_as_gaps() {
-    let history = HistoryConfig::new().max_events(64).max_bytes(64 * 1024);
+    // With JSON forms kept, and without (the batches are then transcoded).
+    for json_form in [true, false] {
+        json_peer_gaps(json_form);
+    }
+}
+
+fn json_peer_gaps(json_form: bool) {
+    let history = HistoryConfig::new()
+        .max_events(64)
+        .max_bytes(64 * 1024)
+        .json_form(json_form);
     let mut json_peer = Harness::new(ServerConfig::new(), history);
     json_peer.session.set_codec(Codec::Json);
     let mut binary_peer = Harness::new(ServerConfig::new(), history);
