@@ -81,6 +81,8 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::frame::Position;
+#[cfg(feature = "json")]
+use crate::payload::JsonText;
 use crate::text::{check_name, MAX_SAFE_INTEGER};
 use crate::time::Instant;
 
@@ -385,6 +387,34 @@ impl RoomLog {
         payload: &[u8],
         key: Option<&str>,
     ) -> Result<Position, AppendError> {
+        self.append_known(now, kind, payload, None, key)
+    }
+
+    /// [`RoomLog::append`] for a payload known to be JSON text, such as one `serde_json` just
+    /// wrote ([`JsonText::write`]): its JSON form needs no check, which is most of what keeping
+    /// JSON forms costs at append.
+    #[cfg(feature = "json")]
+    pub fn append_json(
+        &mut self,
+        now: Instant,
+        kind: &str,
+        payload: JsonText<'_>,
+        key: Option<&str>,
+    ) -> Result<Position, AppendError> {
+        let text = payload.as_str();
+        self.append_known(now, kind, text.as_bytes(), Some(text), key)
+    }
+
+    /// Appends `payload`; `known_json` is `Some` (the payload itself) when it is known to be
+    /// JSON text.
+    fn append_known(
+        &mut self,
+        now: Instant,
+        kind: &str,
+        payload: &[u8],
+        known_json: Option<&str>,
+        key: Option<&str>,
+    ) -> Result<Position, AppendError> {
         check_name(kind, "kind").map_err(|_| AppendError::InvalidKind)?;
         if let Some(key) = key {
             check_name(key, "key").map_err(|_| AppendError::InvalidKey)?;
@@ -400,7 +430,7 @@ impl RoomLog {
         let kind_start = varint_len(offset) + varint_len(kind.len() as u64);
         let payload_start = kind_start + kind.len() + varint_len(payload.len() as u64);
         let len = payload_start.saturating_add(payload.len());
-        let json = self.json_form(offset, kind, payload);
+        let json = self.json_form(offset, kind, payload, known_json);
         let json_len = json.map_or(0, |(_, n)| n);
         let size = len
             .saturating_add(key.len())
@@ -595,16 +625,31 @@ impl RoomLog {
     /// holds it) and the length of the event's JSON form, if the log keeps JSON forms, the payload
     /// is JSON text and the form's length fits a `u32`.
     #[cfg(feature = "json")]
-    fn json_form<'p>(&self, offset: u64, kind: &str, payload: &'p [u8]) -> Option<(&'p str, u32)> {
+    fn json_form<'p>(
+        &self,
+        offset: u64,
+        kind: &str,
+        payload: &'p [u8],
+        known_json: Option<&'p str>,
+    ) -> Option<(&'p str, u32)> {
         if !self.config.json_form {
             return None;
         }
-        let text = crate::json_text::json_text(payload)?;
+        let text = match known_json {
+            Some(text) => text,
+            None => crate::json_text::json_text(payload)?,
+        };
         Some((text, json_event_len(offset, kind, text)?))
     }
 
     #[cfg(not(feature = "json"))]
-    fn json_form(&self, _offset: u64, _kind: &str, _payload: &[u8]) -> Option<((), u32)> {
+    fn json_form(
+        &self,
+        _offset: u64,
+        _kind: &str,
+        _payload: &[u8],
+        _known_json: Option<&str>,
+    ) -> Option<((), u32)> {
         None
     }
 
@@ -1306,5 +1351,33 @@ mod tests {
             log.read_json(0, 10, usize::MAX, |_| panic!("visited")),
             Read::Gap { first: 1, last: 2 }
         );
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn json_text_payloads_make_the_same_entries_unchecked() {
+        let value = serde_json::json!({"agent_id": "agent-7", "cpu": 0.5, "tags": ["a", "\u{e9}"]});
+        let mut buf = Vec::new();
+        let text = JsonText::write(&value, &mut buf).unwrap();
+        assert_eq!(JsonText::new(text.as_str().as_bytes()), Some(text));
+        assert_eq!(JsonText::new(b" [1] ").map(|t| t.as_str()), Some("[1]"));
+        assert_eq!(JsonText::new(b"[1"), None);
+        let mut checked = RoomLog::new(1, HistoryConfig::new());
+        let mut known = RoomLog::new(1, HistoryConfig::new());
+        checked
+            .append(Instant::ZERO, "k", text.as_str().as_bytes(), Some("a"))
+            .unwrap();
+        known
+            .append_json(Instant::ZERO, "k", text, Some("a"))
+            .unwrap();
+        let entries = |log: &RoomLog| {
+            let mut all = Vec::new();
+            log.read(0, 10, usize::MAX, |e| {
+                all.push((e.encoded.to_vec(), e.json.map(<[u8]>::to_vec)))
+            });
+            all
+        };
+        assert_eq!(entries(&checked), entries(&known));
+        assert!(entries(&known)[0].1.is_some());
     }
 }

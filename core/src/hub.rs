@@ -217,6 +217,23 @@ impl Hub {
         self.emit_to(now, id, kind, payload, key)
     }
 
+    /// [`Hub::emit`] for a payload known to be JSON text (see
+    /// [`RoomLog::append_json`](crate::history::RoomLog::append_json)).
+    #[cfg(feature = "json")]
+    pub fn emit_json(
+        &mut self,
+        now: Instant,
+        room: &str,
+        kind: &str,
+        payload: crate::payload::JsonText<'_>,
+        key: Option<&str>,
+    ) -> Result<Position, HubError> {
+        let id = self.ensure_room(room)?;
+        let (_, log) = self.rooms.get_mut(id.0).ok_or(HubError::TooManyRooms)?;
+        log.append_json(now, kind, payload, key)
+            .map_err(HubError::Append)
+    }
+
     /// Appends an event to the room `id`.
     pub fn emit_to(
         &mut self,

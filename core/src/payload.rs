@@ -56,3 +56,44 @@ impl<'de: 'a, 'a> Deserialize<'de> for Payload<'a> {
         <&'de [u8]>::deserialize(d).map(Payload)
     }
 }
+
+/// A payload known to be one JSON value, without white space around it: what the JSON form of a
+/// frame carries inline. A room log keeping JSON forms checks every payload at append unless it
+/// comes as `JsonText` ([`RoomLog::append_json`](crate::history::RoomLog::append_json)), which
+/// can only be made by that same check ([`JsonText::new`]) or by `serde_json` writing it
+/// ([`JsonText::write`]).
+#[cfg(feature = "json")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonText<'a>(&'a str);
+
+#[cfg(feature = "json")]
+impl<'a> JsonText<'a> {
+    /// `bytes`, if they are one JSON value (white space around it is left out).
+    pub fn new(bytes: &'a [u8]) -> Option<Self> {
+        crate::json_text::json_text(bytes).map(JsonText)
+    }
+
+    /// Serialises `value` with `serde_json` into `buf` (cleared first) and returns the text.
+    pub fn write<T: Serialize + ?Sized>(
+        value: &T,
+        buf: &'a mut alloc::vec::Vec<u8>,
+    ) -> Result<Self, serde_json::Error> {
+        buf.clear();
+        #[cfg(feature = "std")]
+        serde_json::to_writer(&mut *buf, value)?;
+        #[cfg(not(feature = "std"))]
+        {
+            *buf = serde_json::to_vec(value)?;
+        }
+        // serde_json writes UTF-8 and one value with no white space around it.
+        let text = core::str::from_utf8(buf).map_err(|_| {
+            <serde_json::Error as serde::ser::Error>::custom("serde_json wrote invalid UTF-8")
+        })?;
+        Ok(JsonText(text))
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}

@@ -20,13 +20,16 @@ pub struct Seq<'a, T> {
 enum Repr<'a, T> {
     Items(&'a [T]),
     Encoded(&'a [u8]),
-    /// The elements in both forms, as a room log writes them once for all subscribers: postcard
-    /// back to back (iterated, validated, written by the binary form) and JSON texts separated
-    /// by commas (written as they are by the JSON codec, see [`Seq::json_text`]).
-    #[cfg(feature = "json")]
-    Both {
+    /// Elements a room log wrote once for all subscribers, checked when they were appended, and
+    /// counted by the session that copied them: postcard back to back (iterated, written by the
+    /// binary form) and, when the log keeps them, the JSON texts separated by commas (written as
+    /// they are by the JSON codec, see [`Seq::json_text`]). Not parsed again to be validated or
+    /// counted: the session sends a batch of them per socket write.
+    Log {
         encoded: &'a [u8],
-        json: &'a [u8],
+        count: usize,
+        #[cfg(feature = "json")]
+        json: Option<&'a [u8]>,
     },
     #[cfg(feature = "json")]
     Json(alloc::vec::Vec<&'a serde_json::value::RawValue>),
@@ -37,8 +40,17 @@ impl<T> Clone for Repr<'_, T> {
         match self {
             Repr::Items(items) => Repr::Items(items),
             Repr::Encoded(bytes) => Repr::Encoded(bytes),
-            #[cfg(feature = "json")]
-            Repr::Both { encoded, json } => Repr::Both { encoded, json },
+            Repr::Log {
+                encoded,
+                count,
+                #[cfg(feature = "json")]
+                json,
+            } => Repr::Log {
+                encoded,
+                count: *count,
+                #[cfg(feature = "json")]
+                json: *json,
+            },
             #[cfg(feature = "json")]
             Repr::Json(raws) => Repr::Json(raws.clone()),
         }
@@ -75,13 +87,22 @@ impl<'a, T> Seq<'a, T> {
         }
     }
 
-    /// A list held in both forms: `encoded` as for [`Seq::from_encoded`], and `json`, the same
-    /// elements as JSON texts separated by commas. Only the server session builds one, from
-    /// forms a room log wrote together, because the JSON codec writes `json` out unchecked.
-    #[cfg(feature = "json")]
-    pub(crate) const fn from_both(encoded: &'a [u8], json: &'a [u8]) -> Self {
+    /// `count` elements copied from a room log: `encoded` as for [`Seq::from_encoded`], and
+    /// `json` (feature `json`), the same elements as JSON texts separated by commas. Only the
+    /// server session builds one, from forms a room log wrote and checked at append, because
+    /// neither is checked again (the JSON codec writes `json` out as it is).
+    pub(crate) const fn from_log(
+        encoded: &'a [u8],
+        count: usize,
+        #[cfg(feature = "json")] json: Option<&'a [u8]>,
+    ) -> Self {
         Seq {
-            repr: Repr::Both { encoded, json },
+            repr: Repr::Log {
+                encoded,
+                count,
+                #[cfg(feature = "json")]
+                json,
+            },
         }
     }
 
@@ -89,7 +110,7 @@ impl<'a, T> Seq<'a, T> {
     #[cfg(feature = "json")]
     pub(crate) fn json_text(&self) -> Option<&'a [u8]> {
         match self.repr {
-            Repr::Both { json, .. } => Some(json),
+            Repr::Log { json, .. } => json,
             _ => None,
         }
     }
@@ -98,8 +119,7 @@ impl<'a, T> Seq<'a, T> {
     fn encoded(&self) -> Option<&'a [u8]> {
         match self.repr {
             Repr::Encoded(bytes) => Some(bytes),
-            #[cfg(feature = "json")]
-            Repr::Both { encoded, .. } => Some(encoded),
+            Repr::Log { encoded, .. } => Some(encoded),
             _ => None,
         }
     }
@@ -117,7 +137,8 @@ impl<'a, T: Deserialize<'a> + Clone> Seq<'a, T> {
     }
 
     /// Parses every element, handing each to `f`; stops at the first element that does not
-    /// parse or that `f` rejects. Returns the number of elements.
+    /// parse or that `f` rejects. Returns the number of elements. Elements copied from a room
+    /// log were checked when they were appended and are only counted.
     pub(crate) fn check<E>(
         &self,
         malformed: E,
@@ -125,6 +146,7 @@ impl<'a, T: Deserialize<'a> + Clone> Seq<'a, T> {
     ) -> Result<usize, E> {
         let mut n = 0;
         match &self.repr {
+            Repr::Log { count, .. } => n = *count,
             Repr::Items(items) => {
                 for item in *items {
                     f(item)?;
@@ -156,14 +178,20 @@ impl<'a, T: Deserialize<'a> + Clone> Seq<'a, T> {
         Ok(n)
     }
 
-    /// The number of elements (parses encoded lists).
+    /// The number of elements (parses received lists).
     pub fn len(&self) -> usize {
-        self.iter().count()
+        match self.repr {
+            Repr::Log { count, .. } => count,
+            _ => self.iter().count(),
+        }
     }
 
     /// Whether the list has no elements.
     pub fn is_empty(&self) -> bool {
-        self.iter().next().is_none()
+        match self.repr {
+            Repr::Log { count, .. } => count == 0,
+            _ => self.iter().next().is_none(),
+        }
     }
 }
 

@@ -365,12 +365,14 @@ impl ServerSession {
             client_id: 0,
             max_frame: config.max_frame,
             max_batch: config.max_batch.max(1),
-            subs: Vec::with_capacity(config.max_subscriptions as usize),
+            // Both grow on demand (to `max_subscriptions` and a frame at most): an idle
+            // connection costs only what it uses.
+            subs: Vec::new(),
             joins: VecDeque::new(),
             publishes: Vec::new(),
             control: VecDeque::new(),
             current: None,
-            scratch: Vec::with_capacity(config.max_frame as usize),
+            scratch: Vec::new(),
             codec: Codec::Binary,
             #[cfg(feature = "json")]
             json_scratch: Vec::new(),
@@ -745,10 +747,13 @@ impl ServerSession {
                     self.stats.frames_out += 1;
                     self.stats.events_out += count as u64;
                     let sub = &self.subs[i];
-                    let events = match json {
-                        #[cfg(feature = "json")]
-                        true => Seq::from_both(&self.scratch, &self.json_scratch),
-                        _ => Seq::from_encoded(&self.scratch),
+                    #[cfg(feature = "json")]
+                    let events =
+                        Seq::from_log(&self.scratch, count, json.then_some(&self.json_scratch[..]));
+                    #[cfg(not(feature = "json"))]
+                    let events = {
+                        let _ = json;
+                        Seq::from_log(&self.scratch, count)
                     };
                     return Some(Frame::Batch(Batch {
                         room: sub.name.as_str(),
