@@ -1,5 +1,5 @@
 //! Encode and decode of one typical event and a batch of 50, in both codecs, and COBS stream
-//! decoding.
+//! encoding and decoding of 10,000 events.
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use eventwire_benches::STATUS_PAYLOAD;
 use eventwire_core::codec::{binary, json, stream};
@@ -69,6 +69,13 @@ fn bench_batch(c: &mut Criterion) {
             _ => 0usize,
         })
     });
+    let mut out = Vec::with_capacity(16 * 1024);
+    g.bench_function("json_encode", |b| {
+        b.iter(|| {
+            out.clear();
+            json::encode_into(black_box(&frame), &mut out)
+        })
+    });
     let text = json::encode(&frame).unwrap();
     g.bench_function("json_decode_and_iterate", |b| {
         b.iter(|| match json::decode(black_box(&text), 1 << 20) {
@@ -87,6 +94,18 @@ fn bench_stream(c: &mut Criterion) {
     let wire: Vec<u8> = one[..n].repeat(count as usize);
     let mut g = c.benchmark_group("stream");
     g.throughput(Throughput::Elements(count));
+    let mut out = vec![0u8; wire.len() + 512];
+    g.bench_function("cobs_encode_10k_events", |b| {
+        b.iter(|| {
+            let mut at = 0;
+            for _ in 0..count {
+                at += stream::encode(black_box(&frame), &mut out[at..])
+                    .unwrap()
+                    .len();
+            }
+            at
+        })
+    });
     g.bench_function("cobs_decode_10k_events_4k_chunks", |b| {
         b.iter_batched_ref(
             stream::StreamDecoder::<1024>::new,

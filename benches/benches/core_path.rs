@@ -1,13 +1,13 @@
 //! The core without I/O: history append and replay, coalescing, and the whole in-memory path
-//! from `Hub::emit` through a server session, the binary codec and a client machine to the
-//! application event.
+//! from `Hub::emit` through a server session, a codec (binary or JSON) and a client machine to
+//! the application event, including the batcher skipping coalesced metrics.
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use eventwire_benches::STATUS_PAYLOAD;
 use eventwire_core::client::{Action, Client, ClientConfig, ClientEvent};
-use eventwire_core::codec::binary;
+use eventwire_core::codec::Codec;
 use eventwire_core::history::{HistoryConfig, RoomLog};
 use eventwire_core::hub::{Hub, HubConfig};
 use eventwire_core::server::{ServerConfig, ServerEvent, ServerSession};
@@ -67,17 +67,19 @@ struct Pair {
     hub: Hub,
     server: ServerSession,
     client: Client,
+    codec: Codec,
     wire: Vec<u8>,
 }
 
 impl Pair {
-    fn new() -> Pair {
+    fn new(codec: Codec) -> Pair {
         let now = Instant::from_millis(1);
         let hub = Hub::new(
             1,
             HubConfig::new().history(HistoryConfig::new().max_events(8192).max_bytes(2 << 20)),
         );
-        let server = ServerSession::new(now, ServerConfig::new(), 1, 1);
+        let mut server = ServerSession::new(now, ServerConfig::new(), 1, 1);
+        server.set_codec(codec);
         let mut client: Client = Client::new(ClientConfig::new(7), 3);
         client.subscribe("agents").unwrap();
         client.connect(now, &mut |_| {});
@@ -88,7 +90,8 @@ impl Pair {
             hub,
             server,
             client,
-            wire: vec![0; 128 * 1024],
+            codec,
+            wire: Vec::with_capacity(128 * 1024),
         };
         pair.drive();
         pair
@@ -100,8 +103,9 @@ impl Pair {
         loop {
             let mut moved = false;
             while let Some(frame) = self.client.poll_transmit(self.now) {
-                let n = binary::encode(&frame, &mut self.wire).unwrap().len();
-                let frame = binary::decode(&self.wire[..n], self.wire.len()).unwrap();
+                self.wire.clear();
+                self.codec.encode_into(&frame, &mut self.wire).unwrap();
+                let frame = self.codec.decode(&self.wire, 1 << 20).unwrap();
                 let mut auth = false;
                 self.server
                     .handle_frame(self.now, &frame, &mut self.hub, &mut |e| {
@@ -123,8 +127,9 @@ impl Pair {
                 moved = true;
             }
             while let Some(frame) = self.server.poll_transmit(self.now, &self.hub) {
-                let n = binary::encode(&frame, &mut self.wire).unwrap().len();
-                let frame = binary::decode(&self.wire[..n], self.wire.len()).unwrap();
+                self.wire.clear();
+                self.codec.encode_into(&frame, &mut self.wire).unwrap();
+                let frame = self.codec.decode(&self.wire, 1 << 20).unwrap();
                 self.client.handle_frame(self.now, &frame, &mut |e| {
                     if let ClientEvent::Event { payload, .. } = e {
                         black_box(payload);
@@ -144,17 +149,46 @@ fn bench_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("in_memory_path");
     let burst = 1000u64;
     g.throughput(Throughput::Elements(burst));
-    let mut pair = Pair::new();
-    g.bench_function("emit_1000_to_one_client_binary", |b| {
+    for (name, codec) in [
+        ("emit_1000_to_one_client_binary", Codec::Binary),
+        ("emit_1000_to_one_client_json", Codec::Json),
+    ] {
+        let mut pair = Pair::new(codec);
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                for _ in 0..burst {
+                    pair.hub
+                        .emit(pair.now, "agents", "agent.status", STATUS_PAYLOAD, None)
+                        .unwrap();
+                }
+                // Past the batch interval, so every batch is due.
+                pair.now = pair.now + Duration::from_millis(200);
+                assert_eq!(pair.drive(), burst);
+            })
+        });
+    }
+    // The batcher with coalescing: 1000 metrics over 50 agents wait for the metrics interval,
+    // and only the latest value of each agent goes out.
+    let keys: Vec<String> = (0..50)
+        .map(|i| format!("agent.metrics:agent-{i:03}"))
+        .collect();
+    let mut pair = Pair::new(Codec::Binary);
+    g.bench_function("metrics_1000_over_50_keys_coalesced_binary", |b| {
         b.iter(|| {
-            for _ in 0..burst {
+            for i in 0..burst as usize {
                 pair.hub
-                    .emit(pair.now, "agents", "agent.status", STATUS_PAYLOAD, None)
+                    .emit(
+                        pair.now,
+                        "agents",
+                        "agent.metrics",
+                        STATUS_PAYLOAD,
+                        Some(&keys[i % 50]),
+                    )
                     .unwrap();
             }
-            // Past the batch interval, so every batch is due.
-            pair.now = pair.now + Duration::from_millis(200);
-            assert_eq!(pair.drive(), burst);
+            // Past the metrics interval.
+            pair.now = pair.now + Duration::from_millis(1000);
+            assert_eq!(pair.drive(), 50);
         })
     });
     g.finish();
