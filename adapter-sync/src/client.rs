@@ -46,28 +46,26 @@
 //! # Ok::<(), eventwire_sync::ClientError>(())
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::fmt;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+pub use eventwire_core::client::Status;
 use eventwire_core::client::{
     check_publish_size, Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
+    OwnedEvent,
 };
 use eventwire_core::codec::Codec;
-use eventwire_core::dashboard::{DashboardError, DashboardEvent};
-use eventwire_core::frame::{Frame, Missed, Position};
+use eventwire_core::frame::{Frame, Position};
+use eventwire_core::rng::std_seed;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
-use eventwire_core::{CloseCode, ErrorCode};
-use serde::de::DeserializeOwned;
+use eventwire_core::CloseCode;
 use serde::Serialize;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::Request;
@@ -181,22 +179,8 @@ impl Default for ClientOptions {
     /// Defaults with a random client id, drawn from std alone (the wall clock, the process id
     /// and a counter, hashed with a `RandomState`). Not cryptographic; it only has to be unique.
     fn default() -> Self {
-        ClientOptions::new(random_u64())
+        ClientOptions::new(std_seed())
     }
-}
-
-/// 64 random bits from std (see `ClientOptions::default`).
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-        .hash(&mut h);
-    std::process::id().hash(&mut h);
-    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
-    h.finish()
 }
 
 /// Why a client call failed.
@@ -272,112 +256,9 @@ impl fmt::Display for RecvTimeoutError {
 impl std::error::Error for RecvTimeoutError {}
 
 /// Something the application receives from the [`Client`], in the order it happened: the
-/// variants of `eventwire_tokio::Event`, plus the connection's status changes (which the tokio
-/// client reports through a `watch` instead).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Event {
-    /// An event of a subscribed room, in order, at most once.
-    Event {
-        /// The room.
-        room: String,
-        /// Its position; the client resumes after the last one delivered.
-        position: Position,
-        /// Its kind, for example `agent.status_changed`.
-        kind: String,
-        /// The application's bytes.
-        payload: Vec<u8>,
-    },
-    /// Events of a room were lost, as announced by the server.
-    Gap {
-        /// The room.
-        room: String,
-        /// What was missed.
-        missed: Missed,
-    },
-    /// A subscription was accepted; events after `position` follow. Comes again after each
-    /// reconnect.
-    Subscribed {
-        /// The room.
-        room: String,
-        /// Where delivery continues after.
-        position: Position,
-    },
-    /// A subscription was refused; the room is no longer held.
-    SubscribeFailed {
-        /// The room.
-        room: String,
-        /// Why.
-        code: ErrorCode,
-    },
-    /// A publish reached its room, exactly once.
-    PublishAcked {
-        /// The id [`Client::publish`] returned.
-        id: u64,
-        /// Where it landed.
-        position: Position,
-    },
-    /// A publish was refused for good.
-    PublishFailed {
-        /// The id [`Client::publish`] returned.
-        id: u64,
-        /// Why.
-        code: ErrorCode,
-    },
-    /// The server reported an error that concerns no room or publish of this client.
-    ServerError {
-        /// The code.
-        code: ErrorCode,
-        /// The server's reason.
-        reason: String,
-    },
-    /// The connection's status changed (also readable any time with [`Client::status`]).
-    Status(Status),
-}
-
-impl Event {
-    /// The payload of an [`Event::Event`] deserialised from JSON; `None` for other variants.
-    pub fn json<T: DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
-        match self {
-            Event::Event { payload, .. } => Some(serde_json::from_slice(payload)),
-            _ => None,
-        }
-    }
-
-    /// The typed dashboard event of an [`Event::Event`], borrowing from `self`; `None` for other
-    /// variants. An unknown kind is `Some(Err(DashboardError::UnknownKind))`.
-    pub fn dashboard(&self) -> Option<Result<DashboardEvent<'_>, DashboardError>> {
-        match self {
-            Event::Event { kind, payload, .. } => Some(DashboardEvent::decode_json(kind, payload)),
-            _ => None,
-        }
-    }
-}
-
-/// The connection state, as the application sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Status {
-    /// A connection attempt is under way (first, or after a backoff).
-    Connecting,
-    /// The session is open.
-    Open,
-    /// The connection failed or was lost; the next attempt comes after `delay`.
-    Reconnecting {
-        /// Failed attempts since the last stable session.
-        attempt: u32,
-        /// Wait before the next attempt.
-        delay: Duration,
-    },
-    /// Stopped for good; the events end after the ones already received.
-    Closed {
-        /// Why: `NORMAL` for [`Client::close`] (or dropping the client), the server's fatal
-        /// code (for example `UNAUTHORIZED`), or `None` when reconnect attempts ran out.
-        code: Option<CloseCode>,
-        /// The server's reason, if it sent one.
-        reason: String,
-    },
-}
+/// core's [`OwnedEvent`], including the connection's status changes ([`OwnedEvent::Status`]; the
+/// tokio client reports those through a `watch` instead).
+pub type Event = OwnedEvent;
 
 /// A request from the handle to the driver.
 enum Command {
@@ -471,85 +352,42 @@ impl Shared {
 
     /// The machine's sink: events to the queue, state to the snapshot.
     fn on_event(&self, event: ClientEvent<'_>) {
-        let event = match event {
-            ClientEvent::Connecting { attempt } => {
-                tracing::info!(attempt, "connecting");
-                return self.set_status(Status::Connecting);
-            }
-            ClientEvent::Open { session_id } => {
-                tracing::info!(session_id, "session open");
-                return self.set_status(Status::Open);
-            }
+        match event {
+            ClientEvent::Connecting { attempt } => tracing::info!(attempt, "connecting"),
+            ClientEvent::Open { session_id } => tracing::info!(session_id, "session open"),
             ClientEvent::Reconnecting {
                 attempt,
                 delay,
-                code,
-            } => {
-                match code {
-                    Some(code) => tracing::info!(attempt, ?delay, %code, "reconnecting"),
-                    None => tracing::info!(attempt, ?delay, "reconnecting"),
-                }
-                return self.set_status(Status::Reconnecting { attempt, delay });
+                code: Some(code),
+            } => tracing::info!(attempt, ?delay, %code, "reconnecting"),
+            ClientEvent::Reconnecting { attempt, delay, .. } => {
+                tracing::info!(attempt, ?delay, "reconnecting")
             }
-            ClientEvent::Closed { code, reason } => {
-                match code {
-                    Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
-                    Some(code) => tracing::warn!(%code, reason, "closed for good"),
-                    None => tracing::warn!("closed for good: reconnect attempts exhausted"),
-                }
-                return self.set_status(Status::Closed {
-                    code,
-                    reason: reason.to_owned(),
-                });
-            }
-            ClientEvent::Quality(quality) => {
-                tracing::debug!(%quality, "link quality");
-                self.state().1 = quality;
-                return;
-            }
-            ClientEvent::Event {
-                room,
-                position,
-                kind,
-                payload,
-            } => Event::Event {
-                room: room.to_owned(),
-                position,
-                kind: kind.to_owned(),
-                payload: payload.to_vec(),
+            ClientEvent::Closed { code, reason } => match code {
+                Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
+                Some(code) => tracing::warn!(%code, reason, "closed for good"),
+                None => tracing::warn!("closed for good: reconnect attempts exhausted"),
             },
-            ClientEvent::Gap { room, missed } => {
-                tracing::warn!(room, ?missed, "gap");
-                Event::Gap {
-                    room: room.to_owned(),
-                    missed,
-                }
-            }
-            ClientEvent::Subscribed { room, position } => Event::Subscribed {
-                room: room.to_owned(),
-                position,
-            },
+            ClientEvent::Quality(quality) => tracing::debug!(%quality, "link quality"),
+            ClientEvent::Gap { room, missed } => tracing::warn!(room, ?missed, "gap"),
             ClientEvent::SubscribeFailed { room, code } => {
-                tracing::warn!(room, %code, "subscription refused");
-                Event::SubscribeFailed {
-                    room: room.to_owned(),
-                    code,
-                }
+                tracing::warn!(room, %code, "subscription refused")
             }
-            ClientEvent::PublishAcked { id, position } => Event::PublishAcked { id, position },
-            ClientEvent::PublishFailed { id, code } => {
-                tracing::warn!(id, %code, "publish refused");
-                Event::PublishFailed { id, code }
-            }
+            ClientEvent::PublishFailed { id, code } => tracing::warn!(id, %code, "publish refused"),
             ClientEvent::ServerError { code, reason } => {
-                tracing::warn!(%code, reason, "server error");
-                Event::ServerError {
-                    code,
-                    reason: reason.to_owned(),
-                }
+                tracing::warn!(%code, reason, "server error")
             }
+            _ => {}
+        }
+        if let ClientEvent::Quality(quality) = event {
+            self.state().1 = quality;
+            return;
+        }
+        let event = match event.to_owned_event() {
+            Some(OwnedEvent::Status(status)) => return self.set_status(status),
+            Some(event) => event,
             // Kinds a later core adds reach applications once this adapter maps them.
-            _ => return,
+            None => return,
         };
         self.push(event);
     }
@@ -596,7 +434,7 @@ impl Client {
             write_timeout,
         } = options;
         let uri = parse_url(url)?;
-        let seed = seed.unwrap_or_else(random_u64);
+        let seed = seed.unwrap_or_else(std_seed);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),

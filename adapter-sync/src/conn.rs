@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
 use eventwire_core::handshake::{self, Upgrade};
-use eventwire_core::server::{ServerEvent, ServerSession, SessionState};
+use eventwire_core::server::{AuthPending, Decisions, ServerSession, SessionState};
 use eventwire_core::{CloseCode, DecodeError};
 use tracing::{debug, info_span, warn};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -139,11 +139,11 @@ enum Round {
 
 fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over_capacity: bool) {
     let hub = &shared.hub;
-    let clock = hub.inner.clock;
-    let counters = &hub.inner.counters;
+    let clock = hub.runtime().clock;
+    let counters = &hub.counters();
     let codec = upgraded.codec;
     let (inbox, waker) = signal::inbox::<Infallible>();
-    let _registration = hub.register(waker.clone());
+    let _registration = crate::hub::register(hub, waker.clone());
     if let Err(e) = ws
         .get_mut()
         .start_reader(shared.config.read_buffer, waker)
@@ -250,8 +250,7 @@ fn read_round(
                     Ok(Some(bytes)) => {
                         shared
                             .hub
-                            .inner
-                            .counters
+                            .counters()
                             .bytes_in
                             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
                         conn.handle(shared, codec.decode(bytes, max_frame));
@@ -304,8 +303,7 @@ fn write_failed(shared: &Shared, e: &WsError) {
         {
             shared
                 .hub
-                .inner
-                .counters
+                .counters()
                 .slow_consumers
                 .fetch_add(1, Ordering::Relaxed);
             warn!("peer stopped reading; closing");
@@ -360,10 +358,8 @@ struct Conn {
     session: ServerSession,
     peer: Peer,
     headers: Vec<(String, String)>,
-    /// Authentication requests raised while the hub was locked, handled after.
-    pending_auth: Option<AuthRequest>,
-    joins: Vec<String>,
-    published: bool,
+    /// The requests the session raised while the hub was locked, settled after.
+    decisions: Decisions,
     /// tungstenite failed to read a message: the rest of the stream is not to be parsed.
     unparsed: bool,
 }
@@ -378,39 +374,19 @@ impl Conn {
         over_capacity: bool,
         codec: Codec,
     ) -> Conn {
-        let hub = &shared.hub;
-        let seed = {
-            use std::hash::{BuildHasher, RandomState};
-            RandomState::new().hash_one(addr)
-        };
-        let session_id = hub.inner.counters.connections_total.load(Ordering::Relaxed);
-        let mut conn = Conn {
-            session: ServerSession::new(
-                hub.inner.clock.now(),
-                shared.config.session,
-                session_id,
-                seed,
-            ),
+        Conn {
+            session: shared
+                .hub
+                .open_session(shared.config.session, codec, addr, over_capacity),
             peer: Peer {
                 client_id: 0,
                 token: None,
                 addr,
             },
             headers,
-            pending_auth: None,
-            joins: Vec::new(),
-            published: false,
+            decisions: Decisions::new(),
             unparsed: false,
-        };
-        conn.session.set_codec(codec);
-        if over_capacity {
-            conn.session.close(
-                CloseCode::TRY_AGAIN_LATER,
-                Some(Duration::from_secs(1)),
-                "server at capacity",
-            );
         }
-        conn
     }
 
     /// Feeds one decoded frame (or its decoding error) to the session.
@@ -418,81 +394,51 @@ impl Conn {
         let frame = match decoded {
             Ok(frame) => frame,
             Err(e) => {
-                match e.close_code() {
-                    Some(code) => {
-                        debug!(error = %e, "bad frame");
-                        self.session.close(code, None, "bad frame");
-                    }
+                match self.session.handle_decode_error(&e) {
+                    Some(_) => debug!(error = %e, "bad frame"),
                     None => debug!(error = %e, "ignored a frame"),
                 }
                 return;
             }
         };
         let hub = &shared.hub;
-        let now = hub.inner.clock.now();
-        let mut guard = hub.lock();
-        let (session, auth, joins, published, peer, headers) = (
-            &mut self.session,
-            &mut self.pending_auth,
-            &mut self.joins,
-            &mut self.published,
-            &mut self.peer,
-            &self.headers,
-        );
-        session.handle_frame(now, &frame, &mut guard, &mut |event| match event {
-            ServerEvent::Authenticate { client_id, token } => {
-                peer.client_id = client_id;
-                peer.token = token.map(str::to_owned);
-                *auth = Some(AuthRequest {
-                    client_id,
-                    token: token.map(str::to_owned),
-                    headers: headers.clone(),
-                    peer: peer.addr,
-                });
-            }
-            ServerEvent::Authorize { room } => joins.push(room.to_owned()),
-            ServerEvent::Published { .. } => *published = true,
-            _ => {}
-        });
+        let now = hub.runtime().clock.now();
+        let decisions = &mut self.decisions;
+        self.session
+            .handle_frame(now, &frame, &mut hub.lock(), &mut |event| {
+                decisions.record(event)
+            });
     }
 
     /// Takes the application decisions the last input asked for (the hooks run here, on the
     /// connection's thread, with the hub unlocked).
     fn after_input(&mut self, shared: &Shared) {
         let hub = &shared.hub;
-        if let Some(request) = self.pending_auth.take() {
+        if let Some(AuthPending { client_id, token }) = self.decisions.take_auth() {
+            self.peer.client_id = client_id;
+            self.peer.token.clone_from(&token);
+            let request = AuthRequest {
+                client_id,
+                token,
+                headers: self.headers.clone(),
+                peer: self.peer.addr,
+            };
             let verdict = match &shared.config.auth {
                 Some(hook) => hook(request),
                 None => Ok(()),
             };
-            match verdict {
-                Ok(()) => {
-                    let joins = &mut self.joins;
-                    let _ = self.session.accept(hub.inner.clock.now(), &mut |event| {
-                        if let ServerEvent::Authorize { room } = event {
-                            joins.push(room.to_owned());
-                        }
-                    });
-                }
-                Err(code) => {
-                    let _ = self.session.reject(code, "authentication failed");
-                }
-            }
+            let now = hub.runtime().clock.now();
+            self.session.settle_auth(now, verdict, &mut self.decisions);
         }
-        for room in std::mem::take(&mut self.joins) {
+        for room in self.decisions.take_joins() {
             let allowed = match &shared.config.authorize {
                 Some(hook) => hook(&self.peer, &room),
                 None => true,
             };
-            if allowed {
-                let _ = self.session.allow(&mut hub.lock(), &room);
-            } else {
-                let _ = self.session.deny(&room);
-            }
+            self.session.settle_join(&mut hub.lock(), &room, allowed);
         }
-        if std::mem::take(&mut self.published) {
-            hub.inner.counters.events_in.fetch_add(1, Ordering::Relaxed);
-            hub.notify();
+        if self.decisions.take_published() {
+            hub.count_published();
         }
     }
 }

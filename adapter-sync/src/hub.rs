@@ -1,25 +1,19 @@
 //! The `Hub` a service keeps: emit events into rooms, read statistics.
 //!
-//! A `Hub` is a cheap handle (an `Arc`) over the core's [`eventwire_core::hub::Hub`] behind a
-//! mutex, the core's [`Counters`], and the wakers of the connections serving it. Emitting appends
-//! the event to its room once, encoded once, then wakes every connection (a coalesced message to
-//! each connection's loop, see `signal`); each reads the same bytes from the room's log when its
-//! socket can take more. Critical sections are short (an append, or one batch read), and nothing
-//! blocks on a socket while holding the lock.
+//! A `Hub` is the core's [`SharedHub`] (the core hub behind a mutex, the counters, emit and
+//! statistics) over this adapter's [`Wakeups`]: std's clock and the wakers of the connections
+//! serving the hub. Every append wakes each connection (a coalesced message to its loop, see
+//! `signal`). Nothing blocks on a socket while holding the hub's lock.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Mutex, MutexGuard};
 
-use eventwire_core::dashboard::{DashboardEvent, EmitDashboard};
-use eventwire_core::frame::Position;
 pub use eventwire_core::hub::EmitError;
-use eventwire_core::hub::{Hub as CoreHub, HubConfig};
-use eventwire_core::stats::Counters;
+use eventwire_core::shared::{HubRuntime, SharedHub};
 pub use eventwire_core::stats::{HubStats, RoomStats};
-use serde::Serialize;
+use eventwire_core::time::Instant;
 
 use crate::clock::Clock;
 use crate::signal::Waker;
@@ -27,19 +21,11 @@ use crate::signal::Waker;
 /// A connection loop's waker; its loop takes no items, only wakes.
 pub(crate) type ConnWaker = Waker<Infallible>;
 
-pub(crate) struct Inner {
-    core: Mutex<CoreHub>,
-    pub(crate) counters: Counters,
-    pub(crate) clock: Clock,
-    /// The connections to wake on emit, by registration id.
-    wakers: Mutex<BTreeMap<u64, ConnWaker>>,
-    next_waker: AtomicU64,
-}
-
 /// The handle a service keeps to emit events; clone it freely and use it from any thread.
 ///
 /// The typed dashboard helpers (`emit_agent_status_change`, `emit_task_queued`, ...) come with
-/// the [`EmitDashboard`] trait, re-exported by this crate.
+/// the [`EmitDashboard`](eventwire_core::dashboard::EmitDashboard) trait, re-exported by this
+/// crate.
 ///
 /// ```
 /// use eventwire_sync::Hub;
@@ -48,16 +34,42 @@ pub(crate) struct Inner {
 /// hub.emit("system", "system.note", &serde_json::json!({"text": "started"})).unwrap();
 /// assert_eq!(hub.room_stats("system").unwrap().head.offset, 1);
 /// ```
-#[derive(Clone)]
-pub struct Hub {
-    pub(crate) inner: Arc<Inner>,
+pub type Hub = SharedHub<Wakeups>;
+
+/// The blocking side of a [`Hub`]: the clock its sessions run on and the wakers of the
+/// connections serving it, by registration id.
+pub struct Wakeups {
+    pub(crate) clock: Clock,
+    wakers: Mutex<BTreeMap<u64, ConnWaker>>,
+    next_waker: AtomicU64,
 }
 
-impl std::fmt::Debug for Hub {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
-            .field("epoch", &self.epoch())
-            .finish_non_exhaustive()
+impl Default for Wakeups {
+    fn default() -> Self {
+        Wakeups {
+            clock: Clock::new(),
+            wakers: Mutex::new(BTreeMap::new()),
+            next_waker: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Wakeups {
+    fn wakers(&self) -> MutexGuard<'_, BTreeMap<u64, ConnWaker>> {
+        self.wakers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl HubRuntime for Wakeups {
+    fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    /// Wakes every registered connection.
+    fn wake(&self) {
+        for waker in self.wakers().values() {
+            waker.wake();
+        }
     }
 }
 
@@ -69,132 +81,17 @@ pub(crate) struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.hub.wakers().remove(&self.id);
+        self.hub.runtime().wakers().remove(&self.id);
     }
 }
 
-impl Hub {
-    /// A hub with a fresh epoch (taken from the wall clock), so that clients of a previous run
-    /// learn that their positions are void.
-    pub fn new(config: HubConfig) -> Self {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        Self::with_epoch(secs as u32, config)
-    }
-
-    /// A hub whose rooms start in `epoch`.
-    pub fn with_epoch(epoch: u32, config: HubConfig) -> Self {
-        Hub {
-            inner: Arc::new(Inner {
-                core: Mutex::new(CoreHub::new(epoch, config)),
-                counters: Counters::default(),
-                clock: Clock::new(),
-                wakers: Mutex::new(BTreeMap::new()),
-                next_waker: AtomicU64::new(0),
-            }),
-        }
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, CoreHub> {
-        // A panic while holding the lock cannot leave the log half-written: appends are
-        // validated before they change anything. Keep serving.
-        self.inner.core.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn wakers(&self) -> MutexGuard<'_, BTreeMap<u64, ConnWaker>> {
-        self.inner.wakers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Wakes `waker` whenever the hub changes, until the registration is dropped.
-    pub(crate) fn register(&self, waker: ConnWaker) -> Registration {
-        let id = self.inner.next_waker.fetch_add(1, Ordering::Relaxed);
-        self.wakers().insert(id, waker);
-        Registration {
-            hub: self.clone(),
-            id,
-        }
-    }
-
-    /// Wakes every registered connection.
-    pub(crate) fn notify(&self) {
-        for waker in self.wakers().values() {
-            waker.wake();
-        }
-    }
-
-    /// The epoch of every room.
-    pub fn epoch(&self) -> u32 {
-        self.lock().epoch()
-    }
-
-    /// Emits `payload`, serialised as JSON, to `room`.
-    pub fn emit<T: Serialize + ?Sized>(
-        &self,
-        room: &str,
-        kind: &str,
-        payload: &T,
-    ) -> Result<Position, EmitError> {
-        let bytes = serde_json::to_vec(payload).map_err(EmitError::Payload)?;
-        self.emit_raw(room, kind, &bytes, None)
-    }
-
-    /// Emits `payload` with a coalescing key: a newer event with the same key supersedes this one
-    /// for subscribers that have not received it yet (latest value wins).
-    pub fn emit_keyed<T: Serialize + ?Sized>(
-        &self,
-        room: &str,
-        kind: &str,
-        key: &str,
-        payload: &T,
-    ) -> Result<Position, EmitError> {
-        let bytes = serde_json::to_vec(payload).map_err(EmitError::Payload)?;
-        self.emit_raw(room, kind, &bytes, Some(key))
-    }
-
-    /// Emits payload bytes as they are. Clients on the JSON subprotocol need them to be JSON.
-    pub fn emit_raw(
-        &self,
-        room: &str,
-        kind: &str,
-        payload: &[u8],
-        key: Option<&str>,
-    ) -> Result<Position, EmitError> {
-        let now = self.inner.clock.now();
-        let position = self
-            .lock()
-            .emit(now, room, kind, payload, key)
-            .map_err(EmitError::Hub)?;
-        self.inner
-            .counters
-            .events_in
-            .fetch_add(1, Ordering::Relaxed);
-        self.notify();
-        Ok(position)
-    }
-
-    /// Statistics of one room.
-    pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
-        RoomStats::find(&self.lock(), room)
-    }
-
-    /// A snapshot of every counter and room.
-    pub fn stats(&self) -> HubStats {
-        self.inner.counters.snapshot(&self.lock())
-    }
-}
-
-/// The typed dashboard helpers: bring [`EmitDashboard`] into scope to call them.
-impl EmitDashboard for Hub {
-    fn emit_dashboard(&self, event: &DashboardEvent<'_>) -> Result<Position, EmitError> {
-        let key = event.coalesce_key().map_err(EmitError::Dashboard)?;
-        let payload = event.to_json().map_err(EmitError::Payload)?;
-        self.emit_raw(
-            event.room(),
-            event.kind(),
-            &payload,
-            key.as_ref().map(|k| k.as_str()),
-        )
+/// Wakes `waker` whenever `hub` changes, until the registration is dropped.
+pub(crate) fn register(hub: &Hub, waker: ConnWaker) -> Registration {
+    let wakeups = hub.runtime();
+    let id = wakeups.next_waker.fetch_add(1, Ordering::Relaxed);
+    wakeups.wakers().insert(id, waker);
+    Registration {
+        hub: hub.clone(),
+        id,
     }
 }

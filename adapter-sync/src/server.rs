@@ -337,7 +337,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let counters = &shared.hub.inner.counters;
+        let counters = &shared.hub.counters();
         let over = counters.opened() >= shared.config.max_connections as u64;
         *shared.open() += 1;
         let conn_shared = shared.clone();
@@ -361,7 +361,7 @@ struct Open<'a>(&'a Shared);
 impl Drop for Open<'_> {
     fn drop(&mut self) {
         let shared = self.0;
-        shared.hub.inner.counters.closed();
+        shared.hub.counters().closed();
         let mut open = shared.open();
         *open = open.saturating_sub(1);
         if *open == 0 {

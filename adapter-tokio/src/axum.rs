@@ -315,7 +315,7 @@ struct Open {
 impl Open {
     /// Counts a connection; `true` when it is over the limit.
     fn count(mount: Arc<Mount>) -> (Open, bool) {
-        let counters = &mount.shared.hub.inner.counters;
+        let counters = &mount.shared.hub.counters();
         let open = counters.connections.fetch_add(1, Ordering::AcqRel);
         counters.connections_total.fetch_add(1, Ordering::Relaxed);
         mount.open.fetch_add(1, Ordering::AcqRel);
@@ -327,7 +327,7 @@ impl Open {
 impl Drop for Open {
     fn drop(&mut self) {
         let shared = &self.mount.shared;
-        let counters = &shared.hub.inner.counters;
+        let counters = &shared.hub.counters();
         counters.connections.fetch_sub(1, Ordering::AcqRel);
         if self.mount.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             shared.idle.notify_waiters();

@@ -55,31 +55,28 @@
 //! # }
 //! ```
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{pending, poll_fn, Future};
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 #[cfg(feature = "tls")]
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
+pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
+    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, OwnedEvent,
 };
 use eventwire_core::codec::Codec;
-use eventwire_core::dashboard::{DashboardError, DashboardEvent};
-use eventwire_core::frame::{Frame, Missed, Position};
+use eventwire_core::frame::{Frame, Position};
+use eventwire_core::rng::std_seed;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
-use eventwire_core::{CloseCode, ErrorCode};
+use eventwire_core::CloseCode;
 use futures_util::stream::{SplitSink, SplitStream, Stream, StreamExt};
 use futures_util::SinkExt;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -242,22 +239,8 @@ impl Default for ClientOptions {
     /// nanoseconds, the process id and a per-process counter, hashed with a `RandomState` (whose
     /// keys std draws from the OS). Not cryptographic; it only has to be unique.
     fn default() -> Self {
-        ClientOptions::new(random_u64())
+        ClientOptions::new(std_seed())
     }
-}
-
-/// 64 random bits from std (see `ClientOptions::default`).
-fn random_u64() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-        .hash(&mut h);
-    std::process::id().hash(&mut h);
-    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
-    h.finish()
 }
 
 /// Why a client call failed.
@@ -309,110 +292,10 @@ impl ClientError {
     }
 }
 
-/// Something the application receives from the [`Client`] stream, in the order it happened.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Event {
-    /// An event of a subscribed room, in order, at most once.
-    Event {
-        /// The room.
-        room: String,
-        /// Its position; the client resumes after the last one delivered.
-        position: Position,
-        /// Its kind, for example `agent.status_changed`.
-        kind: String,
-        /// The application's bytes.
-        payload: Bytes,
-    },
-    /// Events of a room were lost, as announced by the server.
-    Gap {
-        /// The room.
-        room: String,
-        /// What was missed.
-        missed: Missed,
-    },
-    /// A subscription was accepted; events after `position` follow. Comes again after each
-    /// reconnect.
-    Subscribed {
-        /// The room.
-        room: String,
-        /// Where delivery continues after.
-        position: Position,
-    },
-    /// A subscription was refused; the room is no longer held.
-    SubscribeFailed {
-        /// The room.
-        room: String,
-        /// Why.
-        code: ErrorCode,
-    },
-    /// A publish reached its room, exactly once.
-    PublishAcked {
-        /// The id [`Client::publish`] returned.
-        id: u64,
-        /// Where it landed.
-        position: Position,
-    },
-    /// A publish was refused for good.
-    PublishFailed {
-        /// The id [`Client::publish`] returned.
-        id: u64,
-        /// Why.
-        code: ErrorCode,
-    },
-    /// The server reported an error that concerns no room or publish of this client.
-    ServerError {
-        /// The code.
-        code: ErrorCode,
-        /// The server's reason.
-        reason: String,
-    },
-}
-
-impl Event {
-    /// The payload of an [`Event::Event`] deserialised from JSON; `None` for other variants.
-    pub fn json<T: DeserializeOwned>(&self) -> Option<Result<T, serde_json::Error>> {
-        match self {
-            Event::Event { payload, .. } => Some(serde_json::from_slice(payload)),
-            _ => None,
-        }
-    }
-
-    /// The typed dashboard event of an [`Event::Event`] (its kind and JSON payload), borrowing
-    /// from `self`; `None` for other variants. An unknown kind is
-    /// `Some(Err(DashboardError::UnknownKind))`.
-    pub fn dashboard(&self) -> Option<Result<DashboardEvent<'_>, DashboardError>> {
-        match self {
-            Event::Event { kind, payload, .. } => Some(DashboardEvent::decode_json(kind, payload)),
-            _ => None,
-        }
-    }
-}
-
-/// The connection state, as the application sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Status {
-    /// A connection attempt is under way (first, or after a backoff).
-    Connecting,
-    /// The session is open.
-    Open,
-    /// The connection failed or was lost; the next attempt comes after `delay`.
-    Reconnecting {
-        /// Failed attempts since the last stable session.
-        attempt: u32,
-        /// Wait before the next attempt.
-        delay: Duration,
-    },
-    /// Stopped for good; the event stream ends after the events already received.
-    Closed {
-        /// Why: `NORMAL` for [`Client::close`] (or dropping the client), the server's fatal
-        /// code (for example `UNAUTHORIZED`), or `None` when reconnect attempts ran out.
-        code: Option<CloseCode>,
-        /// The server's reason, if it sent one.
-        reason: String,
-    },
-}
+/// Something the application receives from the [`Client`] stream, in the order it happened
+/// (the core's [`OwnedEvent`] with a shared payload). This client never yields
+/// [`OwnedEvent::Status`]: it reports status changes through [`Client::status`].
+pub type Event = OwnedEvent<Bytes>;
 
 /// A request from the handle to the task.
 enum Command {
@@ -490,7 +373,7 @@ impl Client {
         #[cfg(not(feature = "tls"))]
         let target = Target::new(parse_url(url, false)?);
         let uri = &target.uri;
-        let seed = seed.unwrap_or_else(random_u64);
+        let seed = seed.unwrap_or_else(std_seed);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
         let (events_tx, events_rx) = mpsc::channel(events_capacity.max(1));
         let (status_tx, status_rx) = watch::channel(Status::Connecting);
@@ -836,92 +719,47 @@ struct Outputs {
 impl Outputs {
     /// The machine's sink.
     fn on_event(&mut self, event: ClientEvent<'_>) {
-        let event = match event {
-            ClientEvent::Connecting { attempt } => {
-                tracing::info!(attempt, "connecting");
-                self.status.send_replace(Status::Connecting);
-                return;
-            }
-            ClientEvent::Open { session_id } => {
-                tracing::info!(session_id, "session open");
-                self.status.send_replace(Status::Open);
-                return;
-            }
+        match event {
+            ClientEvent::Connecting { attempt } => tracing::info!(attempt, "connecting"),
+            ClientEvent::Open { session_id } => tracing::info!(session_id, "session open"),
             ClientEvent::Reconnecting {
                 attempt,
                 delay,
-                code,
-            } => {
-                match code {
-                    Some(code) => tracing::info!(attempt, ?delay, %code, "reconnecting"),
-                    None => tracing::info!(attempt, ?delay, "reconnecting"),
-                }
-                self.status
-                    .send_replace(Status::Reconnecting { attempt, delay });
-                return;
+                code: Some(code),
+            } => tracing::info!(attempt, ?delay, %code, "reconnecting"),
+            ClientEvent::Reconnecting { attempt, delay, .. } => {
+                tracing::info!(attempt, ?delay, "reconnecting")
             }
-            ClientEvent::Closed { code, reason } => {
-                match code {
-                    Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
-                    Some(code) => tracing::warn!(%code, reason, "closed for good"),
-                    None => tracing::warn!("closed for good: reconnect attempts exhausted"),
-                }
-                self.status.send_replace(Status::Closed {
-                    code,
-                    reason: reason.to_owned(),
-                });
-                return;
-            }
-            ClientEvent::Quality(quality) => {
-                tracing::debug!(%quality, "link quality");
-                self.quality.send_replace(quality);
-                return;
-            }
-            ClientEvent::Event {
-                room,
-                position,
-                kind,
-                payload,
-            } => Event::Event {
-                room: room.to_owned(),
-                position,
-                kind: kind.to_owned(),
-                // Copied: a slice of the message would pin tungstenite's whole read buffer
-                // for as long as the application keeps the event.
-                payload: Bytes::copy_from_slice(payload),
+            ClientEvent::Closed { code, reason } => match code {
+                Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
+                Some(code) => tracing::warn!(%code, reason, "closed for good"),
+                None => tracing::warn!("closed for good: reconnect attempts exhausted"),
             },
-            ClientEvent::Gap { room, missed } => {
-                tracing::warn!(room, ?missed, "gap");
-                Event::Gap {
-                    room: room.to_owned(),
-                    missed,
-                }
-            }
-            ClientEvent::Subscribed { room, position } => Event::Subscribed {
-                room: room.to_owned(),
-                position,
-            },
+            ClientEvent::Quality(quality) => tracing::debug!(%quality, "link quality"),
+            ClientEvent::Gap { room, missed } => tracing::warn!(room, ?missed, "gap"),
             ClientEvent::SubscribeFailed { room, code } => {
-                tracing::warn!(room, %code, "subscription refused");
-                Event::SubscribeFailed {
-                    room: room.to_owned(),
-                    code,
-                }
+                tracing::warn!(room, %code, "subscription refused")
             }
-            ClientEvent::PublishAcked { id, position } => Event::PublishAcked { id, position },
-            ClientEvent::PublishFailed { id, code } => {
-                tracing::warn!(id, %code, "publish refused");
-                Event::PublishFailed { id, code }
-            }
+            ClientEvent::PublishFailed { id, code } => tracing::warn!(id, %code, "publish refused"),
             ClientEvent::ServerError { code, reason } => {
-                tracing::warn!(%code, reason, "server error");
-                Event::ServerError {
-                    code,
-                    reason: reason.to_owned(),
-                }
+                tracing::warn!(%code, reason, "server error")
             }
+            _ => {}
+        }
+        if let ClientEvent::Quality(quality) = event {
+            self.quality.send_replace(quality);
+            return;
+        }
+        let event = match event.to_owned_event() {
+            Some(OwnedEvent::Status(status)) => {
+                self.status.send_replace(status);
+                return;
+            }
+            // Copied once: a slice of the message would pin tungstenite's whole read buffer
+            // for as long as the application keeps the event.
+            Some(event) => event.map_payload(Bytes::from),
             // Kinds a later core adds reach applications once this adapter maps them.
-            _ => return,
+            None => return,
         };
         if self.pending.is_empty() {
             match self.events.try_send(event) {
@@ -1431,7 +1269,7 @@ mod tests {
     use std::collections::HashMap;
 
     use eventwire_core::backoff::{BackoffPolicy, Jitter};
-    use eventwire_core::dashboard::{SystemHealth, SystemStatus};
+    use eventwire_core::dashboard::{DashboardError, DashboardEvent, SystemHealth, SystemStatus};
     use eventwire_core::frame::{Batch, BatchEvent, Close, Ping, PublishAck, Subscribed, Welcome};
     use eventwire_core::outbox::OutboxError;
     use eventwire_core::payload::Payload;

@@ -219,7 +219,7 @@ fn end_session(shared: &Shared, token: &str) {
 }
 
 fn uncount(shared: &Shared) {
-    let counters = &shared.hub.inner.counters;
+    let counters = &shared.hub.counters();
     if counters.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
         shared.idle.notify_waiters();
     }
@@ -373,7 +373,7 @@ pub(crate) async fn exchange(
             Ok(b) => b.each(max_frame, &mut |decoded| conn.handle(shared, decoded)),
             Err(e) => conn.handle(shared, Err(*e)),
         }
-        let counters = &shared.hub.inner.counters;
+        let counters = &shared.hub.counters();
         counters
             .bytes_in
             .fetch_add(body.len() as u64, Ordering::Relaxed);
@@ -391,7 +391,7 @@ fn open_session(
     counted: bool,
     codec: Codec,
 ) -> Result<(String, Arc<Entry>), Vec<u8>> {
-    let counters = &shared.hub.inner.counters;
+    let counters = &shared.hub.counters();
     let open = counters.connections.fetch_add(1, Ordering::AcqRel);
     counters.connections_total.fetch_add(1, Ordering::Relaxed);
     let busy = if counted { shared.polls.requests() } else { 0 };
@@ -436,8 +436,8 @@ async fn hold(
     codec: Codec,
 ) -> Answer {
     let hub = &shared.hub;
-    let clock = hub.inner.clock;
-    let mut changed = hub.inner.changed.subscribe();
+    let clock = hub.runtime().clock;
+    let mut changed = hub.runtime().changed.subscribe();
     let mut shutdown = shared.shutdown.clone();
     let until = tokio::time::Instant::now() + shared.config.long_poll;
     let mut out = Vec::new();
@@ -492,8 +492,8 @@ async fn hold(
 /// the body budget.
 fn drain(shared: &Shared, conn: &mut Conn, codec: Codec, out: &mut Vec<u8>) {
     let hub = &shared.hub;
-    let counters = &hub.inner.counters;
-    let clock = hub.inner.clock;
+    let counters = &hub.counters();
+    let clock = hub.runtime().clock;
     let budget = shared.config.max_poll_body;
     let mut scratch = Vec::new();
     while out.len() < budget {

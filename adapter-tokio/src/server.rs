@@ -360,7 +360,7 @@ impl Server {
     /// end (at most the write timeout).
     pub async fn shutdown(self, retry_after: Duration) {
         let _ = self.stop.send(Some(retry_after));
-        let counters = &self.shared.hub.inner.counters;
+        let counters = &self.shared.hub.counters();
         let wait = async {
             loop {
                 let idle = self.shared.idle.notified();
@@ -386,7 +386,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let counters = &shared.hub.inner.counters;
+                    let counters = &shared.hub.counters();
                     let open = counters.connections.fetch_add(1, Ordering::AcqRel);
                     counters.connections_total.fetch_add(1, Ordering::Relaxed);
                     // Connections serving polling requests are not counted twice: their
@@ -408,7 +408,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
                             }
                             Transport::Cobs => tcp::serve(stream, peer, shared.clone(), over).await,
                         }
-                        let counters = &shared.hub.inner.counters;
+                        let counters = &shared.hub.counters();
                         if counters.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
                             shared.idle.notify_waiters();
                         }

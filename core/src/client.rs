@@ -1118,3 +1118,8 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
         sink(ClientEvent::Closed { code, reason });
     }
 }
+
+#[cfg(feature = "alloc")]
+mod owned;
+#[cfg(feature = "alloc")]
+pub use owned::{OwnedEvent, Status};

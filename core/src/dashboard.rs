@@ -36,9 +36,9 @@
 //!
 //! The payload of a frame is the *inner struct* alone, in postcard
 //! ([`to_postcard`](DashboardEvent::to_postcard)) or, with the `json` feature, as a JSON object
-//! ([`to_json`](DashboardEvent::to_json)). The kind is not repeated inside: it travels in the
+//! (`DashboardEvent::to_json`). The kind is not repeated inside: it travels in the
 //! frame's `kind` field, and the decoders ([`DashboardEvent::decode_postcard`],
-//! [`DashboardEvent::decode_json`]) take it from there. Field order is the declaration order;
+//! `DashboardEvent::decode_json` with `json`) take it from there. Field order is the declaration order;
 //! enums are a varint index in postcard and a `snake_case` string in JSON; `Option` is `null` in
 //! JSON. [`AgentStatusChanged::details`] is a JSON object (`{"task":"analysis"}`), like the
 //! `details` dict of the Python system; in postcard it is a count followed by key/value pairs.
@@ -83,8 +83,8 @@
 //!
 //! The price is on the JSON side: a JSON string that contains an escape (`\"`, `\\`, `\n`, or a
 //! `\u` sequence, which some encoders such as Python's `json.dumps` use for every non-ASCII
-//! character) cannot be borrowed, so [`DashboardEvent::decode_json`] refuses it as
-//! [`DashboardError::Malformed`]. [`DashboardEvent::to_json`] writes such strings correctly for
+//! character) cannot be borrowed, so `DashboardEvent::decode_json` refuses it as
+//! [`DashboardError::Malformed`]. `DashboardEvent::to_json` writes such strings correctly for
 //! any other reader (a browser parses them fine); it is only this crate's zero-copy JSON decoder
 //! that cannot read them back. Postcard carries any string. Identifiers (`agent_id`, `task_id`)
 //! are meant to be [`Name`](crate::text::Name)s, which never need escapes.
@@ -661,6 +661,16 @@ impl<'a> DashboardEvent<'a> {
     #[cfg(feature = "json")]
     pub fn to_json(&self) -> Result<alloc::vec::Vec<u8>, serde_json::Error> {
         serde_json::to_vec(&Body(self))
+    }
+
+    /// The payload as JSON text written into `buf` (cleared first), as [`Self::to_json`] gives
+    /// it, known valid so that a room log appends it unchecked.
+    #[cfg(feature = "json")]
+    pub fn write_json<'b>(
+        &self,
+        buf: &'b mut alloc::vec::Vec<u8>,
+    ) -> Result<crate::payload::JsonText<'b>, serde_json::Error> {
+        crate::payload::JsonText::write(&Body(self), buf)
     }
 
     /// Decodes a postcard payload of the given kind, borrowing its strings from `payload`.

@@ -1153,3 +1153,6 @@ impl ServerSession {
         }
     }
 }
+
+mod decisions;
+pub use decisions::{AuthPending, Decisions};

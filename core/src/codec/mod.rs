@@ -1,7 +1,7 @@
 //! Turning frames into bytes and back.
 //!
 //! - [`binary`]: postcard, one frame per message (WebSocket binary messages).
-//! - [`json`] (feature `json`): JSON text, one frame per message (WebSocket text messages).
+//! - `json` (feature `json`): JSON text, one frame per message (WebSocket text messages).
 //! - [`stream`]: COBS-framed binary frames on a byte stream (TCP, serial).
 //!
 //! [`Codec`] picks one of the message forms from a WebSocket subprotocol, so every adapter makes
