@@ -3,17 +3,20 @@
 //! Run: `cargo run -p eventwire-tokio --example server`
 use std::time::Duration;
 
-use eventwire_tokio::{Hub, Server, ServerConfig};
+use eventwire_tokio::{shutdown_signal, Hub, Server, ServerConfig};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let hub = Hub::new(Default::default());
     let server = Server::bind("127.0.0.1:9001", hub.clone(), ServerConfig::default()).await?;
     eprintln!("serving on ws://{}", server.local_addr());
+    // Ctrl-c or SIGTERM: every client is told to come back in 2 s (close 1001).
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
     for tick in 0u64.. {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut stop => break,
         }
         hub.emit(
             "system",

@@ -27,7 +27,9 @@
 //! `upgrade_timeout` does not apply: the HTTP part belongs to the app's own server.
 //!
 //! [`EventwireService::poll_route`] is the HTTP long-polling fallback (PROTOCOL.md 1.4) to route
-//! at a path of its own (`POST`), with the polling limits of [`ServerConfig`].
+//! at a path of its own (`POST`, and the CORS preflight `OPTIONS` for pages on other allowed
+//! origins), with the polling limits of [`ServerConfig`]. [`EventwireService::client_route`]
+//! serves the browser client `eventwire.js` ([`crate::js`]) at a path you pick.
 //!
 //! ```no_run
 //! # #[tokio::main]
@@ -67,8 +69,10 @@ use ::axum::extract::connect_info::ConnectInfo;
 use ::axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use ::axum::extract::State;
 use ::axum::http::header::{
-    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_PROTOCOL,
+    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, RETRY_AFTER,
+    SEC_WEBSOCKET_PROTOCOL,
 };
+use ::axum::http::HeaderName;
 use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{get, post, MethodRouter};
@@ -150,7 +154,28 @@ impl EventwireService {
     where
         S: Clone + Send + Sync + 'static,
     {
-        post(poll_handler).with_state(self.clone())
+        post(poll_handler)
+            .options(preflight_handler)
+            .with_state(self.clone())
+    }
+
+    /// The route serving the browser client ([`crate::js::CLIENT_JS`], an ES module) with `GET`,
+    /// to mount at a path of your choice: `Router::new().route("/eventwire.js",
+    /// EventwireService::client_route())`. The declarations are [`crate::js::CLIENT_DTS`].
+    pub fn client_route<S>() -> MethodRouter<S>
+    where
+        S: Clone + Send + Sync + 'static,
+    {
+        get(|| async {
+            (
+                [
+                    (CONTENT_TYPE, crate::js::JS_CONTENT_TYPE),
+                    (ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                    (CACHE_CONTROL, "no-cache"),
+                ],
+                crate::js::CLIENT_JS,
+            )
+        })
     }
 
     /// Refuses new connections (503), tells every connected client to reconnect after
@@ -304,7 +329,31 @@ pub async fn poll_handler(
     if let Some(secs) = answer.retry_after {
         out.insert(RETRY_AFTER, HeaderValue::from(secs));
     }
+    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+    insert_headers(out, poll::cors(shared, origin));
     response
+}
+
+/// The axum handler of the CORS preflight of the long-polling route, for routers whose state
+/// gives an [`EventwireService`]; [`EventwireService::poll_route`] includes it.
+pub async fn preflight_handler(
+    State(service): State<EventwireService>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
+    let answer = poll::preflight(&service.mount.shared, origin);
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN);
+    let mut response = status.into_response();
+    insert_headers(response.headers_mut(), answer.headers);
+    response
+}
+
+fn insert_headers(out: &mut HeaderMap, headers: Vec<(&'static str, String)>) {
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            out.insert(HeaderName::from_static(name), value);
+        }
+    }
 }
 
 /// One counted connection; uncounts when dropped.

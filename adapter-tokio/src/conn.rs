@@ -24,7 +24,7 @@ use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::poll::{self, Sniffed};
+use crate::http::{self, Sniffed};
 use crate::server::{shutdown_requested, AuthRequest, Peer, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
@@ -101,17 +101,17 @@ pub(crate) async fn serve<S, F>(
             Ok(resp)
         };
         let config = ws_config(&shared);
-        // An HTTP long-polling request (`poll`) is read in full within the same budget, then
-        // served (and held) outside it; anything else goes on to the upgrade.
+        // A plain HTTP request (long-polling, a route: `http`) is read in full within the same
+        // budget, then served (and a polling one held) outside it; an upgrade goes on.
         let accept = async {
             let stream = stream.await?;
-            match poll::sniff(stream, &shared).await? {
+            match http::sniff(stream, peer, &shared).await? {
                 Sniffed::Upgrade(stream) => {
                     tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
                         .await
                         .map(Ok)
                 }
-                Sniffed::Poll(request) => Ok(Err(request)),
+                Sniffed::Http(request) => Ok(Err(request)),
             }
         };
         let ws = match tokio::time::timeout(shared.config.upgrade_timeout, accept).await {
@@ -164,6 +164,7 @@ pub(crate) async fn drive<W: Wire>(
     let mut conn = Conn::new(shared, addr, headers, over_capacity, wire.codec());
     let mut shutdown = shared.shutdown.clone();
     let mut changed = hub.runtime().changed.subscribe();
+    let mut cuts = shared.cuts.subscribe();
     let max_frame = shared.config.session.max_frame as usize;
     let write_timeout = shared.config.write_timeout;
     loop {
@@ -243,6 +244,12 @@ pub(crate) async fn drive<W: Wire>(
                 conn.session.handle_timeout(now, &mut |_| {});
             }
             _ = changed.changed() => {}
+            Ok(()) = cuts.changed() => {
+                if cuts.borrow_and_update().hits(conn.session.session_id()) {
+                    debug!("cut by fault injection");
+                    return;
+                }
+            }
             retry = shutdown_requested(&mut shutdown) => {
                 conn.session.close(CloseCode::GOING_AWAY, Some(retry), "server shutting down");
             }

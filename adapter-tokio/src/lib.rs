@@ -51,17 +51,22 @@
 pub mod axum;
 mod clock;
 mod conn;
+mod http;
 mod hub;
+pub mod js;
 mod message;
 mod poll;
 mod server;
+mod signal;
 mod tcp;
 mod wire;
 
 pub use eventwire_core as core;
 pub use eventwire_core::dashboard::EmitDashboard;
+pub use http::{HttpRequest, HttpResponse, Route, MAX_ROUTE_BODY};
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
 pub use server::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, Server, ServerConfig};
+pub use signal::shutdown_signal;
 pub use tcp::TcpServer;
 /// The rustls this crate's TLS runs on, for building the server's and the client's configs.
 #[cfg(feature = "tls")]

@@ -24,22 +24,20 @@
 //! running while it holds sessions) and counts as a disconnect. A session ends too when either
 //! side sends `close`; the response carrying the server's close frame is its last.
 //!
-//! The standalone [`Server`](crate::Server) answers polling requests on its WebSocket port:
-//! `conn::serve` reads the request head first ([`sniff`], at most 8 KiB, within the upgrade
-//! timeout, which also bounds reading the body) and hands anything that is not
-//! `POST <poll_path>` to the WebSocket upgrade, with the bytes already read replayed through
-//! [`Rewind`]. Every polling response carries `Connection: close` (no keep-alive, no
-//! pipelining). A connection serving a polling request stays in the `connections` counter (so
-//! that shutdown waits for its response) but is left out of the `max_connections` check
-//! (`Registry::requests`): its session counts instead, once.
+//! The standalone [`Server`](crate::Server) answers polling requests on its WebSocket port
+//! (`http` reads the request and hands it here). A connection serving a polling request stays
+//! in the `connections` counter (so that shutdown waits for its response) but is left out of
+//! the `max_connections` check (`Registry::requests`): its session counts instead, once.
+//!
+//! Cross-origin clients (a page served elsewhere): responses to a request whose `Origin` the
+//! server allows carry `Access-Control-Allow-Origin` with that origin and expose the session
+//! header ([`cors`]); the preflight `OPTIONS` a browser sends first is answered by
+//! [`preflight`]. An origin the server does not allow gets 403 and no CORS headers.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 
 use eventwire_core::codec::stream::{self, StreamDecoder};
 use eventwire_core::codec::Codec;
@@ -48,7 +46,6 @@ use eventwire_core::handshake;
 use eventwire_core::server::SessionState;
 use eventwire_core::{CloseCode, DecodeError, EncodeError};
 use serde_json::value::RawValue;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
@@ -61,11 +58,6 @@ pub(crate) const SESSION_HEADER: &str = "eventwire-session";
 pub(crate) const JSON: &str = "application/json";
 /// Content type of the binary (COBS-framed) form.
 pub(crate) const BINARY: &str = "application/octet-stream";
-/// Largest request head the standalone server reads before deciding between polling and the
-/// WebSocket upgrade.
-const MAX_HEAD: usize = 8 * 1024;
-/// Most headers parsed in a request head.
-const MAX_HEADERS: usize = 64;
 /// The stream decoder's buffer: the COBS encoding of a 64 KiB frame and its zero.
 const DECODE_BUF: usize = crate::tcp::MAX_FRAME + crate::tcp::MAX_FRAME / 254 + 2;
 
@@ -79,16 +71,20 @@ pub(crate) struct Answer {
     pub(crate) body: Vec<u8>,
     /// `Retry-After` seconds (503 during shutdown).
     pub(crate) retry_after: Option<u64>,
+    /// CORS headers, for a cross-origin request from an allowed origin ([`cors`]); names in
+    /// lower case (HTTP/2 and axum's `HeaderName::from_static` want them so).
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 impl Answer {
-    fn error(status: u16, why: &str) -> Answer {
+    pub(crate) fn error(status: u16, why: &str) -> Answer {
         Answer {
             status,
             content_type: "text/plain",
             token: None,
             body: why.as_bytes().to_vec(),
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 
@@ -99,6 +95,7 @@ impl Answer {
             token,
             body,
             retry_after: None,
+            headers: Vec::new(),
         }
     }
 }
@@ -156,7 +153,7 @@ pub(crate) struct Registry {
     /// Connections of the standalone server serving a polling request now. They are counted
     /// in `connections` (so that shutdown waits for their responses) but not toward
     /// `max_connections`: their sessions are.
-    requests: AtomicU64,
+    pub(crate) requests: AtomicU64,
 }
 
 impl Registry {
@@ -172,6 +169,8 @@ impl Registry {
 
 struct Entry {
     conn: tokio::sync::Mutex<Conn>,
+    /// Set when a fault cut the session ([`cut`]): a held request answers 404 at once.
+    cut: AtomicBool,
     /// Number of the session's latest request; a held request that is not the latest returns.
     latest: AtomicU64,
     /// Wakes held requests when a newer one arrives.
@@ -404,6 +403,7 @@ fn open_session(
     let token = new_token();
     let entry = Arc::new(Entry {
         conn: tokio::sync::Mutex::new(conn),
+        cut: AtomicBool::new(false),
         latest: AtomicU64::new(0),
         release: Notify::new(),
         activity: Mutex::new(Activity {
@@ -447,6 +447,9 @@ async fn hold(
         released.as_mut().enable();
         if entry.latest.load(Ordering::Acquire) != generation {
             break;
+        }
+        if entry.cut.load(Ordering::Acquire) {
+            return Answer::error(404, "unknown session");
         }
         let deadline = {
             let mut conn = entry.conn.lock().await;
@@ -597,283 +600,64 @@ async fn sweep(shared: Arc<Shared>) {
     }
 }
 
-// ---- the standalone server's HTTP side
-
-/// A stream that replays bytes already read from it before reading on.
-pub(crate) struct Rewind<S> {
-    prefix: Vec<u8>,
-    at: usize,
-    inner: S,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.at < this.prefix.len() {
-            let n = (this.prefix.len() - this.at).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+/// The CORS headers of a polling response to a request from `origin`: none for same-origin and
+/// non-browser requests (no `Origin`) and for origins the server does not allow.
+pub(crate) fn cors(shared: &Shared, origin: Option<&str>) -> Vec<(&'static str, String)> {
+    match origin {
+        Some(origin) if crate::http::origin_allowed(shared, origin) => vec![
+            ("access-control-allow-origin", origin.to_owned()),
+            (
+                "access-control-expose-headers",
+                "Eventwire-Session, Retry-After".to_owned(),
+            ),
+            ("vary", "Origin".to_owned()),
+        ],
+        _ => Vec::new(),
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+/// The answer to the CORS preflight (`OPTIONS`) of a polling request: 204 with the methods and
+/// headers a polling client sends, for allowed origins; 403 for the others.
+pub(crate) fn preflight(shared: &Shared, origin: Option<&str>) -> Answer {
+    if origin.is_some_and(|o| !crate::http::origin_allowed(shared, o)) {
+        let refusal = handshake::Refusal::OriginNotAllowed;
+        return Answer::error(refusal.status(), refusal.reason());
     }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
+    let mut answer = Answer::error(204, "");
+    answer.headers = cors(shared, origin);
+    answer.headers.extend([
+        ("access-control-allow-methods", "POST".to_owned()),
+        (
+            "access-control-allow-headers",
+            "Content-Type, Eventwire-Session".to_owned(),
+        ),
+        ("access-control-max-age", "600".to_owned()),
+    ]);
+    answer
 }
 
-/// A parsed polling request head.
-struct Head {
-    /// Bytes of the head; what follows in the buffer is the start of the body.
-    len: usize,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// What the start of a connection on the standalone server turned out to be.
-pub(crate) enum Sniffed<S> {
-    /// Anything but a polling request: on to the WebSocket upgrade, the bytes read so far
-    /// replayed.
-    Upgrade(Rewind<S>),
-    /// A polling request, read in full (or answered from its head).
-    Poll(Request<S>),
-}
-
-/// A polling request read from the standalone server's socket.
-pub(crate) struct Request<S> {
-    stream: S,
-    headers: Vec<(String, String)>,
-    /// The codec and body, or the answer the head already decided.
-    read: Result<(Codec, Vec<u8>), Answer>,
-}
-
-/// Reads the request head of a new connection (at most 8 KiB) and, for `POST <poll_path>`, its
-/// body. The caller bounds this with the upgrade timeout.
-pub(crate) async fn sniff<S>(mut stream: S, shared: &Shared) -> io::Result<Sniffed<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut buf = Vec::with_capacity(1024);
-    let head = loop {
-        match parse_head(&buf, &shared.config.poll_path) {
-            Parsed::Partial if buf.len() < MAX_HEAD => {}
-            Parsed::Partial | Parsed::Other => {
-                return Ok(Sniffed::Upgrade(Rewind {
-                    prefix: buf,
-                    at: 0,
-                    inner: stream,
-                }))
-            }
-            Parsed::Poll(head) => break head,
-        }
-        let mut chunk = [0u8; 1024];
-        let room = (MAX_HEAD - buf.len()).min(chunk.len());
-        let n = stream.read(&mut chunk[..room]).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let read = read_body(&mut stream, &buf, &head, shared).await?;
-    Ok(Sniffed::Poll(Request {
-        stream,
-        headers: head.headers,
-        read,
-    }))
-}
-
-/// Checks the head and reads exactly `Content-Length` bytes of body (what followed the head
-/// in `buf` first).
-async fn read_body<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    buf: &[u8],
-    head: &Head,
-    shared: &Shared,
-) -> io::Result<Result<(Codec, Vec<u8>), Answer>> {
-    let content_length = match head.get("content-length").map(|v| v.trim().parse::<u64>()) {
-        None => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(_)) => return Ok(Err(Answer::error(400, "bad Content-Length"))),
-    };
-    let checked = check_head(
-        shared,
-        content_length,
-        head.get("content-type"),
-        head.get("origin"),
-    );
-    let (codec, length) = match checked {
-        Ok(ok) => ok,
-        Err(answer) => return Ok(Err(answer)),
-    };
-    let mut body = buf[head.len..].to_vec();
-    // Pipelined requests are not served: every response closes the connection.
-    body.truncate(length);
-    let start = body.len();
-    body.resize(length, 0);
-    stream.read_exact(&mut body[start..]).await?;
-    Ok(Ok((codec, body)))
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Request<S> {
-    /// Serves the request (holding it as long as the long-poll rules say) and closes the
-    /// connection. The connection limit is checked when the request opens a session.
-    pub(crate) async fn serve(mut self, peer: SocketAddr, shared: &Arc<Shared>) {
-        let _busy = Busy::new(&shared.polls);
-        let answer = match self.read {
-            Err(answer) => answer,
-            Ok((codec, body)) => exchange(shared, peer, self.headers, codec, &body, true).await,
+/// Cuts the polling sessions that `hit` picks (by session id), as a network fault would: the
+/// session is forgotten without a close frame, its held request answers 404, and the client's
+/// next request gets 404 too. Returns how many were cut.
+pub(crate) fn cut(shared: &Shared, hit: &dyn Fn(u64) -> bool) -> usize {
+    let mut cut = Vec::new();
+    shared.polls.lock().retain(|_, entry| {
+        let id = match entry.conn.try_lock() {
+            Ok(conn) => conn.session.session_id(),
+            // Busy with a request right now: cut it the next time.
+            Err(_) => return true,
         };
-        respond(&mut self.stream, &answer).await;
-    }
-}
-
-/// A connection serving a polling request, in `Registry::requests` while it lives.
-struct Busy<'r>(&'r Registry);
-
-impl<'r> Busy<'r> {
-    fn new(registry: &'r Registry) -> Self {
-        registry.requests.fetch_add(1, Ordering::AcqRel);
-        Busy(registry)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.requests.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-enum Parsed {
-    Partial,
-    Other,
-    Poll(Head),
-}
-
-fn parse_head(buf: &[u8], poll_path: &str) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Partial) => Parsed::Partial,
-        Ok(httparse::Status::Complete(len)) => {
-            let path = req.path.unwrap_or("");
-            let path = path.split('?').next().unwrap_or(path);
-            if req.method != Some("POST") || path != poll_path {
-                return Parsed::Other;
-            }
-            let headers = req
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            Parsed::Poll(Head { len, headers })
+        if hit(id) {
+            cut.push(entry.clone());
+            false
+        } else {
+            true
         }
-        Err(_) => Parsed::Other,
+    });
+    for entry in &cut {
+        entry.cut.store(true, Ordering::Release);
+        entry.release.notify_waiters();
+        uncount(shared);
     }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// Writes `answer` and closes the connection. After an error the body may still be on its way
-/// (413 is answered before reading it): what arrives is read and dropped for a short while, so
-/// the response is not lost to a connection reset.
-async fn respond<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, answer: &Answer) {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n",
-        answer.status,
-        reason(answer.status),
-        answer.content_type,
-        answer.body.len(),
-    );
-    if let Some(token) = &answer.token {
-        head.push_str(&format!("Eventwire-Session: {token}\r\n"));
-    }
-    if let Some(secs) = answer.retry_after {
-        head.push_str(&format!("Retry-After: {secs}\r\n"));
-    }
-    head.push_str("\r\n");
-    let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&answer.body).await?;
-        stream.flush().await?;
-        stream.shutdown().await
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(30), write)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    if answer.status != 200 {
-        let drain = async {
-            let mut sink = [0u8; 4096];
-            let mut left = 256 * 1024usize;
-            while left > 0 {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
-    }
+    cut.len()
 }

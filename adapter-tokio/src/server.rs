@@ -39,6 +39,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{watch, Notify};
 use tracing::{debug, info, warn};
 
+use crate::http::{HttpRequest, HttpResponse, Route};
 use crate::hub::Hub;
 use crate::{conn, poll, tcp};
 
@@ -111,6 +112,12 @@ pub struct ServerConfig {
     pub long_poll: Duration,
     /// A polling session without a request for this long ends.
     pub poll_idle: Duration,
+    /// Whether WebSocket upgrades are accepted; when off they get 403 and clients fall back to
+    /// long-polling (for deployments behind proxies that break WebSockets, and for testing the
+    /// fallback).
+    pub websocket: bool,
+    /// Plain HTTP routes on the standalone server's port, by exact path (see [`Route`]).
+    pub routes: Vec<(String, Route)>,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +137,8 @@ impl Default for ServerConfig {
             max_poll_frames: 64,
             long_poll: Duration::from_secs(25),
             poll_idle: Duration::from_secs(30),
+            websocket: true,
+            routes: Vec::new(),
         }
     }
 }
@@ -208,6 +217,46 @@ impl ServerConfig {
         self
     }
 
+    /// Accepts WebSocket upgrades (`true`, the default) or refuses them with 403 so that
+    /// clients use long-polling.
+    pub fn websocket(mut self, accept: bool) -> Self {
+        self.websocket = accept;
+        self
+    }
+
+    /// Serves plain HTTP requests to `path` (exact match, any method, the query ignored) with
+    /// `handler`, on the standalone server's port: a status page, a snapshot of application
+    /// state, the browser client ([`ServerConfig::serve_client`]). A later route for the same
+    /// path replaces an earlier one.
+    ///
+    /// ```
+    /// use eventwire_tokio::{HttpResponse, ServerConfig};
+    ///
+    /// let config = ServerConfig::default()
+    ///     .route("/health", |_req| HttpResponse::new(200, "text/plain", "ok"));
+    /// ```
+    pub fn route<F>(mut self, path: impl Into<String>, handler: F) -> Self
+    where
+        F: Fn(&HttpRequest) -> HttpResponse + Send + Sync + 'static,
+    {
+        let path = path.into();
+        self.routes.retain(|(p, _)| *p != path);
+        self.routes.push((path, Arc::new(handler)));
+        self
+    }
+
+    /// Serves the browser client ([`crate::js::CLIENT_JS`]) at `path` (for example
+    /// `/eventwire.js`), and its TypeScript declarations at the same path with `.d.ts` in
+    /// place of `.js`.
+    pub fn serve_client(self, path: &str) -> Self {
+        let declarations = match path.strip_suffix(".js") {
+            Some(stem) => format!("{stem}.d.ts"),
+            None => format!("{path}.d.ts"),
+        };
+        self.route(path, crate::js::client_response)
+            .route(declarations, crate::js::declarations_response)
+    }
+
     /// Sets the room authorisation hook.
     pub fn authorize<F>(mut self, hook: F) -> Self
     where
@@ -226,6 +275,32 @@ pub(crate) struct Shared {
     pub(crate) idle: Notify,
     /// HTTP long-polling sessions.
     pub(crate) polls: poll::Registry,
+    /// Injected faults: every connection task checks each new [`Cut`] against its session.
+    pub(crate) cuts: watch::Sender<Cut>,
+}
+
+/// One round of injected connection cuts ([`Server::drop_connections`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Cut {
+    round: u64,
+    /// Probability as a fraction of `u64::MAX`.
+    threshold: u64,
+}
+
+impl Cut {
+    /// Whether this round cuts the connection whose session is `id`: a hash of the two, so
+    /// that each connection is drawn independently and a run can be replayed.
+    pub(crate) fn hits(&self, id: u64) -> bool {
+        if self.threshold == 0 {
+            return false;
+        }
+        // SplitMix64's finaliser over the pair.
+        let mut z = id ^ self.round.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        z < self.threshold
+    }
 }
 
 /// The state of a server's connections, and the sender that starts its shutdown (send
@@ -254,6 +329,7 @@ pub(crate) fn new_shared(
         shutdown,
         idle: Notify::new(),
         polls: poll::Registry::default(),
+        cuts: watch::channel(Cut::default()).0,
     });
     (shared, stop)
 }
@@ -355,6 +431,15 @@ impl Server {
         &self.shared.hub
     }
 
+    /// Cuts each open connection with probability `probability` (0 to 1), as a network fault
+    /// would: a WebSocket or TCP connection is dropped without a close frame, a polling session
+    /// is forgotten (its requests get 404). Clients reconnect and resume; nothing is lost. For
+    /// demos and fault-injection tests (the dashboard example's `--chaos`). Returns how many
+    /// polling sessions were cut (socket connections decide on their own tasks).
+    pub fn drop_connections(&self, probability: f64) -> usize {
+        drop_connections(&self.shared, probability)
+    }
+
     /// Stops accepting, tells every client to reconnect after `retry_after` (close 1001 with the
     /// hint, so clients resume elsewhere with nothing lost), and waits for the connections to
     /// end (at most the write timeout).
@@ -423,4 +508,18 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
             _ = shutdown_requested(&mut shutdown) => return,
         }
     }
+}
+
+/// [`Server::drop_connections`], for every front that shares a `Shared`.
+pub(crate) fn drop_connections(shared: &Shared, probability: f64) -> usize {
+    let p = probability.clamp(0.0, 1.0);
+    // `as` saturates: p = 1 gives u64::MAX, which every hash but u64::MAX is below.
+    let threshold = (p * u64::MAX as f64) as u64;
+    let mut cut = Cut::default();
+    shared.cuts.send_modify(|c| {
+        c.round += 1;
+        c.threshold = threshold;
+        cut = *c;
+    });
+    poll::cut(shared, &|id| cut.hits(id))
 }

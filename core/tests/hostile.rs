@@ -201,3 +201,41 @@ fn stream_recovers_after_oversize_and_garbage() {
     assert_eq!(results[2], Ok(format!("{small:?}")));
     assert_eq!(results.len(), 3, "{results:?}");
 }
+
+/// PROTOCOL.md section 3.1: which close code answers which broken JSON frame. A frame whose
+/// JSON does not have the frame's shape (a field of the wrong type, a required field missing,
+/// a string with an escape sequence) is malformed: 1002. A frame of the right shape whose value
+/// breaks a field rule (section 4) is invalid: 1007.
+#[test]
+fn json_shape_errors_close_1002_and_rule_errors_1007() {
+    let malformed: [&[u8]; 5] = [
+        br#"{"subscribe":{"room":7,"from":null}}"#,
+        br#"{"subscribe":{"from":null}}"#,
+        br#"{"ping":{"nonce":"5"}}"#,
+        br#"{"unsubscribe":{"room":"a\u0062"}}"#,
+        br#"{"unsubscribe":{"room":"tab\tbed"}}"#,
+    ];
+    for text in malformed {
+        let err = json::decode(text, 1024).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::Malformed(_)),
+            "{}: {err:?}",
+            String::from_utf8_lossy(text)
+        );
+        assert_eq!(err.close_code(), Some(CloseCode::PROTOCOL_ERROR));
+    }
+    let invalid: [&[u8]; 3] = [
+        br#"{"unsubscribe":{"room":"has space"}}"#,
+        br#"{"unsubscribe":{"room":""}}"#,
+        br#"{"ping":{"nonce":9007199254740992}}"#,
+    ];
+    for text in invalid {
+        let err = json::decode(text, 1024).unwrap_err();
+        assert!(
+            matches!(err, DecodeError::Invalid(_)),
+            "{}: {err:?}",
+            String::from_utf8_lossy(text)
+        );
+        assert_eq!(err.close_code(), Some(CloseCode::INVALID_DATA));
+    }
+}

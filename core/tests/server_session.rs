@@ -1458,3 +1458,23 @@ fn json_peer_gaps(json_form: bool) {
         .collect();
     assert_eq!(offsets, [1, 2, 4, 5, 6, 7, 8, 9, 10]);
 }
+
+/// PROTOCOL.md section 3: a second hello on an open session is the one frame in the wrong state
+/// answered with an error (`UNEXPECTED_FRAME`) rather than a close; the connection stays open.
+#[test]
+fn a_second_hello_is_an_error_not_a_close() {
+    let mut h = Harness::new(ServerConfig::new(), history());
+    h.open(&[]);
+    h.hello(&[]);
+    assert_eq!(
+        h.drain(),
+        [Down::Error {
+            code: ErrorCode::UNEXPECTED_FRAME,
+            id: None,
+            room: None,
+            retry_after_ms: None,
+        }]
+    );
+    assert_eq!(h.session.poll_action(), None);
+    assert_eq!(h.session.state(), SessionState::Open);
+}

@@ -1,0 +1,1 @@
+// eventwire.d.ts: being written (placeholder; overwrite freely)
