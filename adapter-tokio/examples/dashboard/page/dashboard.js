@@ -18,6 +18,7 @@ const BUFFER_MAX = 5000;
 const THROUGHPUT_WINDOW_S = 10;
 const SAVE_INTERVAL_MS = 500;
 const SNAPSHOT_RETRY_MS = [250, 500, 1000, 2000, 4000];
+const SNAPSHOT_TIMEOUT_MS = 10_000;
 
 // ---------------------------------------------------------------------------------------------
 // State and the reducer
@@ -174,7 +175,7 @@ let recovering = false;
 let refetch = false;
 let buffer = [];
 let bufferOverflows = 0;
-const offsets = { duplicates: 0, missing: 0, stale: 0 };
+const offsets = { duplicates: 0, missing: 0, stale: 0, reapplied: 0 };
 const history = { cpu: [], eps: [], connections: [], throughput: [] };
 const completions = []; // [second, count] buckets of task.completed + task.failed
 const dirty = new Set(['all']);
@@ -340,6 +341,7 @@ async function recover(room) {
     const staleBefore = offsets.stale;
     for (const event of pending) applyEvent(event, true);
     const reapplied = pending.length - (offsets.stale - staleBefore);
+    offsets.reapplied += reapplied;
     const gapRoom = lastGap?.room ?? room;
     const p = snap.positions?.[gapRoom];
     gapAction = p ? `re-fetched snapshot at offset ${p.offset} (${gapRoom}, epoch ${p.epoch})` : 're-fetched snapshot';
@@ -351,7 +353,7 @@ async function recover(room) {
 }
 
 async function fetchSnapshot() {
-  const res = await fetch('/api/snapshot', { cache: 'no-store' });
+  const res = await fetch('/api/snapshot', { cache: 'no-store', signal: AbortSignal.timeout(SNAPSHOT_TIMEOUT_MS) });
   if (!res.ok) throw new Error(`GET /api/snapshot: HTTP ${res.status}`);
   const snap = await res.json();
   snapshots += 1;

@@ -1,4 +1,4 @@
-//! W5's simulated swarm (the rates of `adapter-tokio/examples/swarm.rs`) and the polling
+//! W5's simulated swarm (the rates of `adapter-tokio/examples/dashboard/main.rs`) and the polling
 //! baseline's dashboard state, which the same swarm keeps up to date.
 //!
 //! Every 250 ms: new tasks arrive (up to agents/10 + 1), idle agents take queued tasks
