@@ -39,7 +39,9 @@ impl App {
         let eventwire = EventwireService::new(hub.clone(), config);
         let app = axum::Router::new()
             .route("/health", get(|| async { "ok" }))
-            .route("/ws", eventwire.route());
+            .route("/ws", eventwire.route())
+            .route("/eventwire/poll", eventwire.poll_route())
+            .route("/eventwire.js", EventwireService::client_route());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let serving = tokio::spawn(async move {
@@ -60,9 +62,16 @@ impl App {
 
     /// A hand-written HTTP/1.1 GET: the status and the body.
     async fn get(&self, path: &str) -> (u16, String) {
+        let (status, _, body) = self.request("GET", path, "").await;
+        (status, body)
+    }
+
+    /// A hand-written HTTP/1.1 request with `headers` (each ending in CRLF): the status, the
+    /// head and the body.
+    async fn request(&self, method: &str, path: &str, headers: &str) -> (u16, String, String) {
         let mut stream = TcpStream::connect(self.addr).await.unwrap();
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{headers}\r\n",
             self.addr
         );
         stream.write_all(request.as_bytes()).await.unwrap();
@@ -77,11 +86,11 @@ impl App {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .expect("a status line");
-        let body = response
+        let (head, body) = response
             .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
+            .map(|(h, b)| (h.to_ascii_lowercase(), b.to_owned()))
             .unwrap_or_default();
-        (status, body)
+        (status, head, body)
     }
 
     async fn stop(self) {
@@ -389,5 +398,33 @@ async fn shutdown_tells_clients_when_to_come_back() {
     // New upgrades are refused with a hint; the rest of the app keeps serving.
     assert_eq!(connect(&app.url(), &[]).await.err(), Some(503));
     assert_eq!(app.get("/health").await, (200, "ok".to_owned()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn serves_the_browser_client_and_answers_polling_preflights() {
+    let config = ServerConfig::default().allowed_origins(["http://page.test"]);
+    let app = App::start(config).await;
+    let (status, head, body) = app.request("GET", "/eventwire.js", "").await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/javascript"), "{head}");
+    assert!(head.contains("access-control-allow-origin: *"), "{head}");
+    assert_eq!(body, eventwire_tokio::js::CLIENT_JS);
+
+    let asks = "Access-Control-Request-Method: POST\r\n\
+                Access-Control-Request-Headers: content-type, eventwire-session\r\n";
+    let allowed = format!("Origin: http://page.test\r\n{asks}");
+    let (status, head, _) = app.request("OPTIONS", "/eventwire/poll", &allowed).await;
+    assert_eq!(status, 204, "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: http://page.test"),
+        "{head}"
+    );
+    assert!(head.contains("access-control-allow-headers: content-type, eventwire-session"));
+
+    let refused = format!("Origin: http://other.test\r\n{asks}");
+    let (status, head, _) = app.request("OPTIONS", "/eventwire/poll", &refused).await;
+    assert_eq!(status, 403, "{head}");
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
     app.stop().await;
 }

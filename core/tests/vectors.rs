@@ -255,3 +255,61 @@ fn vectors_decode_both_ways() {
     }
     assert!(n >= 14, "only {n} vectors found");
 }
+
+/// PROTOCOL.md section 1.1: lists are prefixed by their byte length, not by the element count
+/// stock postcard writes for a sequence. A peer that serialises the hello's rooms as a plain
+/// `Vec` with an unmodified postcard serializer does not interoperate: its bytes differ from the
+/// vector, and the vector's bytes do not read back as the same rooms.
+#[test]
+fn stock_postcard_sequences_do_not_interoperate() {
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct StockResume<'a> {
+        room: &'a str,
+        from: Option<(u32, u64)>,
+    }
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct StockHello<'a> {
+        tag: u8,
+        version: u16,
+        client_id: u64,
+        token: Option<&'a str>,
+        max_frame: u32,
+        max_batch: u16,
+        #[serde(borrow)]
+        rooms: Vec<StockResume<'a>>,
+    }
+    let stock = StockHello {
+        tag: 0,
+        version: 1,
+        client_id: 0x1234_5678_9abc,
+        token: Some("eyJhbGciOiJIUzI1NiJ9.e30.sig-_"),
+        max_frame: 65536,
+        max_batch: 50,
+        rooms: vec![
+            StockResume {
+                room: "agents",
+                from: Some((3, 299)),
+            },
+            StockResume {
+                room: "system",
+                from: None,
+            },
+        ],
+    };
+    let vector = hex::decode(read(&dir().join("hello.hex"))).unwrap();
+    let mut buf = [0u8; 256];
+    let stock_bytes = postcard::to_slice(&stock, &mut buf).unwrap();
+    // Identical up to the list's prefix: 2 (elements) in stock postcard, the byte length of the
+    // rest in eventwire; the elements themselves are the same bytes.
+    let at = (0..vector.len())
+        .find(|&i| stock_bytes[i] != vector[i])
+        .expect("the encodings differ");
+    assert_eq!(stock_bytes[at], 2);
+    assert_eq!(usize::from(vector[at]), vector.len() - at - 1);
+    assert_eq!(stock_bytes[at + 1..], vector[at + 1..]);
+    let read_back = postcard::from_bytes::<StockHello<'_>>(&vector);
+    assert!(
+        read_back.as_ref().map_or(true, |h| h.rooms != stock.rooms),
+        "{read_back:?}"
+    );
+}
