@@ -121,6 +121,7 @@ export const ErrorCode = Object.freeze({
   UNEXPECTED_FRAME: 6,
 });
 
+/** @type {Map<number, string>} */
 const ERROR_NAMES = new Map(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
 
 /**
@@ -621,10 +622,14 @@ function invalid(field, what) {
   throw new ProtocolError(`invalid frame: \`${field}\` ${what}`, CloseCode.INVALID_DATA);
 }
 
-/** @param {unknown} v @param {string} field */
+/**
+ * @template T
+ * @param {T} v @param {string} field
+ * @returns {Exclude<T, undefined>}
+ */
 function need(v, field) {
   if (v === undefined) throw new ProtocolError(`malformed frame: missing field \`${field}\``, CloseCode.PROTOCOL_ERROR);
-  return v;
+  return /** @type {Exclude<T, undefined>} */ (v);
 }
 
 /** @param {Reader} r @param {string} field */
@@ -1011,7 +1016,7 @@ export class Backoff {
    * @param {() => number} [random] uniform in `[0, 1)`; default `Math.random`.
    */
   constructor(policy = {}, random = Math.random) {
-    /** @type {Required<BackoffOptions>} */
+    /** @type {{initial: number, factor: number, cap: number, maxAttempts: number, stableAfter: number}} */
     this.policy = {
       initial: positive(policy.initial, 250, 'backoff.initial'),
       factor: positive(policy.factor, 2, 'backoff.factor'),
@@ -1390,18 +1395,23 @@ function storedPosition(p) {
  */
 export class Client {
   /**
-   * @param {string} url `ws://` or `wss://` URL of the server.
+   * @param {string} url `ws://` or `wss://` URL of the server (`http(s)://` is taken for
+   *   `ws(s)://`; in a browser a relative URL is resolved against the page).
    * @param {ClientOptions} [options]
    */
   constructor(url, options = {}) {
     let parsed;
     try {
-      parsed = new URL(url);
+      // Relative to the page in a browser; http(s) is taken for ws(s) on the same host.
+      const base = globalThis.location?.href;
+      parsed = base ? new URL(url, base) : new URL(url);
     } catch {
       throw new ValidationError('url', `not a URL: ${describe(url)}`);
     }
+    if (parsed.protocol === 'http:') parsed.protocol = 'ws:';
+    else if (parsed.protocol === 'https:') parsed.protocol = 'wss:';
     if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
-      throw new ValidationError('url', 'the URL must be ws:// or wss://');
+      throw new ValidationError('url', 'the URL must be ws://, wss://, http:// or https://');
     }
     /** @private */ this._url = parsed.href;
     const o = options ?? {};
@@ -1691,7 +1701,7 @@ export class Client {
       reject = rej;
     });
     try {
-      this._outbox.push({ room, kind, payloadText, resolve, reject });
+      this._outbox.push({ room, kind, payloadText, size, resolve, reject });
     } catch (e) {
       return Promise.reject(e);
     }
@@ -2218,6 +2228,14 @@ export class Client {
       const next = this._outbox.nextToSend(now, this._publishWindow);
       if (!next) break;
       const p = next.data;
+      const limit = this._serverMaxFrame ?? this._maxFrame;
+      if (p.size > limit) {
+        // Queued before this server's welcome, whose max_frame is smaller: sending it would
+        // get the connection closed with 1009 after every reconnect. Refused instead.
+        this._outbox.take(next.id);
+        p.reject(new FrameTooLargeError(p.size, limit));
+        continue;
+      }
       this._sendFrame({ type: 'publish', room: p.room, id: next.id, kind: p.kind, payload: null, payloadText: p.payloadText });
     }
     this._armOutbox();
@@ -2742,7 +2760,7 @@ class PollConn {
 /** @typedef {{room: string, kind: string, payload: unknown, position: Position}} RoomEvent */
 /** @typedef {(payload: any, event: RoomEvent) => void} EventHandler */
 /** @typedef {{last: Position | null, state: 'pending' | 'requested' | 'active', leaving: boolean}} Sub */
-/** @typedef {{room: string, kind: string, payloadText: string, resolve: (p: Position) => void, reject: (e: Error) => void}} PendingPublish */
+/** @typedef {{room: string, kind: string, payloadText: string, size: number, resolve: (p: Position) => void, reject: (e: Error) => void}} PendingPublish */
 /** @typedef {{status: number, retryAfter: number | null, token?: string | null, text?: string, error?: unknown}} PollReply */
 /** @typedef {{send(data: string): void, close(code?: number, reason?: string): void, protocol: string, binaryType?: string, onopen: any, onmessage: any, onclose: any, onerror: any}} WebSocketLike */
 /** @typedef {{kind: 'websocket', ws: WebSocketLike, open: boolean}} WsConn */

@@ -8,7 +8,11 @@
 //!   [`EmitDashboard`] trait, statistics).
 //! - [`Server`]: a standalone WebSocket server on tokio-tungstenite serving a hub, with limits,
 //!   an authentication hook, a room authorisation hook and graceful shutdown. It answers HTTP
-//!   long-polling (`POST /eventwire/poll`, PROTOCOL.md 1.4) on the same port.
+//!   long-polling (`POST /eventwire/poll`, PROTOCOL.md 1.4, with CORS for allowed origins) and
+//!   plain HTTP [`Route`]s (a page, a state snapshot) on the same port.
+//! - [`js`]: the browser client `eventwire.js` and its TypeScript declarations, embedded, for
+//!   [`ServerConfig::serve_client`] (or the axum mount's `client_route`).
+//! - [`shutdown_signal`]: resolves on ctrl-c or SIGTERM, for a graceful shutdown either way.
 //! - [`TcpServer`]: the same over plain TCP with COBS-framed binary frames, for devices without a
 //!   WebSocket stack.
 //! - `axum` (feature `axum`): eventwire mounted at a path of an existing axum app.

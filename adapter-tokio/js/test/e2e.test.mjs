@@ -4,7 +4,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client } from '../eventwire.js';
-import { ensureDemoBuilt, startDemo, waitFor, sleep, RoomOracle } from './server.mjs';
+import { ensureDemoBuilt, startDemo, waitFor, sleep, RoomOracle } from '../support/demo.mjs';
 
 const FAST = { backoff: { initial: 50, factor: 2, cap: 500 } };
 
@@ -79,6 +79,21 @@ test('(c) no WebSocket: the client falls back to polling and receives contiguous
     assert.deepEqual(w.violations(), []);
     const p = await w.client.publish('notes', 'note', { over: 'polling' });
     assert.ok(p.offset >= 1);
+  } finally {
+    w.client.close();
+    await demo.stop();
+  }
+});
+
+test('(c) polling under chaos: sessions forgotten (404) are resumed without loss', { timeout: 20000 }, async () => {
+  const demo = await startDemo(['--agents', '10', '--rate', '4', '--no-websocket', '--chaos', '0.5']);
+  const w = watch(demo.ws, { transports: 'polling' });
+  try {
+    await sleep(6000);
+    assert.ok(w.client.stats().sessions >= 2, `${w.client.stats().sessions} sessions`);
+    await waitFor(() => w.client.status.state === 'connected', 5000, 'connected again');
+    assert.ok(w.oracles.tasks.events >= 20, `${w.oracles.tasks.events} task events`);
+    assert.deepEqual(w.violations(), []);
   } finally {
     w.client.close();
     await demo.stop();

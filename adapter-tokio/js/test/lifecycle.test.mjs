@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import {
   Client, ValidationError, OutboxFullError, FrameTooLargeError, PublishRejectedError, ClientClosedError, TooManyRoomsError,
 } from '../eventwire.js';
-import { ManualClock, fakeWebSocketClass, fakeFetch, settle, WELCOME } from './fakes.mjs';
+import { ManualClock, fakeWebSocketClass, fakeFetch, settle, WELCOME } from '../support/fakes.mjs';
 
 /** A client on fakes; `random: () => 0.999999` makes every backoff delay its base. */
 function setup(options = {}) {
@@ -366,6 +366,21 @@ test('publish refusals at call time: bad names throw, oversize frames and a clos
   assert.throws(() => env.client.subscribe('r'), ClientClosedError);
 });
 
+test('a publish queued before a welcome with a smaller max_frame is refused, not sent', async () => {
+  const env = setup();
+  const big = env.client.publish('notes', 'note', 'x'.repeat(500));
+  const small = env.client.publish('notes', 'note', 1);
+  await settle();
+  env.last().accept();
+  env.last().receive({ welcome: { ...WELCOME.welcome, max_frame: 300 } });
+  await assert.rejects(big, (e) => e instanceof FrameTooLargeError && e.limit === 300);
+  await settle();
+  assert.deepEqual(env.last().frames().filter((f) => f.publish).map((f) => f.publish.id), [2]);
+  env.last().receive({ publish_ack: { id: 2, position: { epoch: 1, offset: 1 } } });
+  assert.deepEqual(await small, { epoch: 1, offset: 1 });
+  env.client.close();
+});
+
 test('maxRooms bounds the rooms held', async () => {
   const env = setup({ maxRooms: 2, rooms: ['a', 'b'] });
   assert.throws(() => env.client.subscribe('c'), TooManyRoomsError);
@@ -556,4 +571,49 @@ test('polling: a frame over maxFrame in a response closes with 1009 in the next 
   assert.ok(env.calls.some((c) => c.frames.some((f) => f.close && f.close.code === 1009)));
   assert.equal(env.client.status.state, 'reconnecting');
   env.client.close();
+});
+
+test('an unknown frame kind is ignored and the connection kept (PROTOCOL.md 6)', async () => {
+  const env = setup({ rooms: ['tasks'] });
+  const ws = await open(env, { tasks: { epoch: 1, offset: 0 } });
+  ws.receive('{"telemetry":{"future":[1,{"x":"\\u0041"}]}}');
+  ws.receive(batch('tasks', 1, [1]));
+  await settle();
+  assert.equal(ws.closedWith, null);
+  assert.equal(ws.frames().filter((f) => f.close).length, 0);
+  assert.deepEqual(env.client.positions(), { tasks: { epoch: 1, offset: 1 } });
+  assert.equal(env.client.status.state, 'connected');
+  env.client.close();
+});
+
+test('polling: a silent session is dead after 3 heartbeat intervals (close 4003 in a last request)', async () => {
+  const env = setup({ transports: 'polling' });
+  await settle();
+  env.calls[0].reply(200, [WELCOME], { 'Eventwire-Session': 's' });
+  await settle();
+  await env.clock.advance(2999);
+  assert.equal(env.client.status.state, 'connected');
+  await env.clock.advance(1);
+  assert.ok(env.calls.some((c) => c.headers['Eventwire-Session'] === 's' && c.frames.some((f) => f.close && f.close.code === 4003)));
+  assert.equal(env.client.status.state, 'reconnecting');
+  assert.equal(env.client.status.lastClose.code, 4003);
+  env.client.close();
+});
+
+test('URLs: ws(s) as given, http(s) taken for ws(s), the poll URL derived; others refused', async () => {
+  const { FakeWebSocket, instances } = fakeWebSocketClass();
+  const { fetch, calls } = fakeFetch();
+  const clock = new ManualClock();
+  const a = new Client('https://example.test:8443/feed?x=1', { WebSocket: FakeWebSocket, fetch, clock, fallbackAfter: 1 });
+  await settle();
+  assert.equal(instances[0].url, 'wss://example.test:8443/feed?x=1');
+  instances[0].drop();
+  await clock.advance(1000);
+  assert.equal(calls[0].url, 'https://example.test:8443/eventwire/poll');
+  a.close();
+  assert.throws(() => new Client('ftp://example.test/'), ValidationError);
+  assert.throws(() => new Client('not a url'), ValidationError);
+  assert.throws(() => new Client('ws://example.test/', { transports: 'carrier-pigeon' }), ValidationError);
+  assert.throws(() => new Client('ws://example.test/', { token: 'has space' }), ValidationError);
+  assert.throws(() => new Client('ws://example.test/', { rooms: ['ok', 'not ok'] }), ValidationError);
 });

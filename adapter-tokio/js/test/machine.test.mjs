@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Backoff, RttEstimator, LinkQuality, Outbox, OutboxFullError, RateMeter, shouldReconnect, wsCloseCode } from '../eventwire.js';
-import { sequence } from './fakes.mjs';
+import { sequence } from '../support/fakes.mjs';
 
 test('backoff without jitter grows exactly and stops at the cap', () => {
   // random() just below 1 picks the top of [0, base]: the base delay itself.

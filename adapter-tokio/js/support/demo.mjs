@@ -6,7 +6,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-/** The workspace root: adapter-tokio/js/test -> ../../.. */
+/** The workspace root: adapter-tokio/js/support -> ../../.. */
 export const REPO_ROOT = path.resolve(here, '../../..');
 
 /** The demo binary: `EVENTWIRE_DEMO_BIN`, else the workspace's debug build. */
