@@ -133,6 +133,9 @@ struct Board {
     /// The position of the last event emitted to each of `ROOMS`.
     positions: [Position; 3],
     started: tokio::time::Instant,
+    /// When the last `system.performance` was taken, and the hub's event count then: its
+    /// `events_per_sec` is the rate since, not the lifetime average.
+    last_performance: (tokio::time::Instant, u64),
 }
 
 impl Board {
@@ -162,6 +165,7 @@ impl Board {
             status: None,
             positions: [Position::new(epoch, 0); 3],
             started: tokio::time::Instant::now(),
+            last_performance: (tokio::time::Instant::now(), 0),
         }
     }
 
@@ -293,10 +297,14 @@ impl Board {
             let stats = self.hub.stats();
             let busy = self.agents.iter().filter(|a| a.busy_with.is_some()).count();
             let uptime = self.started.elapsed();
+            let (since, events_then) = self.last_performance;
+            let now = tokio::time::Instant::now();
+            let window = now.duration_since(since).as_secs_f32().max(0.001);
+            self.last_performance = (now, stats.events_in);
             let performance = SystemPerformance {
                 cpu_percent: busy as f32 * 100.0 / n.max(1) as f32,
                 memory_percent: 40.0,
-                events_per_sec: stats.events_in as f32 / uptime.as_secs_f32().max(1.0),
+                events_per_sec: stats.events_in.saturating_sub(events_then) as f32 / window,
                 connections: stats.connections as u32,
             };
             let at = self.hub.emit_system_performance(&performance);

@@ -20,7 +20,7 @@ scenario('chaos 0.5: reconnects at least twice, totals match after pause', async
   const recoveries = () =>
     transitions.filter((t) => t.from === 'reconnecting' && (t.to === 'connected' || t.to === 'polling'));
   await waitFor(() => recoveries().length >= 2, {
-    timeout: 25_000,
+    timeout: 20_000,
     message: `two reconnecting -> connected transitions (seen: ${JSON.stringify(transitions.map((t) => `${t.from}->${t.to}`))})`,
   });
   assert.ok(recoveries().some((t) => t.to === 'connected'), 'recovered over WebSocket at least once');
@@ -28,6 +28,6 @@ scenario('chaos 0.5: reconnects at least twice, totals match after pause', async
   assert.ok(shown >= 2, `the indicator counts reconnects (shows ${shown})`);
 
   await pauseSwarm(page, demo);
-  await assertTotalsMatch(page, demo, { timeout: 30_000 });
+  await assertTotalsMatch(page, demo, { timeout: 20_000 });
   assertNoPageProblems(problems);
 });

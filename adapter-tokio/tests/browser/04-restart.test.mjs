@@ -1,5 +1,7 @@
 // The demo is stopped (SIGTERM) and a new one starts on the same port in a new epoch: the page
 // sees a reset gap, re-fetches the snapshot, and its totals match the new run after pausing it.
+// The snapshots of the new run reach the page 1.5 s after the server made them, so events newer
+// than the snapshot arrive while it is in flight: the page must buffer them and re-apply them.
 import assert from 'node:assert/strict';
 import {
   assertNoPageProblems, assertTotalsMatch, dashboardInfo, getJson, launch, openDashboard, pauseSwarm,
@@ -18,6 +20,13 @@ scenario('restart: reset gap, snapshot re-fetched, totals match the new run', as
   const { code } = await first.stop('SIGTERM');
   assert.equal(code, 0, `the demo exits 0 on SIGTERM:\n${first.stderrTail()}`);
   await sleep(1100);
+  let delayed = 0;
+  await page.route(`${first.origin}/api/snapshot`, async (route) => {
+    const response = await route.fetch(); // the server's snapshot, taken now
+    delayed += 1;
+    await sleep(1500);
+    await route.fulfill({ response });
+  });
   const second = await startDemo(ctx, ['--agents', '10', '--rate', '2'], { port: first.port });
   const snap = await getJson(`${second.origin}/api/snapshot`);
   assert.notEqual(snap.epoch, before.epoch, 'the new run has a new epoch');
@@ -33,6 +42,11 @@ scenario('restart: reset gap, snapshot re-fetched, totals match the new run', as
   const gapText = await page.getByTestId('last-gap').textContent();
   assert.match(gapText, /reset/, 'the indicator shows the reset');
   assert.match(await page.getByTestId('gap-action').textContent(), /re-fetched snapshot at offset \d+/);
+  assert.ok(delayed >= 1, 'the page fetched the snapshot of the new run');
+  assert.ok(
+    after.offsets.reapplied > 0,
+    `events newer than the delayed snapshot were buffered and re-applied: ${JSON.stringify(after.offsets)}`,
+  );
 
   await waitForProgress(page, { min: 5 });
   await pauseSwarm(page, second);

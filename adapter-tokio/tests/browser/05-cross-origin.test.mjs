@@ -49,6 +49,7 @@ scenario('cross-origin polling: a page of another origin receives events', async
       status: r.status(),
       origin: (await req.allHeaders()).origin,
       allowOrigin: (await r.allHeaders())['access-control-allow-origin'],
+      exposed: (await r.allHeaders())['access-control-expose-headers'] ?? '',
     });
   });
   await page.goto(`${otherOrigin}/`, { waitUntil: 'domcontentloaded' });
@@ -75,6 +76,7 @@ scenario('cross-origin polling: a page of another origin receives events', async
   for (const p of posts) {
     assert.equal(p.origin, otherOrigin, 'the poll requests are cross-origin');
     assert.ok(p.allowOrigin === otherOrigin || p.allowOrigin === '*', `Access-Control-Allow-Origin ${p.allowOrigin}`);
+    assert.match(p.exposed, /eventwire-session/i, 'Access-Control-Expose-Headers names Eventwire-Session');
   }
   assertNoPageProblems(problems);
 });

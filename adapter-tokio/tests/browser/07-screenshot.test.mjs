@@ -1,4 +1,4 @@
-// A 1400x900 screenshot of the running dashboard: kept in the test's temporary directory, and
+// A 1400x900 screenshot of the running dashboard after ~6 s of live data: kept in the test's temporary directory, and
 // written to docs/dashboard.png with EVENTWIRE_UPDATE_SCREENSHOT=1.
 import assert from 'node:assert/strict';
 import { copyFile, readFile } from 'node:fs/promises';
@@ -7,16 +7,17 @@ import {
   REPO_ROOT, assertNoPageProblems, launch, openDashboard, scenario, sleep, startDemo, tempDir, waitFor,
 } from './harness.mjs';
 
-const AGENTS = 24;
+// 32 agents fill the 1400x900 viewport; at rate 2 the charts get two points a second.
+const AGENTS = 32;
 
 scenario('screenshot of the running dashboard (1400x900)', async (ctx) => {
-  const demo = await startDemo(ctx, ['--agents', String(AGENTS), '--seed', '7']);
+  const demo = await startDemo(ctx, ['--agents', String(AGENTS), '--rate', '2', '--seed', '7']);
   const { page, problems } = await launch(ctx, { viewport: { width: 1400, height: 900 } });
   await openDashboard(page, demo, { agents: AGENTS });
   await waitFor(async () => (await page.getByTestId('conn-state').textContent()) === 'connected', {
     message: 'conn-state "connected"',
   });
-  await sleep(3000);
+  await sleep(6000);
   await waitFor(async () => (await page.getByTestId('system-health').textContent()) !== 'unknown', {
     message: 'a system status',
   });

@@ -70,16 +70,24 @@ export function scenario(name, fn) {
       t,
       defer: (f) => cleanups.push(f),
     };
+    let cleaned = null;
+    // Runs once: at the end, or as soon as node:test times the scenario out or cancels it (then
+    // the browser and the demo must go, or their handles would keep this file's process alive).
+    const cleanup = () =>
+      (cleaned ??= (async () => {
+        for (const f of cleanups.reverse()) {
+          try {
+            await f();
+          } catch (err) {
+            console.error(`cleanup of "${name}" failed: ${err?.stack ?? err}`);
+          }
+        }
+      })());
+    t.signal.addEventListener('abort', cleanup, { once: true });
     try {
       await fn(ctx);
     } finally {
-      for (const f of cleanups.reverse()) {
-        try {
-          await f();
-        } catch (err) {
-          console.error(`cleanup of "${name}" failed: ${err?.stack ?? err}`);
-        }
-      }
+      await cleanup();
     }
   });
 }

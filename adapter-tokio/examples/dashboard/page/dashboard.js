@@ -304,7 +304,7 @@ function onGap(gap) {
   lastGap = { ...gap, at: Date.now() };
   gapAction = 're-fetching snapshot…';
   markDirty('conn');
-  startRecovery(gap.room, describeGap(gap));
+  startRecovery(gap.room);
 }
 
 function startRecovery(room) {
