@@ -23,13 +23,20 @@
 //!   hello's), offsets strictly increasing and above everything sent or announced before (no
 //!   event twice), each with the log's kind and payload; an offset skipped between deliveries is
 //!   a superseded event, never a retained one that was simply dropped, and never an evicted one
-//!   (that takes a gap). A range gap starts after the last offset sent (past superseded events
-//!   only, like a batch) and ends at most at the head; a reset only when the position held is
-//!   void (another epoch, or past the head).
+//!   that the cursor had not passed as superseded (that takes a gap). A range gap starts after
+//!   the last offset sent (past superseded events only, like a batch) and ends at most at the
+//!   head; a reset only when the position held is void (another epoch, or past the head).
+//! - Skips are judged where they happen: right after each batch or gap, the subscription's
+//!   cursor is checked to have stepped past what the frame told the client over retained,
+//!   superseded events only, and that cursor is kept as the room's *passed* offset. An offset up
+//!   to it is one the client may miss without a gap even once it is evicted (it was superseded
+//!   by a newer event of its key, which the client gets or hears of in a gap); an evicted offset
+//!   after it must be announced by a gap before any later batch of the room.
 //! - A publish acknowledged twice (a retry) gets the same position, across sessions too.
 //! - `queued()` is at most `CONTROL_CAPACITY`; at most `max_subscriptions` subscriptions; each
-//!   subscription's cursor is what the client was last told, or past it over superseded events
-//!   only, once the control queue is drained.
+//!   subscription's cursor is, once the control queue is drained, exactly its passed offset (what
+//!   the client was last told, or past it over superseded events only): a cursor moves only with
+//!   a frame.
 //! - A close action only when closed; no deadline when closed; after `handle_timeout` and a full
 //!   drain the deadline is in the future (a due flush is always served: no busy loop).
 //! - Stats count exactly the frames, events, gaps sent and frames received.
@@ -253,6 +260,13 @@ struct View {
     peer_closed: bool,
     /// Rooms the client was told it joined, with the last position sent or announced.
     joined: BTreeMap<String, Position>,
+    /// Per joined room, the offset the session's cursor was verified to have reached, in the
+    /// epoch of `joined`: at least the offset there, and every offset between the two was a
+    /// retained, superseded event when the cursor stepped over it (checked right after the read
+    /// that did, before anything could change the log; see `Harness::passed_over`). The client
+    /// is entitled to have skipped those without a gap, even once they are evicted, so a batch
+    /// or gap is checked against this position, not against `joined` alone.
+    passed: BTreeMap<String, u64>,
     /// Positions a join answer of a room may carry: the `from`s asked, and the heads at allow.
     answers: BTreeMap<String, BTreeSet<(u32, u64)>>,
     max_frame: usize,
@@ -526,6 +540,7 @@ impl Harness {
             }
             Frame::Unsubscribe(u) if before == SessionState::Open => {
                 self.view.joined.remove(u.room);
+                self.view.passed.remove(u.room);
             }
             Frame::Publish(p) => self.sent_ids.push(p.id),
             Frame::Close(_) if before != SessionState::Closed => self.view.peer_closed = true,
@@ -577,6 +592,11 @@ impl Harness {
 
     /// `poll_transmit` up to `max` times, checking each frame, then `poll_action`.
     fn drain(&mut self, max: usize) {
+        self.drain_with(max, |_| {});
+    }
+
+    /// [`Harness::drain`], showing each frame to `seen` once it passed its checks.
+    fn drain_with(&mut self, max: usize, mut seen: impl FnMut(&Frame<'_>)) {
         let now = self.now;
         let mut n = 0;
         while n < max {
@@ -585,7 +605,11 @@ impl Harness {
             };
             n += 1;
             assert!(n < 100_000, "poll_transmit never returns None");
-            check_out(&frame, &self.hub, self.json, &mut self.view, &mut self.acks);
+            let read = check_out(&frame, &self.hub, self.json, &mut self.view, &mut self.acks);
+            seen(&frame);
+            if let Some(room) = read {
+                self.passed_over(&room);
+            }
         }
         if let Some(code) = self.session.poll_action() {
             assert_eq!(
@@ -594,6 +618,31 @@ impl Harness {
                 "close action {code:?} while not closed"
             );
         }
+    }
+
+    /// Right after a batch or gap of `room` (the only frames a read of the log makes, and the
+    /// only way a cursor moves apart from a join answer): the session's cursor may have stepped
+    /// past what the frame told the client, over superseded events only. That is checked now,
+    /// while the log is as the read saw it (nothing changes it within a drain), and the cursor is
+    /// recorded as the position the client is entitled to have skipped to without a gap.
+    fn passed_over(&mut self, room: &str) {
+        let Some(&told) = self.view.joined.get(room) else {
+            panic!("a batch or gap of {room}, which the client was not told it joined");
+        };
+        let cursor = self
+            .session
+            .subscriptions()
+            .find(|(r, _)| *r == room)
+            .map(|(_, c)| c);
+        let Some(cursor) = cursor else {
+            panic!("a batch or gap of {room}, which the session does not hold");
+        };
+        let log = self.hub.room_id(room).and_then(|id| self.hub.log(id));
+        let Some(log) = log else {
+            panic!("a batch or gap of {room}, which the hub does not have");
+        };
+        let passed = cursor_passed(log, room, told, cursor);
+        self.view.passed.insert(room.to_string(), passed);
     }
 
     fn check(&self) {
@@ -610,7 +659,9 @@ impl Harness {
             self.config.max_subscriptions
         );
         if s.queued() == 0 && s.state() == SessionState::Open {
-            // A cursor may have stepped past what was sent, over superseded events only.
+            // Every join answer went out: each cursor is what the client was told, or past it
+            // over superseded events only, exactly where `passed_over` verified it after the
+            // frame that moved it (a cursor moves only with a frame).
             for (room, cursor) in &subs {
                 let told = self.view.joined.get(*room);
                 let Some(told) = told.filter(|t| t.epoch == cursor.epoch) else {
@@ -618,22 +669,13 @@ impl Harness {
                         "the cursor {cursor} of {room} is not what the client was told: {told:?}"
                     );
                 };
-                assert!(
-                    cursor.offset >= told.offset,
-                    "the cursor {cursor} of {room} is behind what the client was told ({told})"
+                let passed = self.view.passed.get(*room);
+                assert_eq!(
+                    Some(&cursor.offset),
+                    passed,
+                    "the cursor {cursor} of {room} is not where it was verified to be after the \
+                     last frame (told {told}): it moved without a frame"
                 );
-                let log = self.hub.room_id(room).and_then(|id| self.hub.log(id));
-                for o in told.offset + 1..=cursor.offset {
-                    let mut visited = None;
-                    if let Some(log) = log.filter(|l| o >= l.oldest()) {
-                        let _ = log.read(o - 1, 1, usize::MAX, |e| visited = Some(e.offset));
-                    }
-                    assert_ne!(
-                        visited,
-                        Some(o),
-                        "the cursor {cursor} of {room} passed {o}, which was not sent (told {told})"
-                    );
-                }
             }
         }
         let stats = s.stats();
@@ -790,14 +832,16 @@ fn owned(e: &ServerEvent<'_>) -> Owned {
     }
 }
 
-/// Checks one frame the session sent against the client's view, and updates the view.
+/// Checks one frame the session sent against the client's view, and updates the view. Returns
+/// the room of a batch or gap (a frame made by reading the room's log), whose cursor the caller
+/// then checks with `cursor_passed`.
 fn check_out(
     frame: &Frame<'_>,
     hub: &Hub,
     json_session: bool,
     view: &mut View,
     acks: &mut BTreeMap<(u64, u64), Position>,
-) {
+) -> Option<String> {
     view.frames_out += 1;
     let (bin, text) = ops::check_sent(frame, false, json_session);
     let size = match (json_session, &text) {
@@ -825,6 +869,7 @@ fn check_out(
         Frame::Welcome(_) => {
             assert!(!view.welcomed, "a second welcome");
             view.welcomed = true;
+            None
         }
         Frame::Subscribed(s) => {
             let allowed = view.answers.get(s.room);
@@ -835,6 +880,8 @@ fn check_out(
                 s.room
             );
             view.joined.insert(s.room.to_string(), s.position);
+            view.passed.insert(s.room.to_string(), s.position.offset);
+            None
         }
         Frame::Batch(b) => {
             let Some(&at) = view.joined.get(b.room) else {
@@ -857,9 +904,14 @@ fn check_out(
                 "a batch of {} in epoch {} without a reset from {at}",
                 b.room, b.epoch
             );
+            // Where the client may be without a gap: after `at`, or past superseded events
+            // verified when the cursor stepped over them, which may be evicted since (the
+            // protocol lets a client miss those). Anything evicted after that must be a gap.
+            let passed = passed_since(view, b.room, at);
             assert!(
-                at.offset + 1 >= log.oldest(),
-                "a batch of {} after {at}, behind the history (oldest {}), without a gap",
+                passed + 1 >= log.oldest(),
+                "a batch of {} after {at} (past superseded events up to {passed}), behind the \
+                 history (oldest {}), without a gap",
                 b.room,
                 log.oldest()
             );
@@ -883,7 +935,7 @@ fn check_out(
                     "offset {} past the head",
                     e.offset
                 );
-                only_superseded(log, b.room, prev, e.offset);
+                only_superseded(log, b.room, prev.max(passed), e.offset);
                 let mut entry = None;
                 let _ = log.read(e.offset - 1, 1, usize::MAX, |x| {
                     entry = Some((x.offset, x.kind, x.payload))
@@ -917,6 +969,8 @@ fn check_out(
             view.events_out += events.len() as u64;
             view.joined
                 .insert(b.room.to_string(), Position::new(b.epoch, prev));
+            view.passed.insert(b.room.to_string(), prev);
+            Some(b.room.to_string())
         }
         Frame::Gap(g) => {
             view.gaps += 1;
@@ -938,7 +992,8 @@ fn check_out(
                         first > at.offset,
                         "a range gap from {first}, not after {at}"
                     );
-                    only_superseded(log, g.room, at.offset, first);
+                    let passed = passed_since(view, g.room, at);
+                    only_superseded(log, g.room, at.offset.max(passed), first);
                     assert!(last <= head.offset, "a range gap past the head {head}");
                     Position::new(epoch, last)
                 }
@@ -954,6 +1009,8 @@ fn check_out(
                 }
             };
             view.joined.insert(g.room.to_string(), to);
+            view.passed.insert(g.room.to_string(), to.offset);
+            Some(g.room.to_string())
         }
         Frame::PublishAck(a) => {
             let first = *acks.entry((view.client_id, a.id)).or_insert(a.position);
@@ -962,10 +1019,58 @@ fn check_out(
                 "publish {} of client {} acknowledged at two positions",
                 a.id, view.client_id
             );
+            None
         }
-        Frame::Ping(p) => view.last_ping = Some(p.nonce),
-        _ => {}
+        Frame::Ping(p) => {
+            view.last_ping = Some(p.nonce);
+            None
+        }
+        _ => None,
     }
+}
+
+/// The offset up to which the client of `room`, told `at`, may have skipped superseded events
+/// without a gap: what `cursor_passed` verified after the last frame of the room (never less
+/// than `at`).
+fn passed_since(view: &View, room: &str, at: Position) -> u64 {
+    view.passed
+        .get(room)
+        .map_or(at.offset, |&p| p.max(at.offset))
+}
+
+/// Checks a subscription's `cursor` right after a read of `room` told the client `told`: in the
+/// same epoch, not behind it, and past it over retained, superseded events only (an event still
+/// to be sent, or an evicted one, would be lost without a gap). Returns the offset the client is
+/// now entitled to have skipped to.
+fn cursor_passed(
+    log: &eventwire_core::history::RoomLog,
+    room: &str,
+    told: Position,
+    cursor: Position,
+) -> u64 {
+    assert_eq!(
+        cursor.epoch, told.epoch,
+        "the cursor {cursor} of {room} is in another epoch than what the client was told ({told})"
+    );
+    assert!(
+        cursor.offset >= told.offset,
+        "the cursor {cursor} of {room} is behind what the client was told ({told})"
+    );
+    for o in told.offset + 1..=cursor.offset {
+        assert!(
+            o >= log.oldest(),
+            "the cursor {cursor} of {room} passed {o}, out of the history, without a gap \
+             (told {told})"
+        );
+        let mut visited = None;
+        let _ = log.read(o - 1, 1, usize::MAX, |e| visited = Some(e.offset));
+        assert_ne!(
+            visited,
+            Some(o),
+            "the cursor {cursor} of {room} passed {o}, which was not sent (told {told})"
+        );
+    }
+    cursor.offset
 }
 
 /// Checks that the offsets strictly between `after` and `next` of `room`, skipped without a gap,
@@ -1157,5 +1262,282 @@ impl Encode for Op {
             Op::Close => variant(out, 10, N),
             Op::Reconnect => variant(out, 11, N),
         }
+    }
+}
+
+/// The check of skips and gaps, on the real session and on made-up frames. Run by the stable
+/// test `core/tests/fuzz_corpus.rs`, which includes this file (`cargo test`).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use eventwire_core::frame::{Batch, BatchEvent, Gap};
+
+    /// A hub of epoch 3 whose rooms keep 8 events; sessions send one event per batch, so a read
+    /// stops right after the event it sends and steps over the superseded events that follow.
+    fn setup() -> Setup {
+        Setup {
+            epoch: 3,
+            seed: 1,
+            max_subscriptions: 4,
+            max_batch: 1,
+            max_frame: 1024,
+            publish_rate: 0,
+            rate_strikes: 0,
+            app_publishes: false,
+            batch_ms: 100,
+            metrics_ms: 500,
+            history_events: 7,
+            history_bytes: 4000,
+            history_age_ms: None,
+            json_form: true,
+            max_rooms: 3,
+            json: false,
+        }
+    }
+
+    /// A hello of client 1 joining `agents` (from `from`, if any), accepted and allowed.
+    fn join(from: Option<PosSel>) -> Vec<Op> {
+        vec![
+            Op::Client {
+                frame: ClientFrame::Hello {
+                    client: 0,
+                    version: 1,
+                    token: false,
+                    max_frame: 4096,
+                    max_batch: 1,
+                    rooms: vec![(0, from)],
+                },
+                via: Via::Direct,
+            },
+            Op::Accept,
+            Op::Allow(0),
+        ]
+    }
+
+    /// An emit into `agents`, with key `agent-1` (0) or `agent-2` (1), or none.
+    fn emit(key: Option<u8>) -> Op {
+        Op::Emit {
+            room: 0,
+            kind: 0,
+            payload: 1,
+            key,
+        }
+    }
+
+    /// What the client got of `agents`: the offsets of each batch, and gaps.
+    #[derive(Debug, PartialEq, Eq)]
+    enum Got {
+        Batch(Vec<u64>),
+        Gap(Missed),
+    }
+
+    /// Runs `ops` through the harness (every check after every step), recording what `agents`
+    /// got.
+    fn run(ops: &[Op]) -> Vec<Got> {
+        let mut h = Harness::new(&setup());
+        let mut got = Vec::new();
+        for op in ops {
+            match op {
+                Op::Drain(n) => {
+                    h.drain_with(usize::from(*n), |f| match f {
+                        Frame::Batch(b) if b.room == "agents" => {
+                            got.push(Got::Batch(b.events.iter().map(|e| e.offset).collect()));
+                        }
+                        Frame::Gap(g) if g.room == "agents" => got.push(Got::Gap(g.missed)),
+                        _ => {}
+                    });
+                    h.check();
+                }
+                _ => h.step(op),
+            }
+        }
+        got
+    }
+
+    /// The regression `batch-after-evicted-superseded` as a script: the client is told 1 while
+    /// the cursor steps over 2 and 3, both superseded; once they are evicted, 4 goes out in a
+    /// batch without a gap, which is right (2 and 3 are superseded by 4 and 5, which the client
+    /// gets). The old check, comparing the oldest offset (4) with what the client was told (1),
+    /// failed here.
+    #[test]
+    fn a_batch_after_evicted_superseded_events_needs_no_gap() {
+        let mut ops = join(None);
+        ops.push(Op::Drain(255));
+        ops.extend([emit(None), emit(Some(0)), emit(Some(1))]); // 1, 2 (a), 3 (b)
+        ops.extend([emit(Some(0)), emit(Some(1))]); // 4 (a) and 5 (b) supersede 2 and 3
+        ops.push(Op::Drain(1)); // 1 goes out; the cursor steps over 2 and 3, stops before 4
+        ops.extend((6..=11).map(|_| emit(None))); // 8 retained: 4..=11, so 1..=3 are evicted
+        ops.push(Op::Drain(255));
+        let got = run(&ops);
+        let batches: Vec<Got> = [1, 4, 5, 6, 7, 8, 9, 10, 11]
+            .into_iter()
+            .map(|o| Got::Batch(vec![o]))
+            .collect();
+        assert_eq!(got, batches);
+    }
+
+    /// A client resuming from a position whose next events were evicted is told of them in a
+    /// gap, superseded or not, before anything else of the room; here 3 is superseded (by 6)
+    /// and 4 is not.
+    #[test]
+    fn a_resuming_client_hears_of_evicted_events_that_were_not_superseded() {
+        let mut ops = vec![emit(None), emit(None), emit(Some(0)), emit(None)]; // 1..=4
+        ops.extend([emit(None), emit(Some(0))]); // 5, 6 (a) supersedes 3
+        ops.extend((7..=12).map(|_| emit(None))); // 8 retained: 5..=12
+        ops.extend(join(Some(PosSel {
+            epoch: EpochSel::Hub,
+            offset: OffsetSel::Abs(2),
+        })));
+        ops.push(Op::Drain(255));
+        let got = run(&ops);
+        assert_eq!(
+            got.first(),
+            Some(&Got::Gap(Missed::Range {
+                epoch: 3,
+                first: 3,
+                last: 4
+            }))
+        );
+        assert_eq!(got.get(1), Some(&Got::Batch(vec![5])));
+    }
+
+    /// The same after a session that stepped over superseded events: the next session resumes
+    /// from what its client was told, and hears of everything evicted after that.
+    #[test]
+    fn a_reconnecting_client_hears_of_evicted_events_past_what_it_was_told() {
+        let mut ops = join(None);
+        ops.push(Op::Drain(255));
+        ops.extend([emit(None), emit(Some(0)), emit(None), emit(Some(0))]); // 1..=4, 4 supersedes 2
+        ops.push(Op::Drain(1)); // 1 goes out, the cursor steps over 2
+        ops.push(Op::Reconnect);
+        ops.extend((5..=12).map(|_| emit(None))); // 8 retained: 5..=12
+        ops.extend(join(Some(PosSel {
+            epoch: EpochSel::Hub,
+            offset: OffsetSel::Abs(1),
+        })));
+        ops.push(Op::Drain(255));
+        let got = run(&ops);
+        assert_eq!(got[0], Got::Batch(vec![1]));
+        assert_eq!(
+            got[1],
+            Got::Gap(Missed::Range {
+                epoch: 3,
+                first: 2,
+                last: 4
+            })
+        );
+        assert_eq!(got[2], Got::Batch(vec![5]));
+    }
+
+    /// A hub with `agents` holding `keys.len()` events of the given keys (of 4 retained), and a
+    /// view of a welcomed client told `told` there, with the cursor verified up to `passed`.
+    fn made_up(keys: &[Option<&str>], told: u64, passed: u64) -> (Hub, View) {
+        let history = HistoryConfig::new().max_events(4);
+        let mut hub = Hub::new(3, HubConfig::new().history(history));
+        for key in keys {
+            hub.emit(Instant::ZERO, "agents", "agent.status", b"{}", *key)
+                .unwrap();
+        }
+        let mut view = View {
+            welcomed: true,
+            max_frame: 4096,
+            max_batch: 4,
+            ..View::default()
+        };
+        view.joined
+            .insert("agents".to_string(), Position::new(3, told));
+        view.passed.insert("agents".to_string(), passed);
+        (hub, view)
+    }
+
+    fn batch_of(hub: &Hub, view: &mut View, offset: u64) {
+        let events = [BatchEvent {
+            offset,
+            kind: "agent.status",
+            payload: Payload(b"{}"),
+        }];
+        let frame = Frame::Batch(Batch {
+            room: "agents",
+            epoch: 3,
+            events: Seq::from_slice(&events),
+        });
+        check_out(&frame, hub, false, view, &mut BTreeMap::new());
+    }
+
+    fn gap_of(hub: &Hub, view: &mut View, first: u64, last: u64) {
+        let frame = Frame::Gap(Gap {
+            room: "agents",
+            missed: Missed::Range {
+                epoch: 3,
+                first,
+                last,
+            },
+        });
+        check_out(&frame, hub, false, view, &mut BTreeMap::new());
+    }
+
+    /// 1 and 2 (not superseded) are evicted; the client was told 1 and nothing was verified
+    /// past it: a batch of 3 would lose 2 without a gap.
+    #[test]
+    #[should_panic(expected = "behind the history (oldest 3), without a gap")]
+    fn a_batch_past_an_evicted_event_that_was_not_superseded_fails() {
+        let (hub, mut view) = made_up(&[None; 6], 1, 1);
+        batch_of(&hub, &mut view, 3);
+    }
+
+    /// Likewise when the cursor was verified past superseded events, but an event after those
+    /// was evicted unsent: 2 is superseded (by 4), 3 is not.
+    #[test]
+    #[should_panic(expected = "behind the history (oldest 4), without a gap")]
+    fn a_batch_past_an_evicted_event_after_a_verified_skip_fails() {
+        let keys = [None, Some("a"), None, Some("a"), None, None, None];
+        let (hub, mut view) = made_up(&keys, 1, 2);
+        batch_of(&hub, &mut view, 4);
+    }
+
+    /// The same batch is right when the cursor was verified past the evicted events: 2 and 3
+    /// were superseded (by 5 and 6) when it stepped over them.
+    #[test]
+    fn a_batch_past_evicted_events_verified_as_superseded_passes() {
+        let keys = [None, Some("a"), Some("b"), None, Some("a"), Some("b"), None];
+        let (hub, mut view) = made_up(&keys, 1, 3);
+        batch_of(&hub, &mut view, 4);
+        assert_eq!(view.joined["agents"], Position::new(3, 4));
+        assert_eq!(view.passed["agents"], 4);
+    }
+
+    /// A range gap that starts past an evicted event that was neither sent nor verified.
+    #[test]
+    #[should_panic(expected = "out of the history, skipped without a gap")]
+    fn a_range_gap_past_an_evicted_event_fails() {
+        let (hub, mut view) = made_up(&[None; 6], 1, 1);
+        gap_of(&hub, &mut view, 3, 3);
+    }
+
+    /// A cursor stepping over an event it did not send (a session that drops an event).
+    #[test]
+    #[should_panic(expected = "passed 2, which was not sent")]
+    fn a_cursor_past_an_unsent_event_fails() {
+        let (hub, _) = made_up(&[None, None, None], 1, 1);
+        let log = hub.room_id("agents").and_then(|id| hub.log(id)).unwrap();
+        cursor_passed(log, "agents", Position::new(3, 1), Position::new(3, 2));
+    }
+
+    /// A cursor stepping over an evicted event (it cannot have been verified as superseded).
+    #[test]
+    #[should_panic(expected = "passed 2, out of the history")]
+    fn a_cursor_past_an_evicted_event_fails() {
+        let (hub, _) = made_up(&[None, Some("a"), Some("a"), None, None, None], 1, 1);
+        let log = hub.room_id("agents").and_then(|id| hub.log(id)).unwrap();
+        cursor_passed(log, "agents", Position::new(3, 1), Position::new(3, 2));
+    }
+
+    /// A cursor stepping over superseded events only is recorded where it stopped.
+    #[test]
+    fn a_cursor_past_superseded_events_is_recorded() {
+        let (hub, _) = made_up(&[None, Some("a"), Some("a")], 1, 1);
+        let log = hub.room_id("agents").and_then(|id| hub.log(id)).unwrap();
+        let passed = cursor_passed(log, "agents", Position::new(3, 1), Position::new(3, 2));
+        assert_eq!(passed, 2);
     }
 }
