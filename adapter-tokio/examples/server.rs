@@ -7,11 +7,11 @@ use eventwire_tokio::{shutdown_signal, Hub, Server, ServerConfig};
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
+    // Ctrl-c or SIGTERM: every client is told to come back in 2 s (close 1001).
+    let stop = shutdown_signal();
     let hub = Hub::new(Default::default());
     let server = Server::bind("127.0.0.1:9001", hub.clone(), ServerConfig::default()).await?;
     eprintln!("serving on ws://{}", server.local_addr());
-    // Ctrl-c or SIGTERM: every client is told to come back in 2 s (close 1001).
-    let stop = shutdown_signal();
     tokio::pin!(stop);
     for tick in 0u64.. {
         tokio::select! {

@@ -422,6 +422,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    // Installed before the address is printed, so a signal sent as soon as it is known is
+    // never met by the default action (which kills the process with no close frame).
+    let signal = shutdown_signal();
     let hub = Hub::new(Default::default());
     let board: Shared = Arc::new(Mutex::new(Board::new(
         hub.clone(),
@@ -460,7 +463,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     tokio::pin!(stop);
-    let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut step = 0u64;
     loop {
