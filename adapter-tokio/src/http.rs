@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use eventwire_core::codec::Codec;
-use eventwire_core::handshake;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use crate::poll::{self, Answer, Registry};
@@ -527,13 +526,4 @@ async fn respond<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reply: &Repl
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
-}
-
-/// Whether a browser at `origin` may read polling responses; `None` (no `Origin` header) is a
-/// same-origin or non-browser request, which needs no CORS headers.
-pub(crate) fn origin_allowed(shared: &Shared, origin: &str) -> bool {
-    handshake::origin_allowed(
-        shared.config.allowed_origins.as_deref(),
-        Some(origin.as_bytes()),
-    )
 }

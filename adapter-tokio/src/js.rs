@@ -8,8 +8,6 @@
 //! The client is served with `Access-Control-Allow-Origin: *`: it is a public file, and a page
 //! on another origin needs that to import it as a module.
 
-use crate::http::{HttpRequest, HttpResponse};
-
 /// The client, `eventwire.js`.
 pub const CLIENT_JS: &str = include_str!("../js/eventwire.js");
 
@@ -21,21 +19,3 @@ pub const JS_CONTENT_TYPE: &str = "text/javascript; charset=utf-8";
 
 /// The content type of [`CLIENT_DTS`].
 pub const DTS_CONTENT_TYPE: &str = "application/typescript; charset=utf-8";
-
-/// The response serving `body` to a `GET` (405 otherwise).
-fn asset(req: &HttpRequest, content_type: &str, body: &'static str) -> HttpResponse {
-    if req.method != "GET" {
-        return HttpResponse::error(405, "method not allowed").header("Allow", "GET");
-    }
-    HttpResponse::new(200, content_type, body)
-        .header("Access-Control-Allow-Origin", "*")
-        .header("Cache-Control", "no-cache")
-}
-
-pub(crate) fn client_response(req: &HttpRequest) -> HttpResponse {
-    asset(req, JS_CONTENT_TYPE, CLIENT_JS)
-}
-
-pub(crate) fn declarations_response(req: &HttpRequest) -> HttpResponse {
-    asset(req, DTS_CONTENT_TYPE, CLIENT_DTS)
-}

@@ -600,11 +600,17 @@ async fn sweep(shared: Arc<Shared>) {
     }
 }
 
+/// Whether a page at `origin` may read polling responses: the upgrade's Origin rule.
+fn origin_allowed(shared: &Shared, origin: &str) -> bool {
+    let allowed = shared.config.allowed_origins.as_deref();
+    handshake::origin_allowed(allowed, Some(origin.as_bytes()))
+}
+
 /// The CORS headers of a polling response to a request from `origin`: none for same-origin and
 /// non-browser requests (no `Origin`) and for origins the server does not allow.
 pub(crate) fn cors(shared: &Shared, origin: Option<&str>) -> Vec<(&'static str, String)> {
     match origin {
-        Some(origin) if crate::http::origin_allowed(shared, origin) => vec![
+        Some(origin) if origin_allowed(shared, origin) => vec![
             ("access-control-allow-origin", origin.to_owned()),
             (
                 "access-control-expose-headers",
@@ -619,7 +625,7 @@ pub(crate) fn cors(shared: &Shared, origin: Option<&str>) -> Vec<(&'static str, 
 /// The answer to the CORS preflight (`OPTIONS`) of a polling request: 204 with the methods and
 /// headers a polling client sends, for allowed origins; 403 for the others.
 pub(crate) fn preflight(shared: &Shared, origin: Option<&str>) -> Answer {
-    if origin.is_some_and(|o| !crate::http::origin_allowed(shared, o)) {
+    if origin.is_some_and(|o| !origin_allowed(shared, o)) {
         let refusal = handshake::Refusal::OriginNotAllowed;
         return Answer::error(refusal.status(), refusal.reason());
     }

@@ -245,16 +245,39 @@ impl ServerConfig {
         self
     }
 
+    /// Serves a file embedded in the program (`include_str!`) at `path`: `GET` gets it with
+    /// `content_type`, `Cache-Control: no-cache` and `Access-Control-Allow-Origin: *` (a public
+    /// file, which a page on another origin may import as a module); other methods get 405.
+    pub fn serve_static(
+        self,
+        path: impl Into<String>,
+        content_type: &'static str,
+        body: &'static str,
+    ) -> Self {
+        self.route(path, move |req| {
+            if req.method != "GET" {
+                return HttpResponse::error(405, "method not allowed").header("Allow", "GET");
+            }
+            HttpResponse::new(200, content_type, body)
+                .header("Access-Control-Allow-Origin", "*")
+                .header("Cache-Control", "no-cache")
+        })
+    }
+
     /// Serves the browser client ([`crate::js::CLIENT_JS`]) at `path` (for example
     /// `/eventwire.js`), and its TypeScript declarations at the same path with `.d.ts` in
-    /// place of `.js`.
+    /// place of `.js`, as [`ServerConfig::serve_static`] files.
     pub fn serve_client(self, path: &str) -> Self {
         let declarations = match path.strip_suffix(".js") {
             Some(stem) => format!("{stem}.d.ts"),
             None => format!("{path}.d.ts"),
         };
-        self.route(path, crate::js::client_response)
-            .route(declarations, crate::js::declarations_response)
+        self.serve_static(path, crate::js::JS_CONTENT_TYPE, crate::js::CLIENT_JS)
+            .serve_static(
+                declarations,
+                crate::js::DTS_CONTENT_TYPE,
+                crate::js::CLIENT_DTS,
+            )
     }
 
     /// Sets the room authorisation hook.

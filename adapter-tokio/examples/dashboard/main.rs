@@ -45,6 +45,7 @@ use serde_json::{json, Value};
 const INDEX_HTML: &str = include_str!("page/index.html");
 const DASHBOARD_JS: &str = include_str!("page/dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("page/dashboard.css");
+const HTML: &str = "text/html; charset=utf-8";
 
 /// The rooms the swarm emits to, in the snapshot's order.
 const ROOMS: [&str; 3] = ["agents", "tasks", "system"];
@@ -372,13 +373,6 @@ fn lock(board: &Shared) -> MutexGuard<'_, Board> {
     board.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn page(content_type: &'static str, body: &'static str) -> impl Fn(&HttpRequest) -> HttpResponse {
-    move |req| match req.method.as_str() {
-        "GET" => HttpResponse::new(200, content_type, body).header("Cache-Control", "no-cache"),
-        _ => HttpResponse::error(405, "method not allowed").header("Allow", "GET"),
-    }
-}
-
 fn config(options: &Options, board: &Shared) -> ServerConfig {
     let snapshot = board.clone();
     let pause = board.clone();
@@ -395,16 +389,14 @@ fn config(options: &Options, board: &Shared) -> ServerConfig {
     ServerConfig::default()
         .websocket(options.websocket)
         .serve_client("/eventwire.js")
-        .route("/", page("text/html; charset=utf-8", INDEX_HTML))
-        .route("/index.html", page("text/html; charset=utf-8", INDEX_HTML))
-        .route(
+        .serve_static("/", HTML, INDEX_HTML)
+        .serve_static("/index.html", HTML, INDEX_HTML)
+        .serve_static(
             "/dashboard.js",
-            page("text/javascript; charset=utf-8", DASHBOARD_JS),
+            "text/javascript; charset=utf-8",
+            DASHBOARD_JS,
         )
-        .route(
-            "/dashboard.css",
-            page("text/css; charset=utf-8", DASHBOARD_CSS),
-        )
+        .serve_static("/dashboard.css", "text/css; charset=utf-8", DASHBOARD_CSS)
         .route("/api/snapshot", move |req| match req.method.as_str() {
             "GET" => HttpResponse::json(lock(&snapshot).snapshot().to_string()),
             _ => HttpResponse::error(405, "method not allowed").header("Allow", "GET"),
