@@ -15,10 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
 use eventwire_core::handshake::{self, Upgrade};
-use eventwire_core::server::{AuthPending, Decisions, ServerSession, SessionState};
-use eventwire_core::{CloseCode, DecodeError};
+use eventwire_core::server::{Connection, Decision, Framing, SessionState, TransportError};
+use eventwire_core::{CloseCode, ErrorCode};
 use tracing::{debug, info_span, warn};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::handshake::HandshakeError;
@@ -140,8 +139,6 @@ enum Round {
 fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over_capacity: bool) {
     let hub = &shared.hub;
     let clock = hub.runtime().clock;
-    let counters = &hub.counters();
-    let codec = upgraded.codec;
     let (inbox, waker) = signal::inbox::<Infallible>();
     let _registration = crate::hub::register(hub, waker.clone());
     if let Err(e) = ws
@@ -152,50 +149,38 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
         debug!(error = %e, "cannot start the connection");
         return;
     }
-    let mut conn = Conn::new(shared, addr, upgraded.headers, over_capacity, codec);
-    let max_frame = shared.config.session.max_frame as usize;
-    let mut buf = Vec::with_capacity(1024);
+    let framing = Framing::Message(upgraded.codec);
+    let mut conn = Conn::new(shared, addr, upgraded.headers, over_capacity, framing);
+    let mut out = Vec::with_capacity(1024);
     let mut going_away = false;
     loop {
         let now = clock.now();
         if conn
-            .session
+            .machine
             .poll_timeout(&hub.lock())
             .is_some_and(|t| t <= now)
         {
-            conn.session.handle_timeout(now, &mut |_| {});
+            conn.machine.handle_timeout(now);
         }
         if !going_away {
             if let Some(retry) = shared.shutdown_requested() {
                 going_away = true;
-                conn.session
+                conn.machine
                     .close(CloseCode::GOING_AWAY, Some(retry), "server shutting down");
             }
         }
-        // Write everything the session has; each write blocks until the socket takes it.
+        // Write everything the connection has; each write blocks until the socket takes it.
         let mut wrote = false;
         loop {
-            let out = {
-                let guard = hub.lock();
-                let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
-                    break;
-                };
-                counters.count_sent(&frame);
-                match message::encode(codec, &frame, &mut buf) {
-                    Ok(out) => out,
-                    Err(e) => {
-                        // A payload the JSON form cannot carry: this peer cannot be served.
-                        warn!(error = %e, "cannot encode a frame for this peer");
-                        conn.session
-                            .close(CloseCode::INTERNAL_ERROR, None, "unencodable event");
-                        continue;
-                    }
-                }
-            };
-            counters
-                .bytes_out
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
-            if let Err(e) = ws.write(out) {
+            out.clear();
+            let sent = conn
+                .machine
+                .poll_transmit(clock.now(), &hub.lock(), &mut out);
+            if sent.is_none() {
+                break;
+            }
+            let result = message::from_bytes(framing.is_text(), &out).and_then(|m| ws.write(m));
+            if let Err(e) = result {
                 write_failed(shared, &e);
                 return;
             }
@@ -207,20 +192,21 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
                 return;
             }
         }
-        if let Some(code) = conn.session.poll_action() {
+        hub.count(conn.machine.take_counts());
+        if let Some(code) = conn.machine.poll_close() {
             close(&mut ws, code, conn.unparsed);
             return;
         }
-        if conn.session.state() == SessionState::Closed {
+        if conn.machine.state() == SessionState::Closed {
             return;
         }
-        match read_round(&mut ws, &mut conn, shared, codec, max_frame) {
+        match read_round(&mut ws, &mut conn, shared) {
             Round::Progress => continue,
             Round::Ended => return,
             Round::Idle => {}
         }
         let deadline = conn
-            .session
+            .machine
             .poll_timeout(&hub.lock())
             .and_then(|t| clock.to_std(t));
         // Whatever woke the loop, it looks at every source again.
@@ -229,49 +215,23 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
 }
 
 /// Handles what the reader thread buffered, up to `READS_PER_ROUND` messages.
-fn read_round(
-    ws: &mut Ws,
-    conn: &mut Conn,
-    shared: &Shared,
-    codec: Codec,
-    max_frame: usize,
-) -> Round {
+fn read_round(ws: &mut Ws, conn: &mut Conn, shared: &Shared) -> Round {
+    let hub = &shared.hub;
+    let clock = hub.runtime().clock;
     let mut handled = 0;
     while handled < READS_PER_ROUND {
-        match ws.read() {
+        let received = match ws.read() {
             Ok(Message::Close(_)) => {
                 // tungstenite queued the close reply; send it and end.
                 let _ = ws.flush();
                 return Round::Ended;
             }
-            Ok(msg) => {
-                handled += 1;
-                match message::data(codec, &msg) {
-                    Ok(Some(bytes)) => {
-                        shared
-                            .hub
-                            .counters()
-                            .bytes_in
-                            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                        conn.handle(shared, codec.decode(bytes, max_frame));
-                        conn.after_input(shared);
-                    }
-                    // Control messages: tungstenite answers pings itself.
-                    Ok(None) => {}
-                    Err(code) => {
-                        debug!(%code, "wrong message type");
-                        conn.session.close(code, None, "wrong message type");
-                        return Round::Progress;
-                    }
-                }
-            }
+            Ok(received) => received,
             Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
             // tungstenite refuses an oversize message from its header, before buffering it.
             Err(WsError::Capacity(_)) => {
-                debug!("message too big");
                 conn.unparsed = true;
-                conn.session
-                    .close(CloseCode::MESSAGE_TOO_BIG, None, "message too big");
+                conn.machine.handle_transport_error(TransportError::TooBig);
                 return Round::Progress;
             }
             Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
@@ -280,11 +240,21 @@ fn read_round(
             Err(e) => {
                 debug!(error = %e, "transport violation");
                 conn.unparsed = true;
-                conn.session
-                    .close(CloseCode::PROTOCOL_ERROR, None, "websocket error");
+                conn.machine
+                    .handle_transport_error(TransportError::Protocol);
                 return Round::Progress;
             }
-        }
+        };
+        handled += 1;
+        let (data, text) = match &received {
+            Message::Binary(b) => (&b[..], false),
+            Message::Text(t) => (t.as_bytes(), true),
+            // Control messages: tungstenite answers pings itself.
+            _ => continue,
+        };
+        conn.machine
+            .handle_message(clock.now(), &mut hub.lock(), data, text);
+        conn.after_input(shared);
     }
     if handled > 0 {
         Round::Progress
@@ -353,92 +323,84 @@ fn close(ws: &mut Ws, code: CloseCode, unparsed: bool) {
     }
 }
 
-/// A session and the application decisions it waits for.
+/// A core connection and what the application's hooks are told about its peer.
 struct Conn {
-    session: ServerSession,
+    machine: Connection,
     peer: Peer,
     headers: Vec<(String, String)>,
-    /// The requests the session raised while the hub was locked, settled after.
-    decisions: Decisions,
     /// tungstenite failed to read a message: the rest of the stream is not to be parsed.
     unparsed: bool,
 }
 
 impl Conn {
-    /// A new session for a connection from `addr`; `over_capacity` ones are closed with
-    /// `TRY_AGAIN_LATER` at once.
+    /// A new connection from `addr`; `over_capacity` ones are closed with `TRY_AGAIN_LATER` at
+    /// once.
     fn new(
         shared: &Shared,
         addr: SocketAddr,
         headers: Vec<(String, String)>,
         over_capacity: bool,
-        codec: Codec,
+        framing: Framing,
     ) -> Conn {
         Conn {
-            session: shared
-                .hub
-                .open_session(shared.config.session, codec, addr, over_capacity),
+            machine: shared.hub.open_connection(
+                shared.config.session,
+                framing,
+                addr,
+                over_capacity,
+            ),
             peer: Peer {
                 client_id: 0,
                 token: None,
                 addr,
             },
             headers,
-            decisions: Decisions::new(),
             unparsed: false,
         }
     }
 
-    /// Feeds one decoded frame (or its decoding error) to the session.
-    fn handle(&mut self, shared: &Shared, decoded: Result<Frame<'_>, DecodeError>) {
-        let frame = match decoded {
-            Ok(frame) => frame,
-            Err(e) => {
-                match self.session.handle_decode_error(&e) {
-                    Some(_) => debug!(error = %e, "bad frame"),
-                    None => debug!(error = %e, "ignored a frame"),
-                }
-                return;
-            }
-        };
-        let hub = &shared.hub;
-        let now = hub.runtime().clock.now();
-        let decisions = &mut self.decisions;
-        self.session
-            .handle_frame(now, &frame, &mut hub.lock(), &mut |event| {
-                decisions.record(event)
-            });
-    }
-
-    /// Takes the application decisions the last input asked for (the hooks run here, on the
-    /// connection's thread, with the hub unlocked).
+    /// Answers the application requests the last input raised (the hooks run here, on the
+    /// connection's thread, with the hub unlocked), and counts what the input appended.
     fn after_input(&mut self, shared: &Shared) {
         let hub = &shared.hub;
-        if let Some(AuthPending { client_id, token }) = self.decisions.take_auth() {
-            self.peer.client_id = client_id;
-            self.peer.token.clone_from(&token);
-            let request = AuthRequest {
-                client_id,
-                token,
-                headers: self.headers.clone(),
-                peer: self.peer.addr,
-            };
-            let verdict = match &shared.config.auth {
-                Some(hook) => hook(request),
-                None => Ok(()),
-            };
-            let now = hub.runtime().clock.now();
-            self.session.settle_auth(now, verdict, &mut self.decisions);
+        while let Some(decision) = self.machine.poll_decision() {
+            match decision {
+                Decision::Authenticate { client_id, token } => {
+                    self.peer.client_id = client_id;
+                    self.peer.token.clone_from(&token);
+                    let request = AuthRequest {
+                        client_id,
+                        token,
+                        headers: self.headers.clone(),
+                        peer: self.peer.addr,
+                    };
+                    let verdict = match &shared.config.auth {
+                        Some(hook) => hook(request),
+                        None => Ok(()),
+                    };
+                    self.machine.settle_auth(hub.runtime().clock.now(), verdict);
+                }
+                Decision::Authorize { room } => {
+                    let allowed = match &shared.config.authorize {
+                        Some(hook) => hook(&self.peer, &room),
+                        None => true,
+                    };
+                    self.machine.settle_join(&mut hub.lock(), &room, allowed);
+                }
+                Decision::Publish { id, .. } => {
+                    // This server appends publishes itself; a session configured to hand them
+                    // over has no one to apply them.
+                    let now = hub.runtime().clock.now();
+                    let _ = self.machine.publish_done(
+                        &mut hub.lock(),
+                        now,
+                        id,
+                        Err(ErrorCode::PUBLISH_REJECTED),
+                    );
+                }
+                _ => {}
+            }
         }
-        for room in self.decisions.take_joins() {
-            let allowed = match &shared.config.authorize {
-                Some(hook) => hook(&self.peer, &room),
-                None => true,
-            };
-            self.session.settle_join(&mut hub.lock(), &room, allowed);
-        }
-        if self.decisions.take_published() {
-            hub.count_published();
-        }
+        hub.count(self.machine.take_counts());
     }
 }

@@ -77,17 +77,19 @@ use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{get, post, MethodRouter};
 use ::axum::Extension;
+use bytes::Bytes;
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
 use eventwire_core::handshake;
-use eventwire_core::{CloseCode, DecodeError, EncodeError};
+use eventwire_core::hub::Hub as CoreHub;
+use eventwire_core::server::{Connection, Framing, TransportError};
+use eventwire_core::time::Instant;
+use eventwire_core::CloseCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::conn::drive;
 use crate::hub::Hub;
-use crate::message::{self, Inbound};
 use crate::poll;
 use crate::server::{new_shared, ServerConfig, Shared};
 use crate::wire::{Recv, Wire};
@@ -388,26 +390,11 @@ impl Drop for Open {
 pub(crate) struct AxumWire {
     ws: WebSocket,
     codec: Codec,
-    buf: Vec<u8>,
 }
 
 impl AxumWire {
     fn new(ws: WebSocket, codec: Codec) -> Self {
-        AxumWire {
-            ws,
-            codec,
-            buf: Vec::with_capacity(1024),
-        }
-    }
-
-    /// The payload of a data message, checked against the codec's message type.
-    fn data<'m>(&self, msg: &'m Message) -> Result<Option<&'m [u8]>, Inbound> {
-        match msg {
-            Message::Binary(b) => message::check_kind(self.codec, false).map(|()| Some(&b[..])),
-            Message::Text(t) => message::check_kind(self.codec, true).map(|()| Some(t.as_bytes())),
-            // Pings are answered by tungstenite inside axum; pongs carry nothing for us.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => Ok(None),
-        }
+        AxumWire { ws, codec }
     }
 }
 
@@ -430,31 +417,20 @@ fn too_big(error: &::axum::Error) -> bool {
 
 impl Wire for AxumWire {
     type Unit = Message;
-    type Out = Message;
 
-    fn codec(&self) -> Codec {
-        self.codec
+    fn framing(&self) -> Framing {
+        Framing::Message(self.codec)
     }
 
-    fn encode(&mut self, frame: &Frame<'_>) -> Result<Message, EncodeError> {
-        let bytes = message::encode_payload(self.codec, frame, &mut self.buf)?;
-        Ok(if self.codec.is_text() {
-            Message::Text(Utf8Bytes::try_from(bytes).map_err(|_| message::NOT_TEXT)?)
+    async fn feed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let payload = Bytes::copy_from_slice(bytes);
+        let message = if self.codec.is_text() {
+            // The JSON form is written by serde_json: UTF-8 always.
+            Message::Text(Utf8Bytes::try_from(payload).map_err(std::io::Error::other)?)
         } else {
-            Message::Binary(bytes)
-        })
-    }
-
-    fn out_len(out: &Message) -> usize {
-        match out {
-            Message::Text(t) => t.len(),
-            Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
-            Message::Close(c) => c.as_ref().map_or(0, |c| 2 + c.reason.len()),
-        }
-    }
-
-    async fn feed(&mut self, out: Message) -> std::io::Result<()> {
-        self.ws.feed(out).await.map_err(std::io::Error::other)
+            Message::Binary(payload)
+        };
+        self.ws.feed(message).await.map_err(std::io::Error::other)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -472,30 +448,22 @@ impl Wire for AxumWire {
     async fn recv(&mut self) -> Recv<Message> {
         match self.ws.next().await {
             Some(Ok(Message::Close(_))) | None => Recv::Ended,
-            Some(Ok(msg)) => match self.data(&msg) {
-                Ok(Some(_)) => Recv::Data(msg),
-                Ok(None) => Recv::Nothing,
-                Err(Inbound::Close(code)) => Recv::Violation(code, "wrong message type"),
-                Err(Inbound::Ignore) => Recv::Nothing,
-            },
-            Some(Err(e)) if too_big(&e) => {
-                Recv::Violation(CloseCode::MESSAGE_TOO_BIG, "message too big")
-            }
+            Some(Ok(msg @ (Message::Binary(_) | Message::Text(_)))) => Recv::Data(msg),
+            // Pings are answered by tungstenite inside axum; pongs carry nothing for us.
+            Some(Ok(_)) => Recv::Nothing,
+            Some(Err(e)) if too_big(&e) => Recv::Violation(TransportError::TooBig),
             Some(Err(e)) => {
                 debug!(error = %e, "websocket error");
-                Recv::Violation(CloseCode::PROTOCOL_ERROR, "websocket error")
+                Recv::Violation(TransportError::Protocol)
             }
         }
     }
 
-    fn decode(
-        &mut self,
-        unit: &Message,
-        max_frame: usize,
-        on: &mut dyn FnMut(Result<Frame<'_>, DecodeError>),
-    ) {
-        if let Ok(Some(bytes)) = self.data(unit) {
-            on(self.codec.decode(bytes, max_frame));
+    fn input(conn: &mut Connection, now: Instant, hub: &mut CoreHub, unit: &Message) {
+        match unit {
+            Message::Binary(b) => conn.handle_message(now, hub, b, false),
+            Message::Text(t) => conn.handle_message(now, hub, t.as_bytes(), true),
+            _ => {}
         }
     }
 }

@@ -14,10 +14,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
 use eventwire_core::handshake::{self, Refusal, Upgrade};
-use eventwire_core::server::{AuthPending, Decisions, ServerSession, SessionState};
-use eventwire_core::{CloseCode, DecodeError};
+use eventwire_core::server::{Connection, Decision, Framing, SessionState};
+use eventwire_core::{CloseCode, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
@@ -139,18 +138,16 @@ pub(crate) async fn serve<S, F>(
     .await
 }
 
-/// A session and the application decisions it waits for; shared by the socket loop below and
-/// the polling sessions (`poll`), which keep one per session.
+/// A core connection and what the application's hooks are told about its peer; shared by the
+/// socket loop below and the polling sessions (`poll`), which keep one per session.
 pub(crate) struct Conn {
-    pub(crate) session: ServerSession,
+    pub(crate) machine: Connection,
     peer: Peer,
     headers: Vec<(String, String)>,
-    /// The requests the session raised while the hub was locked, settled after.
-    decisions: Decisions,
 }
 
-/// Runs a connection's session over `wire` until it ends. `headers` are the upgrade request's
-/// (empty for raw byte streams), handed to the authentication hook.
+/// Runs a connection over `wire` until it ends. `headers` are the upgrade request's (empty for
+/// raw byte streams), handed to the authentication hook.
 pub(crate) async fn drive<W: Wire>(
     mut wire: W,
     addr: SocketAddr,
@@ -160,101 +157,84 @@ pub(crate) async fn drive<W: Wire>(
 ) {
     let hub = &shared.hub;
     let clock = hub.runtime().clock;
-    let counters = &hub.counters();
-    let mut conn = Conn::new(shared, addr, headers, over_capacity, wire.codec());
+    let mut conn = Conn::new(shared, addr, headers, over_capacity, wire.framing());
     let mut shutdown = shared.shutdown.clone();
     let mut changed = hub.runtime().changed.subscribe();
     let mut cuts = shared.cuts.subscribe();
-    let max_frame = shared.config.session.max_frame as usize;
     let write_timeout = shared.config.write_timeout;
+    let mut out = Vec::with_capacity(1024);
     loop {
-        // Write everything the session has, while the transport takes it.
+        // Write everything the connection has, while the transport takes it.
         let mut wrote = false;
         loop {
-            let out = {
-                let guard = hub.lock();
-                let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
-                    break;
-                };
-                counters.count_sent(&frame);
-                match wire.encode(&frame) {
-                    Ok(out) => out,
-                    Err(e) => {
-                        // A payload the JSON form cannot carry: this peer cannot be served.
-                        warn!(error = %e, "cannot encode a frame for this peer");
-                        conn.session
-                            .close(CloseCode::INTERNAL_ERROR, None, "unencodable event");
-                        continue;
-                    }
-                }
-            };
-            counters
-                .bytes_out
-                .fetch_add(W::out_len(&out) as u64, Ordering::Relaxed);
-            match tokio::time::timeout(write_timeout, wire.feed(out)).await {
+            out.clear();
+            let sent = conn
+                .machine
+                .poll_transmit(clock.now(), &hub.lock(), &mut out);
+            if sent.is_none() {
+                break;
+            }
+            match tokio::time::timeout(write_timeout, wire.feed(&out)).await {
                 Ok(Ok(())) => wrote = true,
                 Ok(Err(e)) => {
                     debug!(error = %e, "write failed");
                     return;
                 }
-                Err(_) => {
-                    counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    warn!("peer stopped reading; closing");
-                    return;
-                }
+                Err(_) => return slow_consumer(shared),
             }
         }
         if wrote {
             match tokio::time::timeout(write_timeout, wire.flush()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => return,
-                Err(_) => {
-                    counters.slow_consumers.fetch_add(1, Ordering::Relaxed);
-                    warn!("peer stopped reading; closing");
-                    return;
-                }
+                Err(_) => return slow_consumer(shared),
             }
         }
-        if let Some(code) = conn.session.poll_action() {
+        hub.count(conn.machine.take_counts());
+        if let Some(code) = conn.machine.poll_close() {
+            debug!(%code, "closing");
             let _ = tokio::time::timeout(write_timeout, wire.close(code)).await;
             return;
         }
-        if conn.session.state() == SessionState::Closed {
+        if conn.machine.state() == SessionState::Closed {
             return;
         }
         let deadline = conn
-            .session
+            .machine
             .poll_timeout(&hub.lock())
             .map(|t| clock.to_tokio(t));
         tokio::select! {
             received = wire.recv() => match received {
                 Recv::Data(unit) => {
-                    wire.decode(&unit, max_frame, &mut |decoded| conn.handle(shared, decoded));
+                    W::input(&mut conn.machine, clock.now(), &mut hub.lock(), &unit);
                     conn.after_input(shared).await;
                 }
                 Recv::Nothing => {}
-                Recv::Violation(code, why) => {
-                    debug!(%code, why, "transport violation");
-                    conn.session.close(code, None, why);
-                }
+                Recv::Violation(error) => conn.machine.handle_transport_error(error),
                 Recv::Ended => return,
             },
-            _ = sleep_until(deadline) => {
-                let now = clock.now();
-                conn.session.handle_timeout(now, &mut |_| {});
-            }
+            _ = sleep_until(deadline) => conn.machine.handle_timeout(clock.now()),
             _ = changed.changed() => {}
             Ok(()) = cuts.changed() => {
-                if cuts.borrow_and_update().hits(conn.session.session_id()) {
+                if cuts.borrow_and_update().hits(conn.machine.session_id()) {
                     debug!("cut by fault injection");
                     return;
                 }
             }
             retry = shutdown_requested(&mut shutdown) => {
-                conn.session.close(CloseCode::GOING_AWAY, Some(retry), "server shutting down");
+                conn.machine.close(CloseCode::GOING_AWAY, Some(retry), "server shutting down");
             }
         }
     }
+}
+
+fn slow_consumer(shared: &Shared) {
+    shared
+        .hub
+        .counters()
+        .slow_consumers
+        .fetch_add(1, Ordering::Relaxed);
+    warn!("peer stopped reading; closing");
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -265,78 +245,73 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 impl Conn {
-    /// A new session for a connection from `addr`; `over_capacity` ones are closed with
-    /// `TRY_AGAIN_LATER` at once.
+    /// A new connection from `addr`; `over_capacity` ones are closed with `TRY_AGAIN_LATER` at
+    /// once.
     pub(crate) fn new(
         shared: &Shared,
         addr: SocketAddr,
         headers: Vec<(String, String)>,
         over_capacity: bool,
-        codec: Codec,
+        framing: Framing,
     ) -> Conn {
         Conn {
-            session: shared
-                .hub
-                .open_session(shared.config.session, codec, addr, over_capacity),
+            machine: shared.hub.open_connection(
+                shared.config.session,
+                framing,
+                addr,
+                over_capacity,
+            ),
             peer: Peer {
                 client_id: 0,
                 token: None,
                 addr,
             },
             headers,
-            decisions: Decisions::new(),
         }
     }
 
-    /// Feeds one decoded frame (or its decoding error) to the session.
-    pub(crate) fn handle(&mut self, shared: &Shared, decoded: Result<Frame<'_>, DecodeError>) {
-        let frame = match decoded {
-            Ok(frame) => frame,
-            Err(e) => {
-                match self.session.handle_decode_error(&e) {
-                    Some(_) => debug!(error = %e, "bad frame"),
-                    None => debug!(error = %e, "ignored a frame"),
-                }
-                return;
-            }
-        };
-        let hub = &shared.hub;
-        let now = hub.runtime().clock.now();
-        let decisions = &mut self.decisions;
-        self.session
-            .handle_frame(now, &frame, &mut hub.lock(), &mut |event| {
-                decisions.record(event)
-            });
-    }
-
-    /// Takes the application decisions the last input asked for.
+    /// Answers the application requests the last input raised (the hooks run with the hub
+    /// unlocked), and counts what the input appended.
     pub(crate) async fn after_input(&mut self, shared: &Shared) {
         let hub = &shared.hub;
-        if let Some(AuthPending { client_id, token }) = self.decisions.take_auth() {
-            self.peer.client_id = client_id;
-            self.peer.token.clone_from(&token);
-            let request = AuthRequest {
-                client_id,
-                token,
-                headers: self.headers.clone(),
-                peer: self.peer.addr,
-            };
-            let verdict = match &shared.config.auth {
-                Some(hook) => hook(request).await,
-                None => Ok(()),
-            };
-            let now = hub.runtime().clock.now();
-            self.session.settle_auth(now, verdict, &mut self.decisions);
+        while let Some(request) = self.machine.poll_decision() {
+            match request {
+                Decision::Authenticate { client_id, token } => {
+                    self.peer.client_id = client_id;
+                    self.peer.token.clone_from(&token);
+                    let request = AuthRequest {
+                        client_id,
+                        token,
+                        headers: self.headers.clone(),
+                        peer: self.peer.addr,
+                    };
+                    let verdict = match &shared.config.auth {
+                        Some(hook) => hook(request).await,
+                        None => Ok(()),
+                    };
+                    self.machine.settle_auth(hub.runtime().clock.now(), verdict);
+                }
+                Decision::Authorize { room } => {
+                    let allowed = match &shared.config.authorize {
+                        Some(hook) => hook(&self.peer, &room),
+                        None => true,
+                    };
+                    self.machine.settle_join(&mut hub.lock(), &room, allowed);
+                }
+                Decision::Publish { id, .. } => {
+                    // This server appends publishes itself; a session configured to hand them
+                    // over has no one to apply them.
+                    let now = hub.runtime().clock.now();
+                    let _ = self.machine.publish_done(
+                        &mut hub.lock(),
+                        now,
+                        id,
+                        Err(ErrorCode::PUBLISH_REJECTED),
+                    );
+                }
+                _ => {}
+            }
         }
-        for room in self.decisions.take_joins() {
-            let allowed = match &shared.config.authorize {
-                Some(hook) => hook(&self.peer, &room),
-                None => true,
-            };
-            self.session.settle_join(&mut hub.lock(), &room, allowed);
-        }
-        if self.decisions.take_published() {
-            hub.count_published();
-        }
+        hub.count(self.machine.take_counts());
     }
 }

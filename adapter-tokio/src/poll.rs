@@ -39,15 +39,12 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use eventwire_core::codec::stream::{self, StreamDecoder};
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
 use eventwire_core::handshake;
-use eventwire_core::server::SessionState;
-use eventwire_core::{CloseCode, DecodeError, EncodeError};
-use serde_json::value::RawValue;
+use eventwire_core::server::{Body, BodyError, Framing, SessionState};
+use eventwire_core::CloseCode;
 use tokio::sync::Notify;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::conn::Conn;
 use crate::server::{shutdown_requested, Shared};
@@ -58,8 +55,6 @@ pub(crate) const SESSION_HEADER: &str = "eventwire-session";
 pub(crate) const JSON: &str = "application/json";
 /// Content type of the binary (COBS-framed) form.
 pub(crate) const BINARY: &str = "application/octet-stream";
-/// The stream decoder's buffer: the COBS encoding of a 64 KiB frame and its zero.
-const DECODE_BUF: usize = crate::tcp::MAX_FRAME + crate::tcp::MAX_FRAME / 254 + 2;
 
 /// An HTTP answer to a polling request.
 #[derive(Debug)]
@@ -231,84 +226,6 @@ fn new_token() -> String {
     format!("{a:016x}{b:016x}")
 }
 
-/// Frames of a request body, decoded lazily into `Conn::handle`.
-enum Body<'b> {
-    Json(Vec<&'b RawValue>),
-    Binary(&'b [u8]),
-}
-
-impl<'b> Body<'b> {
-    fn parse(codec: Codec, body: &'b [u8]) -> Result<Body<'b>, DecodeError> {
-        if codec.is_text() {
-            serde_json::from_slice(body)
-                .map(Body::Json)
-                .map_err(|_| DecodeError::Malformed("JSON array of frames"))
-        } else {
-            Ok(Body::Binary(body))
-        }
-    }
-
-    /// Frames in the body (a trailing unterminated binary frame counts).
-    fn count(&self) -> usize {
-        match self {
-            Body::Json(items) => items.len(),
-            Body::Binary(b) => {
-                let zeros = b.iter().filter(|&&x| x == 0).count();
-                zeros + usize::from(b.last().is_some_and(|&x| x != 0))
-            }
-        }
-    }
-
-    /// Hands each frame to `on`, in order.
-    fn each(&self, max_frame: usize, on: &mut dyn FnMut(Result<Frame<'_>, DecodeError>)) {
-        match self {
-            Body::Json(items) => {
-                for item in items {
-                    on(Codec::Json.decode(item.get().as_bytes(), max_frame));
-                }
-            }
-            Body::Binary(bytes) => {
-                let mut decoder = Box::new(StreamDecoder::<DECODE_BUF>::new());
-                let limit = max_frame.min(crate::tcp::MAX_FRAME);
-                for chunk in bytes.split_inclusive(|&b| b == 0) {
-                    if chunk.last() != Some(&0) {
-                        on(Err(DecodeError::Truncated));
-                        return;
-                    }
-                    if chunk.len() > limit + limit / 254 + 2 {
-                        on(Err(DecodeError::TooLarge {
-                            size: chunk.len(),
-                            limit,
-                        }));
-                        return;
-                    }
-                    let mut part = chunk;
-                    while !part.is_empty() {
-                        let (decoded, rest) = decoder.feed(part);
-                        part = rest;
-                        if let Some(decoded) = decoded {
-                            on(decoded);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether the first frame is a hello.
-    fn starts_with_hello(&self, max_frame: usize) -> bool {
-        let mut first = None;
-        let mut seen = false;
-        self.each(max_frame, &mut |decoded| {
-            if !seen {
-                seen = true;
-                first = Some(matches!(decoded, Ok(Frame::Hello(_))));
-            }
-        });
-        first == Some(true)
-    }
-}
-
 /// Serves one polling request whose head passed [`check_head`] and whose body was read in full.
 /// `counted`: the HTTP connections serving polling requests are in the `connections` counter
 /// and in `Registry::requests` (the standalone server), so the limit check leaves them out.
@@ -325,7 +242,7 @@ pub(crate) async fn exchange(
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(SESSION_HEADER))
         .map(|(_, v)| v.trim().to_owned());
-    let parsed = Body::parse(codec, body);
+    let parsed = Body::parse(codec, body, shared.config.max_poll_frames);
     let (token, entry) = match token {
         Some(token) => {
             let Some(entry) = shared.polls.lock().get(&token).cloned() else {
@@ -340,12 +257,8 @@ pub(crate) async fn exchange(
                 return answer;
             }
             match &parsed {
-                Ok(b)
-                    if b.count() <= shared.config.max_poll_frames
-                        && b.starts_with_hello(max_frame) => {}
-                Ok(b) if b.count() > shared.config.max_poll_frames => {
-                    return Answer::error(400, "too many frames");
-                }
+                Ok(b) if b.starts_with_hello(max_frame) => {}
+                Err(BodyError::TooManyFrames) => return Answer::error(400, "too many frames"),
                 _ => return Answer::error(400, "a session begins with a hello"),
             }
             match open_session(shared, peer, headers, counted, codec) {
@@ -361,21 +274,21 @@ pub(crate) async fn exchange(
     // Feed the frames.
     {
         let mut conn = entry.conn.lock().await;
+        conn.machine.set_framing(Framing::Body(codec));
+        let hub = &shared.hub;
+        let now = hub.runtime().clock.now();
         match &parsed {
-            Ok(b) if b.count() > shared.config.max_poll_frames => {
-                conn.session
-                    .close(CloseCode::POLICY_VIOLATION, None, "too many frames");
+            Ok(b) => conn
+                .machine
+                .handle_body(now, &mut hub.lock(), b, body.len()),
+            Err(BodyError::TooManyFrames) => {
+                conn.machine.handle_body_error(BodyError::TooManyFrames);
                 drop(conn);
                 end_session(shared, &token);
                 return Answer::error(400, "too many frames");
             }
-            Ok(b) => b.each(max_frame, &mut |decoded| conn.handle(shared, decoded)),
-            Err(e) => conn.handle(shared, Err(*e)),
+            Err(e) => conn.machine.handle_body_error(*e),
         }
-        let counters = &shared.hub.counters();
-        counters
-            .bytes_in
-            .fetch_add(body.len() as u64, Ordering::Relaxed);
         conn.after_input(shared).await;
     }
     hold(shared, &entry, &token, generation, codec).await
@@ -395,10 +308,10 @@ fn open_session(
     counters.connections_total.fetch_add(1, Ordering::Relaxed);
     let busy = if counted { shared.polls.requests() } else { 0 };
     let over = open.saturating_sub(busy) >= shared.config.max_connections as u64;
-    let mut conn = Conn::new(shared, peer, headers, over, codec);
+    let mut conn = Conn::new(shared, peer, headers, over, Framing::Body(codec));
     if over {
         uncount(shared);
-        return Err(refusal(shared, &mut conn, codec));
+        return Err(refusal(shared, &mut conn));
     }
     let token = new_token();
     let entry = Arc::new(Entry {
@@ -420,10 +333,10 @@ fn open_session(
 }
 
 /// The body answering a session refused for capacity: its `TRY_AGAIN_LATER` close frame.
-fn refusal(shared: &Shared, conn: &mut Conn, codec: Codec) -> Vec<u8> {
+fn refusal(shared: &Shared, conn: &mut Conn) -> Vec<u8> {
     let mut out = Vec::new();
-    drain(shared, conn, codec, &mut out);
-    finish(codec, &mut out);
+    drain(shared, conn, &mut out);
+    conn.machine.framing().finish_body(&mut out);
     out
 }
 
@@ -453,10 +366,12 @@ async fn hold(
         }
         let deadline = {
             let mut conn = entry.conn.lock().await;
-            conn.session.handle_timeout(clock.now(), &mut |_| {});
-            drain(shared, &mut conn, codec, &mut out);
-            let ended = conn.session.poll_action().is_some()
-                || conn.session.state() == SessionState::Closed;
+            // Each response is in its own request's form, whatever a newer request set.
+            conn.machine.set_framing(Framing::Body(codec));
+            conn.machine.handle_timeout(clock.now());
+            drain(shared, &mut conn, &mut out);
+            let ended =
+                conn.machine.poll_close().is_some() || conn.machine.state() == SessionState::Closed;
             if ended {
                 drop(conn);
                 end_session(shared, token);
@@ -465,7 +380,7 @@ async fn hold(
             if !out.is_empty() {
                 break;
             }
-            conn.session
+            conn.machine
                 .poll_timeout(&hub.lock())
                 .map(|t| clock.to_tokio(t))
         };
@@ -479,7 +394,7 @@ async fn hold(
                 }
             }
             retry = shutdown_requested(&mut shutdown) => {
-                entry.conn.lock().await.session.close(
+                entry.conn.lock().await.machine.close(
                     CloseCode::GOING_AWAY,
                     Some(retry),
                     "server shutting down",
@@ -487,81 +402,22 @@ async fn hold(
             }
         }
     }
-    finish(codec, &mut out);
+    Framing::Body(codec).finish_body(&mut out);
     Answer::frames(codec, Some(token.to_owned()), out)
 }
 
 /// Appends the frames the session has to `out` (the JSON form without the closing `]`), up to
 /// the body budget.
-fn drain(shared: &Shared, conn: &mut Conn, codec: Codec, out: &mut Vec<u8>) {
+fn drain(shared: &Shared, conn: &mut Conn, out: &mut Vec<u8>) {
     let hub = &shared.hub;
-    let counters = &hub.counters();
     let clock = hub.runtime().clock;
-    let budget = shared.config.max_poll_body;
-    let mut scratch = Vec::new();
-    while out.len() < budget {
-        let start = out.len();
-        let encoded = {
-            let guard = hub.lock();
-            let Some(frame) = conn.session.poll_transmit(clock.now(), &guard) else {
-                break;
-            };
-            counters.count_sent(&frame);
-            encode(codec, &frame, out, &mut scratch)
-        };
-        match encoded {
-            Ok(()) => {
-                counters
-                    .bytes_out
-                    .fetch_add((out.len() - start) as u64, Ordering::Relaxed);
-            }
-            Err(e) => {
-                out.truncate(start);
-                warn!(error = %e, "cannot encode a frame for this peer");
-                conn.session
-                    .close(CloseCode::INTERNAL_ERROR, None, "unencodable event");
-            }
+    while out.len() < shared.config.max_poll_body {
+        let sent = conn.machine.poll_transmit(clock.now(), &hub.lock(), out);
+        if sent.is_none() {
+            break;
         }
     }
-}
-
-fn encode(
-    codec: Codec,
-    frame: &Frame<'_>,
-    out: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-) -> Result<(), EncodeError> {
-    if codec.is_text() {
-        let start = out.len();
-        out.push(if start == 0 { b'[' } else { b',' });
-        codec.encode_into(frame, out).inspect_err(|_| {
-            out.truncate(start);
-        })
-    } else {
-        if scratch.is_empty() {
-            scratch.resize(1024, 0);
-        }
-        let n = match stream::encode(frame, scratch) {
-            Ok(bytes) => bytes.len(),
-            Err(EncodeError::BufferTooSmall { needed }) => {
-                scratch.resize(needed, 0);
-                stream::encode(frame, scratch)?.len()
-            }
-            Err(e) => return Err(e),
-        };
-        out.extend_from_slice(&scratch[..n]);
-        Ok(())
-    }
-}
-
-/// Closes the JSON array (`[]` when there are no frames).
-fn finish(codec: Codec, out: &mut Vec<u8>) {
-    if codec.is_text() {
-        if out.is_empty() {
-            out.push(b'[');
-        }
-        out.push(b']');
-    }
+    hub.count(conn.machine.take_counts());
 }
 
 /// Ends sessions without a request for `poll_idle`, and every session on shutdown; runs while
@@ -649,7 +505,7 @@ pub(crate) fn cut(shared: &Shared, hit: &dyn Fn(u64) -> bool) -> usize {
     let mut cut = Vec::new();
     shared.polls.lock().retain(|_, entry| {
         let id = match entry.conn.try_lock() {
-            Ok(conn) => conn.session.session_id(),
+            Ok(conn) => conn.machine.session_id(),
             // Busy with a request right now: cut it the next time.
             Err(_) => return true,
         };

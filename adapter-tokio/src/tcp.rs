@@ -6,10 +6,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventwire_core::codec::stream::{self, StreamDecoder};
-use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
-use eventwire_core::{CloseCode, DecodeError, EncodeError};
+use eventwire_core::hub::Hub as CoreHub;
+use eventwire_core::server::{Connection, Framing};
+use eventwire_core::time::Instant;
+use eventwire_core::CloseCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
@@ -20,10 +20,6 @@ use crate::hub::Hub;
 use crate::server::{Server, ServerConfig, Shared, Transport};
 use crate::wire::{Recv, Wire};
 
-/// Largest inbound frame (before COBS) a TCP connection accepts, whatever `session.max_frame`.
-pub(crate) const MAX_FRAME: usize = 64 * 1024;
-/// The decoder's buffer: the COBS encoding of a `MAX_FRAME` frame and its zero.
-const DECODE_BUF: usize = MAX_FRAME + MAX_FRAME / 254 + 2;
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 4 * 1024;
 /// How long, and how much, is read and dropped after closing, so the close frame arrives.
@@ -115,16 +111,10 @@ pub(crate) async fn serve(
     .await
 }
 
-/// A TCP stream carrying COBS-framed binary frames.
+/// A plain TCP connection carrying COBS-framed frames; the core's connection decodes them.
 pub(crate) struct TcpWire {
     read: OwnedReadHalf,
     write: BufWriter<OwnedWriteHalf>,
-    decoder: Box<StreamDecoder<DECODE_BUF>>,
-    /// Encoded bytes of the frame being received, up to its zero.
-    partial: usize,
-    /// A frame was refused with a close code: the rest is not decoded.
-    failed: bool,
-    scratch: Vec<u8>,
 }
 
 impl TcpWire {
@@ -133,40 +123,19 @@ impl TcpWire {
         TcpWire {
             read,
             write: BufWriter::with_capacity(write_buffer.max(READ_CHUNK), write),
-            decoder: Box::default(),
-            partial: 0,
-            failed: false,
-            scratch: vec![0; 1024],
         }
     }
 }
 
 impl Wire for TcpWire {
     type Unit = Vec<u8>;
-    type Out = Vec<u8>;
 
-    fn codec(&self) -> Codec {
-        Codec::Binary
+    fn framing(&self) -> Framing {
+        Framing::Stream
     }
 
-    fn encode(&mut self, frame: &Frame<'_>) -> Result<Vec<u8>, EncodeError> {
-        let n = match stream::encode(frame, &mut self.scratch) {
-            Ok(bytes) => bytes.len(),
-            Err(EncodeError::BufferTooSmall { needed }) => {
-                self.scratch.resize(needed, 0);
-                stream::encode(frame, &mut self.scratch)?.len()
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(self.scratch[..n].to_vec())
-    }
-
-    fn out_len(out: &Vec<u8>) -> usize {
-        out.len()
-    }
-
-    async fn feed(&mut self, out: Vec<u8>) -> io::Result<()> {
-        self.write.write_all(&out).await
+    async fn feed(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write.write_all(bytes).await
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -201,46 +170,7 @@ impl Wire for TcpWire {
         }
     }
 
-    fn decode(
-        &mut self,
-        unit: &Vec<u8>,
-        max_frame: usize,
-        on: &mut dyn FnMut(Result<Frame<'_>, DecodeError>),
-    ) {
-        let limit = max_frame.min(MAX_FRAME);
-        // The COBS encoding of a frame within the limit, without its zero.
-        let encoded_limit = limit + limit / 254 + 1;
-        let mut input = &unit[..];
-        while !input.is_empty() && !self.failed {
-            let zero = input.iter().position(|&b| b == 0);
-            let body = zero.unwrap_or(input.len());
-            if self.partial + body > encoded_limit {
-                self.failed = true;
-                on(Err(DecodeError::TooLarge {
-                    size: self.partial + body,
-                    limit,
-                }));
-                return;
-            }
-            self.partial = if zero.is_some() {
-                0
-            } else {
-                self.partial + body
-            };
-            let (mut part, rest) = input.split_at(zero.map_or(input.len(), |z| z + 1));
-            input = rest;
-            while !part.is_empty() {
-                let (decoded, left) = self.decoder.feed(part);
-                part = left;
-                if let Some(decoded) = decoded {
-                    let fatal = matches!(&decoded, Err(e) if e.close_code().is_some());
-                    on(decoded);
-                    if fatal {
-                        self.failed = true;
-                        return;
-                    }
-                }
-            }
-        }
+    fn input(conn: &mut Connection, now: Instant, hub: &mut CoreHub, unit: &Vec<u8>) {
+        conn.handle_stream(now, hub, unit);
     }
 }

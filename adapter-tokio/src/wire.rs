@@ -2,72 +2,60 @@
 //! loop in `conn` is written once for WebSocket (tokio-tungstenite, and axum's upgrade) and for
 //! byte streams.
 
+use bytes::Bytes;
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
-use eventwire_core::{CloseCode, DecodeError, EncodeError};
+use eventwire_core::hub::Hub;
+use eventwire_core::server::{Connection, Framing, TransportError};
+use eventwire_core::time::Instant;
+use eventwire_core::CloseCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::message::{self, Inbound};
+use crate::message;
 
 /// What one wait on the transport gave.
 pub(crate) enum Recv<U> {
-    /// Data to decode with [`Wire::decode`].
+    /// Data for [`Wire::input`].
     Data(U),
     /// Something the transport handled itself (a WebSocket ping, say).
     Nothing,
-    /// The peer broke a transport rule; the session closes with this code.
-    Violation(CloseCode, &'static str),
+    /// The transport refused what the peer sent.
+    Violation(TransportError),
     /// The peer is gone.
     Ended,
 }
 
-/// A transport for one server connection.
+/// A transport for one server connection: it moves bytes, the core's [`Connection`] decides.
 pub(crate) trait Wire {
     /// A unit of received data (a message, or a chunk of a byte stream).
     type Unit;
-    /// An encoded frame, ready to send.
-    type Out;
 
-    /// The form frames take on this transport (the session needs it to pick what it copies).
-    fn codec(&self) -> Codec;
-    /// Encodes a frame (synchronously: the hub may be locked while the frame is borrowed).
-    fn encode(&mut self, frame: &Frame<'_>) -> Result<Self::Out, EncodeError>;
-    /// Size of an encoded frame, for the byte counters.
-    fn out_len(out: &Self::Out) -> usize;
-    /// Queues an encoded frame, waiting while the transport's buffer is full.
-    async fn feed(&mut self, out: Self::Out) -> std::io::Result<()>;
+    /// How frames travel on this transport.
+    fn framing(&self) -> Framing;
+    /// Queues one message (or stream bytes) the connection wrote, waiting while the
+    /// transport's buffer is full.
+    async fn feed(&mut self, bytes: &[u8]) -> std::io::Result<()>;
     /// Sends what is queued.
     async fn flush(&mut self) -> std::io::Result<()>;
     /// Closes the transport with `code` (the protocol close frame went out before).
     async fn close(&mut self, code: CloseCode);
     /// Waits for the next received data.
     async fn recv(&mut self) -> Recv<Self::Unit>;
-    /// Decodes received data into frames, handing each to `on`.
-    fn decode(
-        &mut self,
-        unit: &Self::Unit,
-        max_frame: usize,
-        on: &mut dyn FnMut(Result<Frame<'_>, DecodeError>),
-    );
+    /// Hands received data to the connection.
+    fn input(conn: &mut Connection, now: Instant, hub: &mut Hub, unit: &Self::Unit);
 }
 
 /// WebSocket through tokio-tungstenite: one frame per message.
 pub(crate) struct WsWire<T> {
     ws: WebSocketStream<T>,
     codec: Codec,
-    buf: Vec<u8>,
 }
 
 impl<T> WsWire<T> {
     pub(crate) fn new(ws: WebSocketStream<T>, codec: Codec) -> Self {
-        WsWire {
-            ws,
-            codec,
-            buf: Vec::with_capacity(1024),
-        }
+        WsWire { ws, codec }
     }
 }
 
@@ -76,22 +64,20 @@ where
     T: AsyncRead + AsyncWrite + Unpin,
 {
     type Unit = Message;
-    type Out = Message;
 
-    fn codec(&self) -> Codec {
-        self.codec
+    fn framing(&self) -> Framing {
+        Framing::Message(self.codec)
     }
 
-    fn encode(&mut self, frame: &Frame<'_>) -> Result<Message, EncodeError> {
-        message::encode(self.codec, frame, &mut self.buf)
-    }
-
-    fn out_len(out: &Message) -> usize {
-        out.len()
-    }
-
-    async fn feed(&mut self, out: Message) -> std::io::Result<()> {
-        self.ws.feed(out).await.map_err(std::io::Error::other)
+    async fn feed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let payload = Bytes::copy_from_slice(bytes);
+        let message = if self.codec.is_text() {
+            // The JSON form is written by serde_json: UTF-8 always.
+            Message::Text(Utf8Bytes::try_from(payload).map_err(std::io::Error::other)?)
+        } else {
+            Message::Binary(payload)
+        };
+        self.ws.feed(message).await.map_err(std::io::Error::other)
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -121,28 +107,20 @@ where
     async fn recv(&mut self) -> Recv<Message> {
         match self.ws.next().await {
             Some(Ok(Message::Close(_))) | None => Recv::Ended,
-            Some(Ok(msg)) => match message::data(self.codec, &msg) {
-                Ok(Some(_)) => Recv::Data(msg),
-                Ok(None) => Recv::Nothing,
-                Err(Inbound::Close(code)) => Recv::Violation(code, "wrong message type"),
-                Err(Inbound::Ignore) => Recv::Nothing,
-            },
+            Some(Ok(msg @ (Message::Binary(_) | Message::Text(_)))) => Recv::Data(msg),
+            // Control messages are answered by tungstenite itself.
+            Some(Ok(_)) => Recv::Nothing,
             // tungstenite refuses an oversize message from its header, before buffering it.
-            Some(Err(WsError::Capacity(_))) => {
-                Recv::Violation(CloseCode::MESSAGE_TOO_BIG, "message too big")
-            }
-            Some(Err(_)) => Recv::Violation(CloseCode::PROTOCOL_ERROR, "websocket error"),
+            Some(Err(WsError::Capacity(_))) => Recv::Violation(TransportError::TooBig),
+            Some(Err(_)) => Recv::Violation(TransportError::Protocol),
         }
     }
 
-    fn decode(
-        &mut self,
-        unit: &Message,
-        max_frame: usize,
-        on: &mut dyn FnMut(Result<Frame<'_>, DecodeError>),
-    ) {
-        if let Ok(Some(bytes)) = message::data(self.codec, unit) {
-            on(self.codec.decode(bytes, max_frame));
+    fn input(conn: &mut Connection, now: Instant, hub: &mut Hub, unit: &Message) {
+        match unit {
+            Message::Binary(b) => conn.handle_message(now, hub, b, false),
+            Message::Text(t) => conn.handle_message(now, hub, t.as_bytes(), true),
+            _ => {}
         }
     }
 }

@@ -1,5 +1,8 @@
 //! The server side of one connection: a session state machine reading rooms from a shared
-//! [`Hub`].
+//! [`Hub`], and the [`Connection`] around it that adapters drive in bytes.
+//!
+//! Adapters use [`Connection`] (its module docs give the loop); the session below is the protocol
+//! logic it wraps, driven in frames, which the tests and the simulation drive directly.
 //!
 //! # Driving it
 //! Like the client, the session never touches a socket or a clock. Per connection an adapter:
@@ -410,6 +413,11 @@ impl ServerSession {
     /// The client's identity (after the hello).
     pub fn client_id(&self) -> u64 {
         self.client_id
+    }
+
+    /// The frame limit this session enforces.
+    pub(crate) fn max_frame(&self) -> u32 {
+        self.max_frame
     }
 
     /// The session id sent in the welcome.
@@ -1154,5 +1162,7 @@ impl ServerSession {
     }
 }
 
-mod decisions;
-pub use decisions::{AuthPending, Decisions};
+mod connection;
+pub use connection::{
+    Body, BodyError, Connection, Counts, Decision, Framing, TransportError, MAX_STREAM_FRAME,
+};

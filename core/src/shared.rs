@@ -7,8 +7,8 @@
 //! to its room once, encoded once, counts it, then wakes every connection; each reads the same
 //! bytes from the room's log when its transport can take more.
 //!
-//! Invariants: every append through the handle (an emit, or a publish a session appended, see
-//! [`SharedHub::count_published`]) counts one event in and wakes the connections after the lock
+//! Invariants: every append through the handle (an emit, or a publish a connection appended, see
+//! [`SharedHub::count`]) counts one event in and wakes the connections after the lock
 //! is released; critical sections are short (an append, or one batch read), and a panic while
 //! holding the lock does not stop the hub (appends are validated before they change anything).
 
@@ -22,12 +22,11 @@ use std::vec::Vec;
 use serde::Serialize;
 
 use crate::code::CloseCode;
-use crate::codec::Codec;
 use crate::dashboard::{DashboardEvent, EmitDashboard};
 use crate::frame::Position;
 use crate::hub::{EmitError, Hub, HubConfig};
 use crate::payload::JsonText;
-use crate::server::{ServerConfig as SessionConfig, ServerSession};
+use crate::server::{Connection, Counts, Framing, ServerConfig as SessionConfig};
 use crate::stats::{Counters, HubStats, RoomStats};
 use crate::time::Instant;
 
@@ -137,9 +136,17 @@ impl<R: HubRuntime> SharedHub<R> {
         self.inner.runtime.wake();
     }
 
-    /// Counts a publish a session appended to a room and wakes the connections, as an emit does
-    /// (see [`crate::server::Decisions::take_published`]).
-    pub fn count_published(&self) {
+    /// Adds what a connection counted; publishes it appended wake the connections, as an emit
+    /// does.
+    pub fn count(&self, counts: Counts) {
+        self.inner.counters.add(counts);
+        if counts.events_in > 0 {
+            self.notify();
+        }
+    }
+
+    /// Counts one appended event and wakes the connections.
+    fn count_published(&self) {
         self.inner
             .counters
             .events_in
@@ -147,25 +154,25 @@ impl<R: HubRuntime> SharedHub<R> {
         self.notify();
     }
 
-    /// A new session for a connection from `peer`, speaking `codec`: its id is the number of
+    /// A new connection from `peer`, framed as `framing`: its session id is the number of
     /// connections accepted before it, its seed is drawn from `peer` with a `RandomState`. A
     /// connection `over_capacity` is closed at once with `TRY_AGAIN_LATER` and a retry-after
     /// hint of one second.
-    pub fn open_session(
+    pub fn open_connection(
         &self,
         config: SessionConfig,
-        codec: Codec,
+        framing: Framing,
         peer: impl Hash,
         over_capacity: bool,
-    ) -> ServerSession {
+    ) -> Connection {
         let seed = RandomState::new().hash_one(peer);
         let session_id = self
             .inner
             .counters
             .connections_total
             .load(Ordering::Relaxed);
-        let mut session = ServerSession::new(self.inner.runtime.now(), config, session_id, seed);
-        session.set_codec(codec);
+        let mut session =
+            Connection::new(self.inner.runtime.now(), config, framing, session_id, seed);
         if over_capacity {
             session.close(
                 CloseCode::TRY_AGAIN_LATER,

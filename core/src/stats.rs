@@ -1,8 +1,9 @@
 //! A server's counters and statistics, kept the same way by every adapter (feature `std`).
 //!
 //! An adapter's hub holds one [`Counters`] next to the core [`Hub`] and updates it from its
-//! connection loops: a connection opened or closed, bytes in and out, every frame about to be sent
-//! ([`Counters::count_sent`], which decides what counts as an event or a gap), slow consumers.
+//! connection loops: a connection opened or closed, what each connection counted
+//! ([`Counters::add`] of a [`Counts`]: bytes, events sent, gaps, publishes appended), slow
+//! consumers.
 //! [`Counters::snapshot`] turns the counters and the hub's rooms into the [`HubStats`] the
 //! adapters hand to applications.
 
@@ -10,9 +11,10 @@ use std::string::{String, ToString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::vec::Vec;
 
-use crate::frame::{Frame, Position};
+use crate::frame::Position;
 use crate::history::RoomLog;
 use crate::hub::Hub;
+use crate::server::Counts;
 
 /// Statistics of one room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,20 +95,18 @@ pub struct Counters {
 }
 
 impl Counters {
-    /// Counts a frame about to be sent: the events of a batch, a gap notice.
-    pub fn count_sent(&self, frame: &Frame<'_>) {
-        match frame {
-            Frame::Batch(b) => {
-                self.events_out
-                    .fetch_add(b.events.len() as u64, Ordering::Relaxed);
+    /// Adds what a connection counted.
+    pub fn add(&self, counts: Counts) {
+        for (counter, n) in [
+            (&self.bytes_in, counts.bytes_in),
+            (&self.bytes_out, counts.bytes_out),
+            (&self.events_out, counts.events_out),
+            (&self.gaps_sent, counts.gaps_sent),
+            (&self.events_in, counts.events_in),
+        ] {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
             }
-            Frame::Event(_) => {
-                self.events_out.fetch_add(1, Ordering::Relaxed);
-            }
-            Frame::Gap(_) => {
-                self.gaps_sent.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
         }
     }
 

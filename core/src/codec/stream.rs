@@ -92,6 +92,34 @@ impl<const N: usize> StreamDecoder<N> {
     }
 }
 
+/// Decodes one COBS-framed frame (its terminating zero may be included) in place: `buf` is
+/// unstuffed and the frame borrows from it.
+pub fn decode_in_place(buf: &mut [u8]) -> Result<Frame<'_>, DecodeError> {
+    match postcard::from_bytes_cobs::<Inbound<'_>>(buf) {
+        Ok(inbound) => binary::from_postcard(Ok(inbound)),
+        Err(_) => Err(DecodeError::Malformed("stream frame")),
+    }
+}
+
+/// Encodes `frame` COBS-framed (zero byte included) and appends it to `out`.
+#[cfg(feature = "alloc")]
+pub fn encode_into(frame: &Frame<'_>, out: &mut alloc::vec::Vec<u8>) -> Result<(), EncodeError> {
+    let raw = binary::encoded_len(frame)?;
+    let start = out.len();
+    out.resize(start + raw + raw / 254 + 2, 0);
+    match encode(frame, &mut out[start..]) {
+        Ok(written) => {
+            let n = written.len();
+            out.truncate(start + n);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
 /// Encodes `frame` COBS-framed (zero byte included) into `buf`, returning the written prefix.
 pub fn encode<'b>(frame: &Frame<'_>, buf: &'b mut [u8]) -> Result<&'b mut [u8], EncodeError> {
     let raw = binary::encoded_len(frame)?;
