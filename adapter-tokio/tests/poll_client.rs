@@ -43,6 +43,20 @@ struct Fake {
     sessions: Mutex<HashMap<String, Arc<PollSession>>>,
     next_token: AtomicU64,
     ws_hellos: AtomicU64,
+    /// How its polling responses are sent.
+    http: Http,
+    /// Connections and requests its polling side served.
+    poll_connections: AtomicU64,
+    poll_requests: AtomicU64,
+}
+
+/// How the fake answers polling requests.
+#[derive(Clone, Copy, Default)]
+struct Http {
+    /// Keeps the connection open for the next request (else `Connection: close`).
+    keep_alive: bool,
+    /// Sends bodies in chunks (else with `Content-Length`).
+    chunked: bool,
 }
 
 /// What a session (a WebSocket or a polling session) knows: the next offset to send.
@@ -189,19 +203,22 @@ async fn serve_ws(fake: Arc<Fake>, tcp: TcpStream) {
     }
 }
 
-/// One polling request on its own connection.
+/// The polling requests of one connection: one, or with keep-alive as many as come.
 async fn serve_poll(fake: Arc<Fake>, mut tcp: TcpStream) {
+    fake.poll_connections.fetch_add(1, Ordering::SeqCst);
     let mut buf = Vec::new();
+    while serve_request(&fake, &mut tcp, &mut buf).await && fake.http.keep_alive {}
+    let _ = tcp.shutdown().await;
+}
+
+/// One polling request, read from `tcp` after what `buf` holds (what follows it stays there);
+/// false once the connection is done.
+async fn serve_request(fake: &Fake, tcp: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
     let mut chunk = [0u8; 4096];
     let (start, length, codec, token) = loop {
-        let n = tcp.read(&mut chunk).await.unwrap_or(0);
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut request = httparse::Request::new(&mut headers);
-        if let Ok(httparse::Status::Complete(start)) = request.parse(&buf) {
+        if let Ok(httparse::Status::Complete(start)) = request.parse(buf) {
             assert_eq!(request.method, Some("POST"));
             assert_eq!(request.path, Some("/eventwire/poll"));
             let header = |name: &str| {
@@ -219,15 +236,22 @@ async fn serve_poll(fake: Arc<Fake>, mut tcp: TcpStream) {
             };
             break (start, length, codec, header("eventwire-session"));
         }
+        let n = tcp.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            return false;
+        }
+        buf.extend_from_slice(&chunk[..n]);
     };
     while buf.len() < start + length {
         let n = tcp.read(&mut chunk).await.unwrap_or(0);
         if n == 0 {
-            return;
+            return false;
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    let body = &buf[start..start + length];
+    fake.poll_requests.fetch_add(1, Ordering::SeqCst);
+    let body: Vec<u8> = buf.drain(..start + length).skip(start).collect();
+    let body = &body[..];
 
     let found = token
         .as_ref()
@@ -235,7 +259,7 @@ async fn serve_poll(fake: Arc<Fake>, mut tcp: TcpStream) {
     let (token, session) = match token {
         Some(token) => match found {
             Some(session) => (token, session),
-            None => return respond(tcp, "404 Not Found", codec, None, Vec::new()).await,
+            None => return respond(fake.http, tcp, "404 Not Found", codec, None, Vec::new()).await,
         },
         None => {
             let token = format!("t{}", fake.next_token.fetch_add(1, Ordering::SeqCst));
@@ -315,33 +339,48 @@ async fn serve_poll(fake: Arc<Fake>, mut tcp: TcpStream) {
     } else {
         out.concat()
     };
-    respond(tcp, "200 OK", codec, Some(&token), body).await;
+    respond(fake.http, tcp, "200 OK", codec, Some(&token), body).await
 }
 
+/// Sends a response; false if the connection is done.
 async fn respond(
-    mut tcp: TcpStream,
+    http: Http,
+    tcp: &mut TcpStream,
     status: &str,
     codec: Codec,
     token: Option<&str>,
     body: Vec<u8>,
-) {
+) -> bool {
     let content_type = if codec.is_text() {
         "application/json"
     } else {
         "application/octet-stream"
     };
-    let mut head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    let mut head = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n");
     if let Some(token) = token {
         head.push_str(&format!("Eventwire-Session: {token}\r\n"));
     }
-    head.push_str("Connection: close\r\n\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(&body);
-    let _ = tcp.write_all(&bytes).await;
-    let _ = tcp.shutdown().await;
+    if !http.keep_alive {
+        head.push_str("Connection: close\r\n");
+    }
+    let bytes = if http.chunked {
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        let mut bytes = head.into_bytes();
+        // Small chunks, so a body of a few frames comes in several.
+        for piece in body.chunks(7) {
+            bytes.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            bytes.extend_from_slice(piece);
+            bytes.extend_from_slice(b"\r\n");
+        }
+        bytes.extend_from_slice(b"0\r\n\r\n");
+        bytes
+    } else {
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(&body);
+        bytes
+    };
+    tcp.write_all(&bytes).await.is_ok()
 }
 
 /// Where the proxy sends what it lets through.
@@ -428,11 +467,18 @@ async fn receive_until(client: &mut Client, expect: &mut u64, last: u64) {
 }
 
 fn fake() -> Arc<Fake> {
+    fake_with(Http::default())
+}
+
+fn fake_with(http: Http) -> Arc<Fake> {
     Arc::new(Fake {
         len: watch::channel(0).0,
         sessions: Mutex::new(HashMap::new()),
         next_token: AtomicU64::new(1),
         ws_hellos: AtomicU64::new(0),
+        http,
+        poll_connections: AtomicU64::new(0),
+        poll_requests: AtomicU64::new(0),
     })
 }
 
@@ -516,13 +562,19 @@ async fn falls_back_and_upgrades(
     within("close", client.close()).await;
 }
 
-async fn against_fake(codec: Codec) {
-    let fake = fake();
+/// The scenario against the fake answering as `http` says; returns the polling connections
+/// and requests it served.
+async fn against_fake(codec: Codec, http: Http) -> (u64, u64) {
+    let fake = fake_with(http);
     let emitter = fake.clone();
     let emit = Arc::new(move || {
         emitter.emit();
     });
-    falls_back_and_upgrades(codec, Backend::Fake(fake), emit).await;
+    falls_back_and_upgrades(codec, Backend::Fake(fake.clone()), emit).await;
+    (
+        fake.poll_connections.load(Ordering::SeqCst),
+        fake.poll_requests.load(Ordering::SeqCst),
+    )
 }
 
 async fn against_server(codec: Codec) {
@@ -542,12 +594,39 @@ async fn against_server(codec: Codec) {
 
 #[tokio::test]
 async fn binary_client_falls_back_to_polling_and_upgrades_again() {
-    against_fake(Codec::Binary).await;
+    against_fake(Codec::Binary, Http::default()).await;
 }
 
 #[tokio::test]
 async fn json_client_falls_back_to_polling_and_upgrades_again() {
-    against_fake(Codec::Json).await;
+    against_fake(Codec::Json, Http::default()).await;
+}
+
+#[tokio::test]
+async fn binary_client_reads_chunked_responses() {
+    let http = Http {
+        keep_alive: false,
+        chunked: true,
+    };
+    let (connections, requests) = against_fake(Codec::Binary, http).await;
+    assert!(requests >= 2, "{requests} requests");
+    assert_eq!(connections, requests);
+}
+
+#[tokio::test]
+async fn json_client_reuses_connections_the_server_keeps_open() {
+    for chunked in [false, true] {
+        let http = Http {
+            keep_alive: true,
+            chunked,
+        };
+        let (connections, requests) = against_fake(Codec::Json, http).await;
+        eprintln!("chunked {chunked}: {connections} connections, {requests} requests");
+        assert!(
+            connections * 2 <= requests,
+            "{connections} connections for {requests} requests"
+        );
+    }
 }
 
 #[tokio::test]

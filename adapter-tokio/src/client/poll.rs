@@ -20,26 +20,41 @@
 //! is abandoned like a lost connection, and the failure count starts over, so the machine's next
 //! connection is a WebSocket. The switch is a reconnect with resume: lossless by positions.
 //!
-//! The HTTP client is minimal and written here: HTTP/1.1 over the byte stream a WebSocket attempt
-//! would use (plain TCP for `ws://`; for `wss://`, HTTPS: TLS through the same
-//! `ClientOptions::tls` config and server name), one connection per
-//! request (`Connection: close`), a response head of at most 8 KiB and a body of at most
-//! `max_message * 64` bytes, framed by `Content-Length` or by the end of the connection (chunked
-//! bodies are refused).
+//! HTTP/1.1 is hyper's client connection (`hyper::client::conn::http1`) over the byte stream a
+//! WebSocket attempt would use: plain TCP for `ws://`; for `wss://`, HTTPS: TLS through the same
+//! `ClientOptions::tls` config and server name, so HTTPS needs no connector of its own. A response
+//! head is at most 8 KiB and a body at most `max_message * 64` bytes, framed by `Content-Length`,
+//! by chunked transfer coding, or by the end of the connection. A body over the limit fails the
+//! request (and so the session) as soon as its `Content-Length` declares it, or else as soon as
+//! the bytes read pass the limit: the body is read as it arrives and never kept beyond the limit.
+//!
+//! A session reuses its connections (HTTP/1.1 keep-alive): a connection whose response left it
+//! open carries a later request of the same session, and up to two wait between requests (two
+//! can be under way at once: the held one and one with frames). A server that answers
+//! `Connection: close`, or closes a waiting connection, costs a new connection, nothing else. A
+//! request goes out again on a new connection only when the old one closed before any of it was
+//! sent: it is a `POST` that may carry frames, which the server must not get twice. A connection
+//! lost after that fails the request like any other failure (a reconnect with resume).
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::future::pending;
 use std::time::Duration;
 
+use bytes::Bytes;
 use eventwire_core::codec::stream::{self, StreamDecoder};
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Frame;
 use eventwire_core::time::Instant;
 use eventwire_core::CloseCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Response, Uri};
+use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::http::Uri;
+use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument;
 
 use super::{Attempt, Target, Task, CLOSE_TIMEOUT};
@@ -51,6 +66,10 @@ const MAX_FRAMES: usize = 64;
 const MAX_BODY: usize = 256 * 1024;
 /// Largest response head.
 const MAX_HEAD: usize = 8 * 1024;
+/// Largest read buffer of a connection: a body arrives through it in pieces of at most this.
+const READ_BUF: usize = 64 * 1024;
+/// Connections a session keeps open between its requests: as many as can be under way at once.
+const IDLE_LINKS: usize = 2;
 /// Largest binary frame a response may hold: the machine's default `max_frame`.
 const MAX_FRAME: usize = 64 * 1024;
 /// The COBS buffer for one such frame (section 1.3).
@@ -128,21 +147,74 @@ pub enum Transport {
 /// An HTTP response, as far as polling cares.
 pub(super) struct Reply {
     status: u16,
-    token: Option<String>,
-    body: Vec<u8>,
+    token: Option<HeaderValue>,
+    body: Bytes,
+    /// The connection, if the server kept it open for another request.
+    link: Option<Link>,
 }
 
-type Request = JoinHandle<Result<Reply, String>>;
+/// Why a poll request failed; any of these abandons the session.
+#[derive(Debug)]
+pub(super) enum PollError {
+    /// The TCP connection or the TLS handshake failed.
+    Connect(std::io::Error),
+    /// The options make no valid request (a path that is not a URI path).
+    Request(hyper::http::Error),
+    /// HTTP failed: a malformed response, a head over [`MAX_HEAD`], a lost connection.
+    Http(hyper::Error),
+    /// The response body is over the limit, in bytes.
+    TooLarge(usize),
+    /// The response body failed otherwise.
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    /// No whole response within [`REQUEST_TIMEOUT`].
+    Timeout,
+    /// The request's task ended without a result (it panicked).
+    Task(JoinError),
+}
+
+impl fmt::Display for PollError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PollError::Connect(e) => write!(f, "connect: {e}"),
+            PollError::Request(e) => write!(f, "a bad request: {e}"),
+            PollError::Http(e) => write!(f, "http: {e}"),
+            PollError::TooLarge(limit) => write!(f, "a response body over {limit} bytes"),
+            PollError::Body(e) => write!(f, "the response body: {e}"),
+            PollError::Timeout => f.write_str("the request timed out"),
+            PollError::Task(e) => write!(f, "the request task: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PollError {}
+
+/// A request under way: its task.
+type Exchange = JoinHandle<Result<Reply, PollError>>;
+
+/// One HTTP/1.1 connection of a session: where requests go, and the task that drives the
+/// connection. Dropping it ends that task, which closes the socket.
+pub(super) struct Link {
+    sender: SendRequest<Full<Bytes>>,
+    driver: JoinHandle<()>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
 
 /// One polling session: what plays the part of a connection.
 struct Session {
     /// The machine was told the session is open.
     opened: bool,
-    token: Option<String>,
+    token: Option<HeaderValue>,
     /// Encoded frames waiting for a request, oldest first.
     queue: VecDeque<Vec<u8>>,
     /// Requests under way, oldest first; their responses are handled in this order.
-    requests: VecDeque<Request>,
+    requests: VecDeque<Exchange>,
+    /// Connections the server kept open, for the next requests (at most [`IDLE_LINKS`]).
+    idle: Vec<Link>,
 }
 
 impl Drop for Session {
@@ -158,7 +230,7 @@ pub(super) enum PollWake {
     /// A new session is ready to be reported open.
     Opened,
     /// The oldest request finished.
-    Reply(Result<Reply, String>),
+    Reply(Result<Reply, PollError>),
     /// It is time for a WebSocket attempt in the background.
     ProbeDue,
     /// The background WebSocket attempt finished: whether it opened.
@@ -252,7 +324,7 @@ impl Fallback {
         tokio::select! {
             reply = async {
                 match request {
-                    Some(request) => request.await.unwrap_or_else(|e| Err(e.to_string())),
+                    Some(request) => request.await.unwrap_or_else(|e| Err(PollError::Task(e))),
                     None => pending().await,
                 }
             } => PollWake::Reply(reply),
@@ -294,6 +366,7 @@ impl Task {
             token: None,
             queue: VecDeque::new(),
             requests: VecDeque::new(),
+            idle: Vec::new(),
         });
         if self.poll.next_probe.is_none() && self.poll.probe.is_none() {
             self.poll.next_probe = Some(tokio::time::Instant::now() + options.upgrade_every);
@@ -350,24 +423,23 @@ impl Task {
             return false;
         };
         let target = self.target.clone();
-        let head = request_head(
+        tracing::trace!(frames, bytes = body.len(), "poll request");
+        let request = request(
             self.poll.options.as_ref().map_or("/", |o| &o.path),
             &authority,
             self.codec,
-            body.len(),
-            session.token.as_deref(),
+            body,
+            session.token.as_ref(),
         );
+        let link = session.idle.pop();
         let limit = self.max_message.saturating_mul(64);
-        tracing::trace!(frames, bytes = body.len(), "poll request");
         let span = tracing::debug_span!("poll");
         session.requests.push_back(tokio::spawn(
             async move {
-                match tokio::time::timeout(REQUEST_TIMEOUT, exchange(target, head, body, limit))
+                let request = request.map_err(PollError::Request)?;
+                tokio::time::timeout(REQUEST_TIMEOUT, exchange(target, link, request, limit))
                     .await
-                {
-                    Ok(result) => result,
-                    Err(_) => Err("the request timed out".to_owned()),
-                }
+                    .unwrap_or(Err(PollError::Timeout))
             }
             .instrument(span),
         ));
@@ -385,7 +457,7 @@ impl Task {
             self.send_one_poll();
             session = self.poll.session.take().expect("put back above");
         }
-        let requests: Vec<Request> = session.requests.drain(..).collect();
+        let requests: Vec<Exchange> = session.requests.drain(..).collect();
         if requests.is_empty() {
             return;
         }
@@ -473,6 +545,11 @@ impl Task {
 
     fn on_poll_reply(&mut self, now: Instant, reply: Reply) {
         if let Some(session) = self.poll.session.as_mut() {
+            if let Some(link) = reply.link {
+                if session.idle.len() < IDLE_LINKS {
+                    session.idle.push(link);
+                }
+            }
             if reply.token.is_some() {
                 session.token = reply.token;
             }
@@ -573,24 +650,28 @@ fn authority(uri: &Uri) -> Option<String> {
     Some(authority.rsplit('@').next().unwrap_or(authority).to_owned())
 }
 
-/// The head of a poll request.
-fn request_head(
+/// A poll request: `body` for the session of `token` (none for a session's first request).
+fn request(
     path: &str,
     authority: &str,
     codec: Codec,
-    len: usize,
-    token: Option<&str>,
-) -> Vec<u8> {
+    body: Vec<u8>,
+    token: Option<&HeaderValue>,
+) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
     let content_type = content_type(codec);
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: {content_type}\r\n\
-         Accept: {content_type}\r\nContent-Length: {len}\r\nConnection: close\r\n"
-    );
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        // hyper's connection-level client sends only the headers it is given.
+        .header(HOST, authority)
+        .header(CONTENT_TYPE, content_type)
+        .header(ACCEPT, content_type)
+        // Also for an empty body: the server answers a POST without it with 411.
+        .header(CONTENT_LENGTH, body.len());
     if let Some(token) = token {
-        head.push_str(&format!("{SESSION_HEADER}: {token}\r\n"));
+        request = request.header(SESSION_HEADER, token);
     }
-    head.push_str("\r\n");
-    head.into_bytes()
+    request.body(Full::new(Bytes::from(body)))
 }
 
 fn content_type(codec: Codec) -> &'static str {
@@ -601,162 +682,467 @@ fn content_type(codec: Codec) -> &'static str {
     }
 }
 
-/// One request on a connection of its own (opened like a WebSocket attempt's: TCP, then TLS for
-/// `wss://`): sends `head` and `body`, reads the response.
+/// One request, on `link` if the server kept it open, else on a new connection; reads the
+/// response, its body bounded by `limit`.
 async fn exchange(
     target: Target,
-    mut head: Vec<u8>,
-    body: Vec<u8>,
+    link: Option<Link>,
+    request: Request<Full<Bytes>>,
     limit: usize,
-) -> Result<Reply, String> {
-    let mut stream = target.open().await.map_err(|e| format!("connect: {e}"))?;
-    head.extend_from_slice(&body);
-    stream
-        .write_all(&head)
+) -> Result<Reply, PollError> {
+    let (link, response) = send(target, link, request).await?;
+    let status = response.status().as_u16();
+    let token = response.headers().get(SESSION_HEADER).cloned();
+    let body = response.into_body();
+    // Refused on the declared length alone, before any of the body is read.
+    if body.size_hint().lower() > limit as u64 {
+        return Err(PollError::TooLarge(limit));
+    }
+    let body = Limited::new(body, limit)
+        .collect()
         .await
-        .map_err(|e| format!("write: {e}"))?;
-    stream.flush().await.map_err(|e| format!("write: {e}"))?;
-    read_response(&mut stream, limit).await
-}
-
-/// Reads a response head (at most [`MAX_HEAD`] bytes) and a body of at most `limit` bytes.
-async fn read_response<R: AsyncReadExt + Unpin>(
-    reader: &mut R,
-    limit: usize,
-) -> Result<Reply, String> {
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 4096];
-    let (status, token, length, start) = loop {
-        let n = reader
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("the connection ended before the response head".to_owned());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&buf) {
-            Ok(httparse::Status::Complete(start)) => {
-                let status = response.code.unwrap_or(0);
-                let mut token = None;
-                let mut length = None;
-                for header in response.headers.iter() {
-                    let value = std::str::from_utf8(header.value)
-                        .map_err(|_| "a header is not text".to_owned())?
-                        .trim();
-                    if header.name.eq_ignore_ascii_case(SESSION_HEADER) {
-                        token = Some(value.to_owned());
-                    } else if header.name.eq_ignore_ascii_case("content-length") {
-                        length = Some(
-                            value
-                                .parse::<usize>()
-                                .map_err(|_| "a bad Content-Length".to_owned())?,
-                        );
-                    } else if header.name.eq_ignore_ascii_case("transfer-encoding")
-                        && !value.eq_ignore_ascii_case("identity")
-                    {
-                        return Err(format!("unsupported Transfer-Encoding: {value}"));
-                    }
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                PollError::TooLarge(limit)
+            } else {
+                match e.downcast::<hyper::Error>() {
+                    Ok(e) => PollError::Http(*e),
+                    Err(e) => PollError::Body(e),
                 }
-                break (status, token, length, start);
             }
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
-            Ok(httparse::Status::Partial) => return Err("the response head is too large".into()),
-            Err(e) => return Err(format!("a malformed response: {e}")),
-        }
-    };
-    if start > MAX_HEAD {
-        return Err("the response head is too large".into());
-    }
-    let mut body = buf.split_off(start);
-    if length.is_some_and(|n| n > limit) {
-        return Err(format!("a response body over {limit} bytes"));
-    }
-    loop {
-        if length.is_some_and(|n| body.len() >= n) {
-            break;
-        }
-        if body.len() > limit {
-            return Err(format!("a response body over {limit} bytes"));
-        }
-        let n = reader
-            .read(&mut chunk)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            if length.is_some() {
-                return Err("the connection ended within the body".into());
-            }
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    if let Some(n) = length {
-        body.truncate(n);
-    }
+        })?
+        .to_bytes();
     Ok(Reply {
         status,
         token,
         body,
+        link: (!link.sender.is_closed()).then_some(link),
     })
+}
+
+/// Sends `request` on `link` if it is still open, else (or if it closed before the request went
+/// out) on a new connection.
+async fn send(
+    target: Target,
+    link: Option<Link>,
+    mut request: Request<Full<Bytes>>,
+) -> Result<(Link, Response<Incoming>), PollError> {
+    if let Some(mut link) = link {
+        // An error here means the connection closed while it waited.
+        if link.sender.ready().await.is_ok() {
+            match link.sender.try_send_request(request).await {
+                Ok(response) => return Ok((link, response)),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        tracing::debug!(error = %e.error(), "kept connection closed; reconnecting");
+                        request = unsent;
+                    }
+                    None => return Err(PollError::Http(e.into_error())),
+                },
+            }
+        }
+    }
+    let mut link = connect(target).await?;
+    let response = link
+        .sender
+        .send_request(request)
+        .await
+        .map_err(PollError::Http)?;
+    Ok((link, response))
+}
+
+/// Opens an HTTP/1.1 connection the way a WebSocket attempt opens its stream (TCP, then TLS for
+/// `wss://`).
+async fn connect(target: Target) -> Result<Link, PollError> {
+    let stream = target.open().await.map_err(PollError::Connect)?;
+    let (sender, connection) = http1::Builder::new()
+        .max_header_size(MAX_HEAD)
+        .max_buf_size(READ_BUF)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(PollError::Http)?;
+    let driver = tokio::spawn(
+        async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "poll connection failed");
+            }
+        }
+        .in_current_span(),
+    );
+    Ok(Link { sender, driver })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, Notify};
+
     use super::*;
 
-    async fn parse(bytes: &[u8]) -> Result<Reply, String> {
-        read_response(&mut &bytes[..], 1024).await
+    const LIMIT: usize = 1024;
+
+    /// A server on 127.0.0.1 that runs `handler` on each connection; also returns the count of
+    /// connections accepted.
+    async fn server<F, Fut>(handler: F) -> (SocketAddr, Arc<AtomicUsize>)
+    where
+        F: Fn(TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(handler(tcp));
+            }
+        });
+        (addr, connections)
+    }
+
+    /// Reads one request (head and `Content-Length` body) from `tcp`, keeping what follows it
+    /// in `buf`; `None` at the end of the connection.
+    async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut parsed = httparse::Request::new(&mut headers);
+            if let httparse::Status::Complete(start) = parsed.parse(buf).unwrap() {
+                let length = parsed
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |h| {
+                        std::str::from_utf8(h.value).unwrap().parse().unwrap()
+                    });
+                while buf.len() < start + length {
+                    let mut chunk = [0u8; 4096];
+                    let n = tcp.read(&mut chunk).await.unwrap();
+                    assert_ne!(n, 0, "the request body was cut");
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8(buf[..start].to_vec()).unwrap();
+                let body = buf[start..start + length].to_vec();
+                buf.drain(..start + length);
+                return Some((head, body));
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// A server that answers every request with `response` and then closes the connection.
+    async fn answering(response: &[u8]) -> SocketAddr {
+        let response = Bytes::copy_from_slice(response);
+        let (addr, _) = server(move |mut tcp| {
+            let response = response.clone();
+            async move {
+                if read_request(&mut tcp, &mut Vec::new()).await.is_some() {
+                    let _ = tcp.write_all(&response).await;
+                }
+            }
+        })
+        .await;
+        addr
+    }
+
+    fn target(addr: SocketAddr) -> Target {
+        let uri: Uri = format!("ws://{addr}/").parse().unwrap();
+        #[cfg(feature = "tls")]
+        return Target::new(uri, None).unwrap();
+        #[cfg(not(feature = "tls"))]
+        Target::new(uri)
+    }
+
+    fn poll(addr: SocketAddr, body: &[u8]) -> Request<Full<Bytes>> {
+        request(
+            "/eventwire/poll",
+            &addr.to_string(),
+            Codec::Json,
+            body.to_vec(),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// One exchange with the server at `addr` on a new connection, bounded by [`LIMIT`]; fails
+    /// the test if it takes longer than a few seconds (a refusal must not wait for the body).
+    async fn fetch(addr: SocketAddr) -> Result<Reply, PollError> {
+        let exchange = exchange(target(addr), None, poll(addr, b"[]"), LIMIT);
+        tokio::time::timeout(Duration::from_secs(5), exchange)
+            .await
+            .expect("the exchange ends without waiting for the rest of the body")
     }
 
     #[tokio::test]
-    async fn responses_are_read_and_bounded() {
-        let ok = parse(b"HTTP/1.1 200 OK\r\nEventwire-Session: abc\r\nContent-Length: 2\r\n\r\n[]")
-            .await
-            .unwrap();
-        assert_eq!((ok.status, ok.token.as_deref()), (200, Some("abc")));
-        assert_eq!(ok.body, b"[]");
-        let eof = parse(b"HTTP/1.1 404 Not Found\r\n\r\nnope").await.unwrap();
+    async fn requests_follow_the_protocol_and_responses_are_read() {
+        let (seen, mut requests) = mpsc::unbounded_channel();
+        let (addr, _) = server(move |mut tcp| {
+            let seen = seen.clone();
+            async move {
+                let mut buf = Vec::new();
+                while let Some(request) = read_request(&mut tcp, &mut buf).await {
+                    seen.send(request).unwrap();
+                    let _ = tcp
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\nEventwire-Session: abc\r\n\
+                              Content-Length: 2\r\nConnection: close\r\n\r\n[]",
+                        )
+                        .await;
+                }
+            }
+        })
+        .await;
+        let token = HeaderValue::from_static("t1");
+        let json = request(
+            "/eventwire/poll",
+            &addr.to_string(),
+            Codec::Json,
+            b"[{}]".to_vec(),
+            Some(&token),
+        )
+        .unwrap();
+        let reply = exchange(target(addr), None, json, LIMIT).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.token, Some(HeaderValue::from_static("abc")));
+        assert_eq!(&reply.body[..], b"[]");
+        let (head, body) = requests.recv().await.unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.starts_with("post /eventwire/poll http/1.1\r\n"),
+            "{head}"
+        );
+        for header in [
+            format!("host: {addr}"),
+            "content-type: application/json".to_owned(),
+            "accept: application/json".to_owned(),
+            "content-length: 4".to_owned(),
+            "eventwire-session: t1".to_owned(),
+        ] {
+            assert!(
+                head.contains(&format!("\r\n{header}\r\n")),
+                "{header} in {head}"
+            );
+        }
+        assert_eq!(body, b"[{}]");
+
+        // A session's first request has no token; an empty body still says its length.
+        let binary = request(
+            "/eventwire/poll",
+            &addr.to_string(),
+            Codec::Binary,
+            Vec::new(),
+            None,
+        )
+        .unwrap();
+        exchange(target(addr), None, binary, LIMIT).await.unwrap();
+        let (head, body) = requests.recv().await.unwrap();
+        let head = head.to_ascii_lowercase();
+        assert!(
+            head.contains("\r\ncontent-type: application/octet-stream\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
+        assert!(!head.contains("eventwire-session"), "{head}");
+        assert!(body.is_empty());
+
+        // The options may make a path that is no request target.
+        assert!(request("/a b", "h", Codec::Json, Vec::new(), None).is_err());
+    }
+
+    #[tokio::test]
+    async fn bodies_are_framed_by_length_by_chunks_or_by_the_end() {
+        let eof = answering(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nnope").await;
+        let reply = fetch(eof).await.unwrap();
         assert_eq!(
-            (eof.status, eof.token, &eof.body[..]),
+            (reply.status, reply.token, &reply.body[..]),
             (404, None, &b"nope"[..])
         );
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n")
-            .await
-            .is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n[]")
-            .await
-            .is_err());
+
+        let chunked = answering(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nEventwire-Session: s\r\n\r\n\
+              5\r\n[1,2,\r\n2\r\n3]\r\n0\r\n\r\n",
+        )
+        .await;
+        let reply = fetch(chunked).await.unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(&reply.body[..], b"[1,2,3]");
+
+        // Exactly the limit is allowed, however it comes.
+        let (at_limit, _) = server(|mut tcp| async move {
+            read_request(&mut tcp, &mut Vec::new()).await.unwrap();
+            let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for _ in 0..4 {
+                response.extend_from_slice(b"100\r\n");
+                response.extend_from_slice(&[b' '; 256]);
+                response.extend_from_slice(b"\r\n");
+            }
+            response.extend_from_slice(b"0\r\n\r\n");
+            tcp.write_all(&response).await.unwrap();
+        })
+        .await;
+        assert_eq!(fetch(at_limit).await.unwrap().body.len(), LIMIT);
+    }
+
+    /// A server that sends `head` and then `body` and keeps the connection open without
+    /// ending the body, until the client goes.
+    async fn stalling(head: &'static [u8], body: Vec<u8>) -> SocketAddr {
+        let (addr, _) = server(move |mut tcp| {
+            let body = body.clone();
+            async move {
+                read_request(&mut tcp, &mut Vec::new()).await.unwrap();
+                tcp.write_all(head).await.unwrap();
+                let _ = tcp.write_all(&body).await;
+                let _ = tcp.read(&mut [0u8; 16]).await;
+            }
+        })
+        .await;
+        addr
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_as_they_arrive() {
+        // Declared too large: refused before any of it comes.
+        let declared = stalling(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
+            Vec::new(),
+        )
+        .await;
+        assert!(matches!(
+            fetch(declared).await,
+            Err(PollError::TooLarge(LIMIT))
+        ));
+
+        // Chunks that pass the limit: refused once they do, the rest never awaited.
+        let mut chunks = Vec::new();
+        for _ in 0..3 {
+            chunks.extend_from_slice(b"200\r\n");
+            chunks.extend_from_slice(&[b' '; 512]);
+            chunks.extend_from_slice(b"\r\n");
+        }
+        let chunked = stalling(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            chunks,
+        )
+        .await;
+        assert!(matches!(
+            fetch(chunked).await,
+            Err(PollError::TooLarge(LIMIT))
+        ));
+
+        // Framed by the end of the connection, which never comes.
+        let open = stalling(b"HTTP/1.1 200 OK\r\n\r\n", vec![b' '; LIMIT + 1]).await;
+        assert!(matches!(fetch(open).await, Err(PollError::TooLarge(LIMIT))));
+    }
+
+    #[tokio::test]
+    async fn malformed_responses_fail() {
+        let cut = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n[]").await;
         assert!(
-            parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
-                .await
-                .is_err()
+            matches!(fetch(cut).await, Err(PollError::Http(_))),
+            "a cut body"
+        );
+        let garbage = answering(b"SSH-2.0-OpenSSH\r\n\r\n").await;
+        assert!(
+            matches!(fetch(garbage).await, Err(PollError::Http(_))),
+            "not HTTP"
+        );
+        let empty = answering(b"").await;
+        assert!(
+            matches!(fetch(empty).await, Err(PollError::Http(_))),
+            "no response"
         );
         let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
         big.extend(std::iter::repeat_n(b"X-Pad: 0123456789\r\n", 600).flatten());
-        assert!(parse(&big).await.is_err());
+        big.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        let head = answering(&big).await;
+        match fetch(head).await {
+            Err(PollError::Http(e)) => assert!(e.is_parse_too_large(), "{e}"),
+            other => panic!("a head over 8 KiB: {:?}", other.map(|r| r.status)),
+        }
+        let refused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed = refused.local_addr().unwrap();
+        drop(refused);
+        assert!(matches!(fetch(closed).await, Err(PollError::Connect(_))));
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_carries_the_next_request() {
+        // Keeps each connection for two requests, then closes it when `close` is notified.
+        let close = Arc::new(Notify::new());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (addr, connections) = server({
+            let (close, requests) = (close.clone(), requests.clone());
+            move |mut tcp| {
+                let (close, requests) = (close.clone(), requests.clone());
+                async move {
+                    let mut buf = Vec::new();
+                    for _ in 0..2 {
+                        let Some((_, body)) = read_request(&mut tcp, &mut buf).await else {
+                            return;
+                        };
+                        let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
+                        let reply = format!("[{n}]");
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{reply}",
+                            reply.len()
+                        );
+                        assert_eq!(body, b"[]");
+                        tcp.write_all(response.as_bytes()).await.unwrap();
+                    }
+                    close.notified().await;
+                }
+            }
+        })
+        .await;
+        let first = exchange(target(addr), None, poll(addr, b"[]"), LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(&first.body[..], b"[1]");
+        let link = first.link.expect("the server kept the connection");
+        let second = exchange(target(addr), Some(link), poll(addr, b"[]"), LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(&second.body[..], b"[2]");
+        assert_eq!(
+            connections.load(Ordering::SeqCst),
+            1,
+            "one connection, two requests"
+        );
+
+        // The server closes the waiting connection: the next request takes a new one.
+        let link = second.link.expect("the server kept the connection");
+        close.notify_one();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !link.sender.is_closed() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the client sees the close");
+        let third = exchange(target(addr), Some(link), poll(addr, b"[]"), LIMIT)
+            .await
+            .unwrap();
+        assert_eq!(&third.body[..], b"[3]");
+        assert_eq!(connections.load(Ordering::SeqCst), 2);
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
     }
 
     #[test]
-    fn request_heads_follow_the_protocol() {
-        let head = request_head(
-            "/eventwire/poll",
-            "example.com:8080",
-            Codec::Json,
-            2,
-            Some("t1"),
-        );
-        assert_eq!(
-            String::from_utf8(head).unwrap(),
-            "POST /eventwire/poll HTTP/1.1\r\nHost: example.com:8080\r\n\
-             Content-Type: application/json\r\nAccept: application/json\r\n\
-             Content-Length: 2\r\nConnection: close\r\nEventwire-Session: t1\r\n\r\n"
-        );
+    fn options_and_authority() {
         let uri: Uri = "ws://[::1]:9/x".parse().unwrap();
         assert_eq!(authority(&uri), Some("[::1]:9".to_owned()));
-        let uri: Uri = "wss://example.com/x".parse().unwrap();
+        let uri: Uri = "wss://user:pw@example.com/x".parse().unwrap();
         assert_eq!(authority(&uri), Some("example.com".to_owned()));
         let defaults = PollingOptions::new();
         assert_eq!(defaults.after_failures, 3);
