@@ -9,13 +9,14 @@
 //! from the peer, an emit in the hub, shutdown, the session's deadline.
 
 use std::convert::Infallible;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use eventwire_core::codec::Codec;
 use eventwire_core::handshake::{self, Upgrade};
+use eventwire_core::hub::Counter;
 use eventwire_core::server::{Connection, Decision, Framing, SessionState, TransportError};
 use eventwire_core::{CloseCode, ErrorCode};
 use tracing::{debug, info_span, warn};
@@ -25,6 +26,7 @@ use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use crate::hub::{ConnWaker, Threads};
 use crate::message;
 use crate::pipe::Duplex;
 use crate::server::{AuthRequest, Peer, Shared};
@@ -140,26 +142,29 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
     let hub = &shared.hub;
     let clock = hub.runtime().clock;
     let (inbox, waker) = signal::inbox::<Infallible>();
-    let _registration = crate::hub::register(hub, waker.clone());
+    let _registration = shared.register(waker.clone());
     if let Err(e) = ws
         .get_mut()
-        .start_reader(shared.config.read_buffer, waker)
+        .start_reader(shared.config.read_buffer, waker.clone())
         .and_then(|()| ws.get_ref().set_write_timeout(shared.config.write_timeout))
     {
         debug!(error = %e, "cannot start the connection");
         return;
     }
     let framing = Framing::Message(upgraded.codec);
-    let mut conn = Conn::new(shared, addr, upgraded.headers, over_capacity, framing);
+    let mut conn = Conn::new(
+        shared,
+        addr,
+        upgraded.headers,
+        over_capacity,
+        framing,
+        waker,
+    );
     let mut out = Vec::with_capacity(1024);
     let mut going_away = false;
     loop {
         let now = clock.now();
-        if conn
-            .machine
-            .poll_timeout(&hub.lock())
-            .is_some_and(|t| t <= now)
-        {
+        if conn.machine.poll_timeout().is_some_and(|t| t <= now) {
             conn.machine.handle_timeout(now);
         }
         if !going_away {
@@ -173,10 +178,7 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
         let mut wrote = false;
         loop {
             out.clear();
-            let sent = conn
-                .machine
-                .poll_transmit(clock.now(), &hub.lock(), &mut out);
-            if sent.is_none() {
+            if conn.machine.poll_transmit(clock.now(), &mut out).is_none() {
                 break;
             }
             let result = message::from_bytes(framing.is_text(), &out).and_then(|m| ws.write(m));
@@ -205,10 +207,7 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
             Round::Ended => return,
             Round::Idle => {}
         }
-        let deadline = conn
-            .machine
-            .poll_timeout(&hub.lock())
-            .and_then(|t| clock.to_std(t));
+        let deadline = conn.machine.poll_timeout().and_then(|t| clock.to_std(t));
         // Whatever woke the loop, it looks at every source again.
         let _ = inbox.wait(deadline);
     }
@@ -253,7 +252,7 @@ fn read_round(ws: &mut Ws, conn: &mut Conn, shared: &Shared) -> Round {
             _ => continue,
         };
         conn.machine
-            .handle_message(clock.now(), &mut hub.lock(), data, text);
+            .handle_message(clock.now(), hub.hub(), data, text);
         conn.after_input(shared);
     }
     if handled > 0 {
@@ -271,11 +270,7 @@ fn write_failed(shared: &Shared, e: &WsError) {
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
             ) =>
         {
-            shared
-                .hub
-                .counters()
-                .slow_consumers
-                .fetch_add(1, Ordering::Relaxed);
+            shared.hub.counters().slow_consumers.add(1);
             warn!("peer stopped reading; closing");
         }
         e => debug!(error = %e, "write failed"),
@@ -325,7 +320,7 @@ fn close(ws: &mut Ws, code: CloseCode, unparsed: bool) {
 
 /// A core connection and what the application's hooks are told about its peer.
 struct Conn {
-    machine: Connection,
+    machine: Connection<Threads>,
     peer: Peer,
     headers: Vec<(String, String)>,
     /// tungstenite failed to read a message: the rest of the stream is not to be parsed.
@@ -341,12 +336,14 @@ impl Conn {
         headers: Vec<(String, String)>,
         over_capacity: bool,
         framing: Framing,
+        waker: ConnWaker,
     ) -> Conn {
         Conn {
             machine: shared.hub.open_connection(
                 shared.config.session,
                 framing,
-                addr,
+                RandomState::new().hash_one(addr),
+                waker,
                 over_capacity,
             ),
             peer: Peer {
@@ -385,14 +382,14 @@ impl Conn {
                         Some(hook) => hook(&self.peer, &room),
                         None => true,
                     };
-                    self.machine.settle_join(&mut hub.lock(), &room, allowed);
+                    self.machine.settle_join(hub.hub(), &room, allowed);
                 }
                 Decision::Publish { id, .. } => {
                     // This server appends publishes itself; a session configured to hand them
                     // over has no one to apply them.
                     let now = hub.runtime().clock.now();
                     let _ = self.machine.publish_done(
-                        &mut hub.lock(),
+                        hub.hub(),
                         now,
                         id,
                         Err(ErrorCode::PUBLISH_REJECTED),

@@ -1,17 +1,19 @@
 //! The `Hub` a service keeps: emit events into rooms, read statistics.
 //!
-//! A `Hub` is the core's [`SharedHub`] (the core hub behind a mutex, the counters, emit and
-//! statistics) over this adapter's [`Wakeups`]: std's clock and the wakers of the connections
-//! serving the hub. Every append wakes each connection (a coalesced message to its loop, see
-//! `signal`). Nothing blocks on a socket while holding the hub's lock.
+//! A `Hub` is the core's [`SharedHub`] (the rooms, each behind its own lock, the counters, emit
+//! and statistics) on this adapter's [`Threads`] host: a `Mutex` per room, `Arc` handles,
+//! atomics for the counters, and each connection loop's waker, which an append to a room it
+//! holds wakes (a coalesced message to its loop, see `signal`). Nothing blocks on a socket while
+//! holding a lock.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use eventwire_core::hub::EmitError;
-use eventwire_core::shared::{HubRuntime, SharedHub};
+use eventwire_core::hub::{self, Counter, Host};
+use eventwire_core::shared::{Runtime, SharedHub};
 pub use eventwire_core::stats::{HubStats, RoomStats};
 use eventwire_core::time::Instant;
 
@@ -19,7 +21,7 @@ use crate::clock::Clock;
 use crate::signal::Waker;
 
 /// A connection loop's waker; its loop takes no items, only wakes.
-pub(crate) type ConnWaker = Waker<Infallible>;
+pub type ConnWaker = Waker<Infallible>;
 
 /// The handle a service keeps to emit events; clone it freely and use it from any thread.
 ///
@@ -34,64 +36,86 @@ pub(crate) type ConnWaker = Waker<Infallible>;
 /// hub.emit("system", "system.note", &serde_json::json!({"text": "started"})).unwrap();
 /// assert_eq!(hub.room_stats("system").unwrap().head.offset, 1);
 /// ```
-pub type Hub = SharedHub<Wakeups>;
+pub type Hub = SharedHub<Threads>;
 
-/// The blocking side of a [`Hub`]: the clock its sessions run on and the wakers of the
-/// connections serving it, by registration id.
-pub struct Wakeups {
+/// The blocking host of a [`Hub`]: its clock, and the locks, handles, wakers and counters its
+/// rooms use.
+#[derive(Debug)]
+pub struct Threads {
     pub(crate) clock: Clock,
-    wakers: Mutex<BTreeMap<u64, ConnWaker>>,
-    next_waker: AtomicU64,
 }
 
-impl Default for Wakeups {
+impl Default for Threads {
     fn default() -> Self {
-        Wakeups {
+        Threads {
             clock: Clock::new(),
-            wakers: Mutex::new(BTreeMap::new()),
-            next_waker: AtomicU64::new(0),
         }
     }
 }
 
-impl Wakeups {
-    fn wakers(&self) -> MutexGuard<'_, BTreeMap<u64, ConnWaker>> {
-        self.wakers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+impl Runtime for Threads {
+    type Host = Threads;
 
-impl HubRuntime for Wakeups {
     fn now(&self) -> Instant {
         self.clock.now()
     }
 
-    /// Wakes every registered connection.
-    fn wake(&self) {
-        for waker in self.wakers().values() {
-            waker.wake();
-        }
+    fn epoch(&self) -> u32 {
+        // The seconds since 1970: a restarted server gets a later epoch.
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32)
     }
 }
 
-/// Keeps a connection's waker registered with its hub; unregisters it when dropped.
-pub(crate) struct Registration {
-    hub: Hub,
-    id: u64,
-}
+impl Host for Threads {
+    type Lock<T> = Guarded<T>;
+    type Shared<T> = Arc<T>;
+    type Waker = ConnWaker;
+    type Counter = Tally;
 
-impl Drop for Registration {
-    fn drop(&mut self) {
-        self.hub.runtime().wakers().remove(&self.id);
+    fn share<T>(value: T) -> Arc<T> {
+        Arc::new(value)
+    }
+
+    fn wake(waker: &ConnWaker) {
+        waker.wake();
     }
 }
 
-/// Wakes `waker` whenever `hub` changes, until the registration is dropped.
-pub(crate) fn register(hub: &Hub, waker: ConnWaker) -> Registration {
-    let wakeups = hub.runtime();
-    let id = wakeups.next_waker.fetch_add(1, Ordering::Relaxed);
-    wakeups.wakers().insert(id, waker);
-    Registration {
-        hub: hub.clone(),
-        id,
+/// A room's lock. Threads hold it for an append or one batch's copy; a poisoned lock is used
+/// on (appends are validated before they change anything).
+#[derive(Debug)]
+pub struct Guarded<T>(Mutex<T>);
+
+impl<T> hub::Lock<T> for Guarded<T> {
+    fn new(value: T) -> Self {
+        Guarded(Mutex::new(value))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        self.write(|value| f(value))
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A counter any thread adds to.
+#[derive(Debug, Default)]
+pub struct Tally(AtomicU64);
+
+impl Counter for Tally {
+    fn add(&self, n: u64) -> u64 {
+        self.0.fetch_add(n, Ordering::AcqRel)
+    }
+
+    fn sub(&self, n: u64) -> u64 {
+        self.0.fetch_sub(n, Ordering::AcqRel)
+    }
+
+    fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
     }
 }

@@ -12,9 +12,10 @@
 //! hint. Not served here, unlike the tokio adapter: HTTP long-polling, plain-TCP COBS streams and
 //! TLS (`wss://`); put a TLS-terminating proxy in front for `wss://`.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use eventwire_core::CloseCode;
 use tracing::{debug, info, warn};
 
 use crate::conn;
-use crate::hub::Hub;
+use crate::hub::{ConnWaker, Hub};
 
 /// What the authentication hook gets.
 #[derive(Debug, Clone)]
@@ -197,6 +198,22 @@ pub(crate) struct Shared {
     /// Connections of this server still running, and the signal of their count reaching zero.
     open: Mutex<usize>,
     idle: Condvar,
+    /// The loops of the open connections, by registration: shutdown wakes them all (an append
+    /// wakes only those holding its room, through the hub).
+    loops: Mutex<BTreeMap<u64, ConnWaker>>,
+    next_loop: AtomicU64,
+}
+
+/// Keeps a connection loop registered for shutdown's wake-up; unregisters it when dropped.
+pub(crate) struct Registration<'s> {
+    shared: &'s Shared,
+    id: u64,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.shared.loops().remove(&self.id);
+    }
 }
 
 impl Shared {
@@ -207,6 +224,17 @@ impl Shared {
 
     fn open(&self) -> MutexGuard<'_, usize> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn loops(&self) -> MutexGuard<'_, BTreeMap<u64, ConnWaker>> {
+        self.loops.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes `waker` at shutdown, until the registration is dropped.
+    pub(crate) fn register(&self, waker: ConnWaker) -> Registration<'_> {
+        let id = self.next_loop.fetch_add(1, Ordering::Relaxed);
+        self.loops().insert(id, waker);
+        Registration { shared: self, id }
     }
 }
 
@@ -242,6 +270,8 @@ impl Server {
             stopping: AtomicBool::new(false),
             open: Mutex::new(0),
             idle: Condvar::new(),
+            loops: Mutex::new(BTreeMap::new()),
+            next_loop: AtomicU64::new(0),
         });
         info!(%addr, "eventwire server listening");
         let accept = {
@@ -289,7 +319,9 @@ impl Server {
                 warn!(error = %e, "shutdown: cannot wake the accept thread; it stops at its next connection")
             }
         }
-        self.shared.hub.notify();
+        for waker in self.shared.loops().values() {
+            waker.wake();
+        }
         let deadline = Instant::now() + self.shared.config.write_timeout;
         let mut open = self.shared.open();
         while *open > 0 {

@@ -36,7 +36,7 @@ pub(crate) struct Inbox<T> {
 }
 
 /// A handle that wakes the loop or hands it an item; clone it freely.
-pub(crate) struct Waker<T> {
+pub struct Waker<T> {
     tx: Sender<Message<T>>,
     flag: Arc<AtomicBool>,
 }

@@ -80,6 +80,7 @@ use ::axum::Extension;
 use bytes::Bytes;
 use eventwire_core::codec::Codec;
 use eventwire_core::handshake;
+use eventwire_core::hub::Counter;
 use eventwire_core::hub::Hub as CoreHub;
 use eventwire_core::server::{Connection, Framing, TransportError};
 use eventwire_core::time::Instant;
@@ -90,6 +91,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::conn::drive;
 use crate::hub::Hub;
+use crate::hub::Tokio;
 use crate::poll;
 use crate::server::{new_shared, ServerConfig, Shared};
 use crate::wire::{Recv, Wire};
@@ -367,8 +369,8 @@ impl Open {
     /// Counts a connection; `true` when it is over the limit.
     fn count(mount: Arc<Mount>) -> (Open, bool) {
         let counters = &mount.shared.hub.counters();
-        let open = counters.connections.fetch_add(1, Ordering::AcqRel);
-        counters.connections_total.fetch_add(1, Ordering::Relaxed);
+        let open = counters.connections.add(1);
+        counters.connections_total.add(1);
         mount.open.fetch_add(1, Ordering::AcqRel);
         let over = open >= mount.shared.config.max_connections as u64;
         (Open { mount }, over)
@@ -379,7 +381,7 @@ impl Drop for Open {
     fn drop(&mut self) {
         let shared = &self.mount.shared;
         let counters = &shared.hub.counters();
-        counters.connections.fetch_sub(1, Ordering::AcqRel);
+        counters.connections.sub(1);
         if self.mount.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             shared.idle.notify_waiters();
         }
@@ -459,7 +461,7 @@ impl Wire for AxumWire {
         }
     }
 
-    fn input(conn: &mut Connection, now: Instant, hub: &mut CoreHub, unit: &Message) {
+    fn input(conn: &mut Connection<Tokio>, now: Instant, hub: &CoreHub<Tokio>, unit: &Message) {
         match unit {
             Message::Binary(b) => conn.handle_message(now, hub, b, false),
             Message::Text(t) => conn.handle_message(now, hub, t.as_bytes(), true),

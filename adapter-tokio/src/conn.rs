@@ -8,22 +8,25 @@
 //! write timeout, the peer is closed as a slow consumer and resumes from its position later.
 
 use std::future::Future;
+use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use eventwire_core::codec::Codec;
 use eventwire_core::handshake::{self, Refusal, Upgrade};
+use eventwire_core::hub::Counter;
 use eventwire_core::server::{Connection, Decision, Framing, SessionState};
 use eventwire_core::{CloseCode, ErrorCode};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tracing::{debug, info_span, warn, Instrument};
 
 use crate::http::{self, Sniffed};
+use crate::hub::Tokio;
 use crate::server::{shutdown_requested, AuthRequest, Peer, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
@@ -141,7 +144,9 @@ pub(crate) async fn serve<S, F>(
 /// A core connection and what the application's hooks are told about its peer; shared by the
 /// socket loop below and the polling sessions (`poll`), which keep one per session.
 pub(crate) struct Conn {
-    pub(crate) machine: Connection,
+    pub(crate) machine: Connection<Tokio>,
+    /// Woken by appends to the rooms the connection holds.
+    pub(crate) waker: Arc<Notify>,
     peer: Peer,
     headers: Vec<(String, String)>,
 }
@@ -159,7 +164,6 @@ pub(crate) async fn drive<W: Wire>(
     let clock = hub.runtime().clock;
     let mut conn = Conn::new(shared, addr, headers, over_capacity, wire.framing());
     let mut shutdown = shared.shutdown.clone();
-    let mut changed = hub.runtime().changed.subscribe();
     let mut cuts = shared.cuts.subscribe();
     let write_timeout = shared.config.write_timeout;
     let mut out = Vec::with_capacity(1024);
@@ -168,10 +172,7 @@ pub(crate) async fn drive<W: Wire>(
         let mut wrote = false;
         loop {
             out.clear();
-            let sent = conn
-                .machine
-                .poll_transmit(clock.now(), &hub.lock(), &mut out);
-            if sent.is_none() {
+            if conn.machine.poll_transmit(clock.now(), &mut out).is_none() {
                 break;
             }
             match tokio::time::timeout(write_timeout, wire.feed(&out)).await {
@@ -199,14 +200,11 @@ pub(crate) async fn drive<W: Wire>(
         if conn.machine.state() == SessionState::Closed {
             return;
         }
-        let deadline = conn
-            .machine
-            .poll_timeout(&hub.lock())
-            .map(|t| clock.to_tokio(t));
+        let deadline = conn.machine.poll_timeout().map(|t| clock.to_tokio(t));
         tokio::select! {
             received = wire.recv() => match received {
                 Recv::Data(unit) => {
-                    W::input(&mut conn.machine, clock.now(), &mut hub.lock(), &unit);
+                    W::input(&mut conn.machine, clock.now(), hub.hub(), &unit);
                     conn.after_input(shared).await;
                 }
                 Recv::Nothing => {}
@@ -214,7 +212,7 @@ pub(crate) async fn drive<W: Wire>(
                 Recv::Ended => return,
             },
             _ = sleep_until(deadline) => conn.machine.handle_timeout(clock.now()),
-            _ = changed.changed() => {}
+            _ = conn.waker.notified() => {}
             Ok(()) = cuts.changed() => {
                 if cuts.borrow_and_update().hits(conn.machine.session_id()) {
                     debug!("cut by fault injection");
@@ -229,11 +227,7 @@ pub(crate) async fn drive<W: Wire>(
 }
 
 fn slow_consumer(shared: &Shared) {
-    shared
-        .hub
-        .counters()
-        .slow_consumers
-        .fetch_add(1, Ordering::Relaxed);
+    shared.hub.counters().slow_consumers.add(1);
     warn!("peer stopped reading; closing");
 }
 
@@ -254,13 +248,17 @@ impl Conn {
         over_capacity: bool,
         framing: Framing,
     ) -> Conn {
+        let waker = Arc::new(Notify::new());
+        let seed = RandomState::new().hash_one(addr);
         Conn {
             machine: shared.hub.open_connection(
                 shared.config.session,
                 framing,
-                addr,
+                seed,
+                waker.clone(),
                 over_capacity,
             ),
+            waker,
             peer: Peer {
                 client_id: 0,
                 token: None,
@@ -296,14 +294,14 @@ impl Conn {
                         Some(hook) => hook(&self.peer, &room),
                         None => true,
                     };
-                    self.machine.settle_join(&mut hub.lock(), &room, allowed);
+                    self.machine.settle_join(hub.hub(), &room, allowed);
                 }
                 Decision::Publish { id, .. } => {
                     // This server appends publishes itself; a session configured to hand them
                     // over has no one to apply them.
                     let now = hub.runtime().clock.now();
                     let _ = self.machine.publish_done(
-                        &mut hub.lock(),
+                        hub.hub(),
                         now,
                         id,
                         Err(ErrorCode::PUBLISH_REJECTED),

@@ -41,6 +41,7 @@ use std::sync::{Arc, Mutex};
 
 use eventwire_core::codec::Codec;
 use eventwire_core::handshake;
+use eventwire_core::hub::Counter;
 use eventwire_core::server::{Body, BodyError, Framing, SessionState};
 use eventwire_core::CloseCode;
 use tokio::sync::Notify;
@@ -214,7 +215,7 @@ fn end_session(shared: &Shared, token: &str) {
 
 fn uncount(shared: &Shared) {
     let counters = &shared.hub.counters();
-    if counters.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+    if counters.connections.sub(1) == 1 {
         shared.idle.notify_waiters();
     }
 }
@@ -278,9 +279,7 @@ pub(crate) async fn exchange(
         let hub = &shared.hub;
         let now = hub.runtime().clock.now();
         match &parsed {
-            Ok(b) => conn
-                .machine
-                .handle_body(now, &mut hub.lock(), b, body.len()),
+            Ok(b) => conn.machine.handle_body(now, hub.hub(), b, body.len()),
             Err(BodyError::TooManyFrames) => {
                 conn.machine.handle_body_error(BodyError::TooManyFrames);
                 drop(conn);
@@ -304,8 +303,8 @@ fn open_session(
     codec: Codec,
 ) -> Result<(String, Arc<Entry>), Vec<u8>> {
     let counters = &shared.hub.counters();
-    let open = counters.connections.fetch_add(1, Ordering::AcqRel);
-    counters.connections_total.fetch_add(1, Ordering::Relaxed);
+    let open = counters.connections.add(1);
+    counters.connections_total.add(1);
     let busy = if counted { shared.polls.requests() } else { 0 };
     let over = open.saturating_sub(busy) >= shared.config.max_connections as u64;
     let mut conn = Conn::new(shared, peer, headers, over, Framing::Body(codec));
@@ -350,7 +349,7 @@ async fn hold(
 ) -> Answer {
     let hub = &shared.hub;
     let clock = hub.runtime().clock;
-    let mut changed = hub.runtime().changed.subscribe();
+    let waker = entry.conn.lock().await.waker.clone();
     let mut shutdown = shared.shutdown.clone();
     let until = tokio::time::Instant::now() + shared.config.long_poll;
     let mut out = Vec::new();
@@ -380,14 +379,12 @@ async fn hold(
             if !out.is_empty() {
                 break;
             }
-            conn.machine
-                .poll_timeout(&hub.lock())
-                .map(|t| clock.to_tokio(t))
+            conn.machine.poll_timeout().map(|t| clock.to_tokio(t))
         };
         let wake = deadline.map_or(until, |d| d.min(until));
         tokio::select! {
             _ = &mut released => {}
-            _ = changed.changed() => {}
+            _ = waker.notified() => {}
             _ = tokio::time::sleep_until(wake) => {
                 if wake >= until {
                     break;
@@ -412,8 +409,7 @@ fn drain(shared: &Shared, conn: &mut Conn, out: &mut Vec<u8>) {
     let hub = &shared.hub;
     let clock = hub.runtime().clock;
     while out.len() < shared.config.max_poll_body {
-        let sent = conn.machine.poll_transmit(clock.now(), &hub.lock(), out);
-        if sent.is_none() {
+        if conn.machine.poll_transmit(clock.now(), out).is_none() {
             break;
         }
     }

@@ -29,10 +29,10 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use eventwire_core::hub::Counter;
 use eventwire_core::server::ServerConfig as SessionConfig;
 use eventwire_core::CloseCode;
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -472,7 +472,7 @@ impl Server {
         let wait = async {
             loop {
                 let idle = self.shared.idle.notified();
-                if counters.connections.load(Ordering::Acquire) == 0 {
+                if counters.connections.get() == 0 {
                     return;
                 }
                 idle.await;
@@ -495,8 +495,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
                     let counters = &shared.hub.counters();
-                    let open = counters.connections.fetch_add(1, Ordering::AcqRel);
-                    counters.connections_total.fetch_add(1, Ordering::Relaxed);
+                    let open = counters.connections.add(1);
+                    counters.connections_total.add(1);
                     // Connections serving polling requests are not counted twice: their
                     // sessions count (`poll`).
                     let open = open.saturating_sub(shared.polls.requests());
@@ -517,7 +517,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
                             Transport::Cobs => tcp::serve(stream, peer, shared.clone(), over).await,
                         }
                         let counters = &shared.hub.counters();
-                        if counters.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        if counters.connections.sub(1) == 1 {
                             shared.idle.notify_waiters();
                         }
                     });

@@ -17,6 +17,7 @@ use tracing::{debug, info_span, Instrument};
 
 use crate::conn::drive;
 use crate::hub::Hub;
+use crate::hub::Tokio;
 use crate::server::{Server, ServerConfig, Shared, Transport};
 use crate::wire::{Recv, Wire};
 
@@ -170,7 +171,7 @@ impl Wire for TcpWire {
         }
     }
 
-    fn input(conn: &mut Connection, now: Instant, hub: &mut CoreHub, unit: &Vec<u8>) {
+    fn input(conn: &mut Connection<Tokio>, now: Instant, hub: &CoreHub<Tokio>, unit: &Vec<u8>) {
         conn.handle_stream(now, hub, unit);
     }
 }

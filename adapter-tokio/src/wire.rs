@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use eventwire_core::codec::Codec;
-use eventwire_core::hub::Hub;
+use eventwire_core::hub::Hub as CoreHub;
 use eventwire_core::server::{Connection, Framing, TransportError};
 use eventwire_core::time::Instant;
 use eventwire_core::CloseCode;
@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use crate::hub::Tokio;
 use crate::message;
 
 /// What one wait on the transport gave.
@@ -44,7 +45,7 @@ pub(crate) trait Wire {
     /// Waits for the next received data.
     async fn recv(&mut self) -> Recv<Self::Unit>;
     /// Hands received data to the connection.
-    fn input(conn: &mut Connection, now: Instant, hub: &mut Hub, unit: &Self::Unit);
+    fn input(conn: &mut Connection<Tokio>, now: Instant, hub: &CoreHub<Tokio>, unit: &Self::Unit);
 }
 
 /// WebSocket through tokio-tungstenite: one frame per message.
@@ -116,7 +117,7 @@ where
         }
     }
 
-    fn input(conn: &mut Connection, now: Instant, hub: &mut Hub, unit: &Message) {
+    fn input(conn: &mut Connection<Tokio>, now: Instant, hub: &CoreHub<Tokio>, unit: &Message) {
         match unit {
             Message::Binary(b) => conn.handle_message(now, hub, b, false),
             Message::Text(t) => conn.handle_message(now, hub, t.as_bytes(), true),

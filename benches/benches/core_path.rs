@@ -108,7 +108,7 @@ impl Pair {
                 let frame = self.codec.decode(&self.wire, 1 << 20).unwrap();
                 let mut auth = false;
                 self.server
-                    .handle_frame(self.now, &frame, &mut self.hub, &mut |e| {
+                    .handle_frame(self.now, &frame, &self.hub, &mut |e| {
                         auth |= matches!(e, ServerEvent::Authenticate { .. });
                     });
                 if auth {
@@ -121,12 +121,12 @@ impl Pair {
                         })
                         .unwrap();
                     for room in rooms {
-                        self.server.allow(&mut self.hub, &room).unwrap();
+                        self.server.allow(&self.hub, &room).unwrap();
                     }
                 }
                 moved = true;
             }
-            while let Some(frame) = self.server.poll_transmit(self.now, &self.hub) {
+            while let Some(frame) = self.server.poll_transmit(self.now) {
                 self.wire.clear();
                 self.codec.encode_into(&frame, &mut self.wire).unwrap();
                 let frame = self.codec.decode(&self.wire, 1 << 20).unwrap();

@@ -1,17 +1,33 @@
-//! The server's rooms: one bounded [`RoomLog`] per room, and the publish deduplication window.
+//! The server's rooms: one bounded [`RoomLog`] per room, each behind its own lock, and the
+//! publish deduplication window.
 //!
-//! A hub is shared by every [`ServerSession`](crate::server::ServerSession) of a server: sessions
-//! keep only a cursor per room, so a subscriber, online or not, costs no memory beyond its cursor;
-//! memory is per room, bounded by [`HistoryConfig`] times `max_rooms`. Emitting appends to the
-//! room's log once; every session reads the same encoded bytes from it.
+//! A hub is shared by every [`ServerSession`](crate::server::ServerSession) of a server. Sessions
+//! keep a handle ([`RoomRef`]) and a cursor per room they hold, so a subscriber costs no memory
+//! beyond its cursor; memory is per room, bounded by [`HistoryConfig`] times `max_rooms`. Emitting
+//! appends to the room's log once; every session reads the same encoded bytes from it.
 //!
-//! Invariants: at most `max_rooms` rooms; a room, once created, keeps its id for the hub's life
-//! (sessions index rooms by it); every room of a hub has the hub's epoch.
+//! # Locks without a lock
+//! The core has no threads, so it takes its locks and shared handles from a [`Host`]: the
+//! single-threaded [`Local`] (a `RefCell` and an `Rc`, for a device's loop, the tests and the
+//! simulation), or an adapter's (a lock and an `Arc`). Each room has its own lock for its log and
+//! one for its watchers; the directory of names and the deduplication window have theirs. An emit
+//! through a [`RoomRef`] takes only that room's locks, an emit by name adds a shared read of the
+//! directory; a session reads only the rooms it holds, through its handles. Lock order: dedup,
+//! then directory, then a room's log, then its watchers; nothing is called back under a lock but
+//! [`Host::wake`].
+//!
+//! # Wake-ups
+//! A session that holds a room registers its waker in the room ([`Room::watch`]); an append wakes
+//! the room's watchers and nobody else.
+//!
+//! Invariants: at most `max_rooms` rooms; a room, once created, stays for the hub's life; every
+//! room of a hub has the hub's epoch; every append wakes each of the room's watchers once.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use core::ops::Deref;
 
 use crate::dedup::{Dedup, DedupConfig};
 use crate::frame::Position;
@@ -19,9 +35,333 @@ use crate::history::{AppendError, HistoryConfig, RoomLog};
 use crate::text::{check_name, Invalid};
 use crate::time::Instant;
 
-/// Identifies a room of one hub.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RoomId(pub(crate) usize);
+/// Where the core's shared state lives: the adapter (or the single-threaded [`Local`]) chooses
+/// the lock, the shared handle and the waker.
+pub trait Host: Sized + 'static {
+    /// A lock around one value.
+    type Lock<T>: Lock<T>;
+    /// A shared handle to a value (`Rc`, `Arc`).
+    type Shared<T>: Clone + Deref<Target = T>;
+    /// What wakes one connection.
+    type Waker: Clone;
+    /// A counter that connections add to (an atomic, or a `Cell`).
+    type Counter: Counter;
+    /// Shares `value`.
+    fn share<T>(value: T) -> Self::Shared<T>;
+    /// Wakes a connection (called with the room's watcher list read-locked: keep it short and
+    /// non-blocking).
+    fn wake(waker: &Self::Waker);
+}
+
+/// A lock around a value: shared reads, exclusive writes.
+pub trait Lock<T> {
+    /// A lock holding `value`.
+    fn new(value: T) -> Self;
+    /// Runs `f` with shared access.
+    fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R;
+    /// Runs `f` with exclusive access.
+    fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+}
+
+/// A counter shared by connections.
+pub trait Counter: Default {
+    /// Adds `n`; returns the value before.
+    fn add(&self, n: u64) -> u64;
+    /// Subtracts `n`; returns the value before.
+    fn sub(&self, n: u64) -> u64;
+    /// The value.
+    fn get(&self) -> u64;
+}
+
+impl Counter for core::cell::Cell<u64> {
+    fn add(&self, n: u64) -> u64 {
+        let before = self.get();
+        self.set(before.wrapping_add(n));
+        before
+    }
+
+    fn sub(&self, n: u64) -> u64 {
+        let before = self.get();
+        self.set(before.wrapping_sub(n));
+        before
+    }
+
+    fn get(&self) -> u64 {
+        core::cell::Cell::get(self)
+    }
+}
+
+/// The single-threaded host: `RefCell`, `Rc`, and no wakers (a single loop looks at every
+/// session anyway).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+impl Host for Local {
+    type Lock<T> = core::cell::RefCell<T>;
+    type Shared<T> = alloc::rc::Rc<T>;
+    type Waker = ();
+    type Counter = core::cell::Cell<u64>;
+
+    fn share<T>(value: T) -> Self::Shared<T> {
+        alloc::rc::Rc::new(value)
+    }
+
+    fn wake(_: &()) {}
+}
+
+impl<T> Lock<T> for core::cell::RefCell<T> {
+    fn new(value: T) -> Self {
+        core::cell::RefCell::new(value)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.borrow())
+    }
+
+    fn write<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.borrow_mut())
+    }
+}
+
+/// A handle to one room of a hub.
+pub type RoomRef<H> = <H as Host>::Shared<Room<H>>;
+
+/// The wakers of the sessions holding a room, in slots so that each session removes its own.
+struct Watchers<W> {
+    slots: Vec<Option<W>>,
+    free: Vec<usize>,
+}
+
+/// One room: its log and the sessions watching it.
+pub struct Room<H: Host> {
+    name: String,
+    log: H::Lock<RoomLog>,
+    watchers: H::Lock<Watchers<H::Waker>>,
+}
+
+impl<H: Host> fmt::Debug for Room<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Room")
+            .field("name", &self.name)
+            .field("head", &self.head())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Host> Room<H> {
+    fn new(name: &str, epoch: u32, history: HistoryConfig) -> Self {
+        Room {
+            name: String::from(name),
+            log: H::Lock::new(RoomLog::new(epoch, history)),
+            watchers: H::Lock::new(Watchers {
+                slots: Vec::new(),
+                free: Vec::new(),
+            }),
+        }
+    }
+
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `f` on the room's log, read-locked.
+    pub fn read<R>(&self, f: impl FnOnce(&RoomLog) -> R) -> R {
+        self.log.read(f)
+    }
+
+    /// The position of the room's latest event.
+    pub fn head(&self) -> Position {
+        self.log.read(RoomLog::head)
+    }
+
+    /// Appends an event (see [`RoomLog::append`]) and wakes the room's watchers.
+    pub fn emit(
+        &self,
+        now: Instant,
+        kind: &str,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> Result<Position, HubError> {
+        let position = self
+            .log
+            .write(|log| log.append(now, kind, payload, key))
+            .map_err(HubError::Append)?;
+        self.wake();
+        Ok(position)
+    }
+
+    /// [`Room::emit`] for a payload known to be JSON text (see [`RoomLog::append_json`]).
+    #[cfg(feature = "json")]
+    pub fn emit_json(
+        &self,
+        now: Instant,
+        kind: &str,
+        payload: crate::payload::JsonText<'_>,
+        key: Option<&str>,
+    ) -> Result<Position, HubError> {
+        let position = self
+            .log
+            .write(|log| log.append_json(now, kind, payload, key))
+            .map_err(HubError::Append)?;
+        self.wake();
+        Ok(position)
+    }
+
+    /// Registers a session's waker; returns the slot to give back to [`Room::unwatch`].
+    pub fn watch(&self, waker: H::Waker) -> usize {
+        self.watchers.write(|w| match w.free.pop() {
+            Some(slot) => {
+                w.slots[slot] = Some(waker);
+                slot
+            }
+            None => {
+                w.slots.push(Some(waker));
+                w.slots.len() - 1
+            }
+        })
+    }
+
+    /// Removes the waker in `slot`.
+    pub fn unwatch(&self, slot: usize) {
+        self.watchers.write(|w| {
+            if let Some(entry) = w.slots.get_mut(slot) {
+                if entry.take().is_some() {
+                    w.free.push(slot);
+                }
+            }
+        });
+    }
+
+    /// How many sessions watch the room.
+    pub fn watchers(&self) -> usize {
+        self.watchers.read(|w| w.slots.len() - w.free.len())
+    }
+
+    fn wake(&self) {
+        self.watchers.read(|w| {
+            for waker in w.slots.iter().flatten() {
+                H::wake(waker);
+            }
+        });
+    }
+}
+
+impl Room<Local> {
+    /// The room's log, lent out: a single-threaded host has no lock to hold (a `RefCell`
+    /// borrow; appending while it is held panics).
+    pub fn log(&self) -> core::cell::Ref<'_, RoomLog> {
+        self.log.borrow()
+    }
+}
+
+/// A server's rooms and deduplication state. `Hub::new` makes a single-threaded one ([`Local`]);
+/// adapters make theirs with [`Hub::with_host`].
+pub struct Hub<H: Host = Local> {
+    epoch: u32,
+    config: HubConfig,
+    directory: H::Lock<BTreeMap<String, RoomRef<H>>>,
+    dedup: H::Lock<Dedup>,
+}
+
+impl Hub<Local> {
+    /// An empty single-threaded hub whose rooms all start in `epoch`. A restarted server without
+    /// shared history must pick a new epoch (for example from the clock or a random draw), so
+    /// clients learn that their positions are void.
+    pub fn new(epoch: u32, config: HubConfig) -> Self {
+        Self::with_host(epoch, config)
+    }
+}
+
+impl<H: Host> Hub<H> {
+    /// An empty hub on host `H` whose rooms all start in `epoch`.
+    pub fn with_host(epoch: u32, config: HubConfig) -> Self {
+        Hub {
+            epoch,
+            config,
+            directory: H::Lock::new(BTreeMap::new()),
+            dedup: H::Lock::new(Dedup::new(config.dedup)),
+        }
+    }
+
+    /// The epoch of every room.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.config
+    }
+
+    /// The room `name`, if it exists. Keep the handle to emit without looking the name up again.
+    pub fn room(&self, name: &str) -> Option<RoomRef<H>> {
+        self.directory.read(|d| d.get(name).cloned())
+    }
+
+    /// The room `name`, created (empty) if needed.
+    pub fn ensure_room(&self, name: &str) -> Result<RoomRef<H>, HubError> {
+        if let Some(room) = self.room(name) {
+            return Ok(room);
+        }
+        check_name(name, "room").map_err(HubError::InvalidRoom)?;
+        self.directory.write(|d| {
+            // Another emitter may have created it since the read.
+            if let Some(room) = d.get(name) {
+                return Ok(room.clone());
+            }
+            if d.len() >= self.config.max_rooms {
+                return Err(HubError::TooManyRooms);
+            }
+            let room = H::share(Room::new(name, self.epoch, self.config.history));
+            d.insert(String::from(name), room.clone());
+            Ok(room)
+        })
+    }
+
+    /// Every room, in name order (handles, taken under one read of the directory).
+    pub fn rooms(&self) -> Vec<RoomRef<H>> {
+        self.directory.read(|d| d.values().cloned().collect())
+    }
+
+    /// Appends an event to `room` (created if needed). `key`, if any, is its coalescing key: it
+    /// supersedes the unsent older event with the same key.
+    pub fn emit(
+        &self,
+        now: Instant,
+        room: &str,
+        kind: &str,
+        payload: &[u8],
+        key: Option<&str>,
+    ) -> Result<Position, HubError> {
+        self.ensure_room(room)?.emit(now, kind, payload, key)
+    }
+
+    /// [`Hub::emit`] for a payload known to be JSON text (see [`RoomLog::append_json`]).
+    #[cfg(feature = "json")]
+    pub fn emit_json(
+        &self,
+        now: Instant,
+        room: &str,
+        kind: &str,
+        payload: crate::payload::JsonText<'_>,
+        key: Option<&str>,
+    ) -> Result<Position, HubError> {
+        self.ensure_room(room)?.emit_json(now, kind, payload, key)
+    }
+
+    /// Drops events older than the history's age limit, in every room.
+    pub fn expire(&self, now: Instant) {
+        for room in self.rooms() {
+            room.log.write(|log| log.expire(now));
+        }
+    }
+
+    /// Runs `f` on the deduplication window.
+    pub fn dedup<R>(&self, f: impl FnOnce(&mut Dedup) -> R) -> R {
+        self.dedup.write(f)
+    }
+}
 
 /// Sizes of a hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,142 +466,5 @@ impl core::error::Error for EmitError {
             EmitError::Hub(e) => Some(e),
             EmitError::Dashboard(e) => Some(e),
         }
-    }
-}
-
-/// A server's rooms and deduplication state.
-pub struct Hub {
-    epoch: u32,
-    config: HubConfig,
-    names: BTreeMap<String, RoomId>,
-    rooms: Vec<(String, RoomLog)>,
-    dedup: Dedup,
-}
-
-impl Hub {
-    /// An empty hub whose rooms all start in `epoch`. A restarted server without shared history
-    /// must pick a new epoch (for example from the clock or a random draw), so clients learn that
-    /// their positions are void.
-    pub fn new(epoch: u32, config: HubConfig) -> Self {
-        Hub {
-            epoch,
-            config,
-            names: BTreeMap::new(),
-            rooms: Vec::new(),
-            dedup: Dedup::new(config.dedup),
-        }
-    }
-
-    /// The epoch of every room.
-    pub fn epoch(&self) -> u32 {
-        self.epoch
-    }
-
-    /// The configuration.
-    pub fn config(&self) -> &HubConfig {
-        &self.config
-    }
-
-    /// The id of `room`, if it exists.
-    pub fn room_id(&self, room: &str) -> Option<RoomId> {
-        self.names.get(room).copied()
-    }
-
-    /// The id of `room`, creating it (empty) if needed.
-    pub fn ensure_room(&mut self, room: &str) -> Result<RoomId, HubError> {
-        if let Some(id) = self.room_id(room) {
-            return Ok(id);
-        }
-        check_name(room, "room").map_err(HubError::InvalidRoom)?;
-        if self.rooms.len() >= self.config.max_rooms {
-            return Err(HubError::TooManyRooms);
-        }
-        let id = RoomId(self.rooms.len());
-        self.rooms.push((
-            String::from(room),
-            RoomLog::new(self.epoch, self.config.history),
-        ));
-        self.names.insert(String::from(room), id);
-        Ok(id)
-    }
-
-    /// The log of a room.
-    pub fn log(&self, id: RoomId) -> Option<&RoomLog> {
-        self.rooms.get(id.0).map(|(_, log)| log)
-    }
-
-    /// The name of a room.
-    pub fn name(&self, id: RoomId) -> Option<&str> {
-        self.rooms.get(id.0).map(|(name, _)| name.as_str())
-    }
-
-    /// Every room with its log.
-    pub fn rooms(&self) -> impl Iterator<Item = (RoomId, &str, &RoomLog)> {
-        self.rooms
-            .iter()
-            .enumerate()
-            .map(|(i, (name, log))| (RoomId(i), name.as_str(), log))
-    }
-
-    /// Appends an event to `room` (created if needed). `key`, if any, is its coalescing key: it
-    /// supersedes the unsent older event with the same key.
-    pub fn emit(
-        &mut self,
-        now: Instant,
-        room: &str,
-        kind: &str,
-        payload: &[u8],
-        key: Option<&str>,
-    ) -> Result<Position, HubError> {
-        let id = self.ensure_room(room)?;
-        self.emit_to(now, id, kind, payload, key)
-    }
-
-    /// [`Hub::emit`] for a payload known to be JSON text (see
-    /// [`RoomLog::append_json`](crate::history::RoomLog::append_json)).
-    #[cfg(feature = "json")]
-    pub fn emit_json(
-        &mut self,
-        now: Instant,
-        room: &str,
-        kind: &str,
-        payload: crate::payload::JsonText<'_>,
-        key: Option<&str>,
-    ) -> Result<Position, HubError> {
-        let id = self.ensure_room(room)?;
-        let (_, log) = self.rooms.get_mut(id.0).ok_or(HubError::TooManyRooms)?;
-        log.append_json(now, kind, payload, key)
-            .map_err(HubError::Append)
-    }
-
-    /// Appends an event to the room `id`.
-    pub fn emit_to(
-        &mut self,
-        now: Instant,
-        id: RoomId,
-        kind: &str,
-        payload: &[u8],
-        key: Option<&str>,
-    ) -> Result<Position, HubError> {
-        let (_, log) = self.rooms.get_mut(id.0).ok_or(HubError::TooManyRooms)?;
-        log.append(now, kind, payload, key)
-            .map_err(HubError::Append)
-    }
-
-    /// Drops events older than the history's age limit, in every room.
-    pub fn expire(&mut self, now: Instant) {
-        for (_, log) in self.rooms.iter_mut() {
-            log.expire(now);
-        }
-    }
-
-    /// The deduplication window.
-    pub fn dedup(&self) -> &Dedup {
-        &self.dedup
-    }
-
-    /// The deduplication window, to record applied publishes.
-    pub fn dedup_mut(&mut self) -> &mut Dedup {
-        &mut self.dedup
     }
 }

@@ -22,8 +22,8 @@
 //!   [`outbox`]: the client's bounded queue of publishes.
 //! - [`dashboard`]: typed agent, task and system events for the payloads, and (feature `json`)
 //!   the `EmitDashboard` helpers every adapter's hub offers.
-//! - `stats` (feature `std`): a server's counters and statistics, kept alike by every adapter;
-//!   `shared` (features `std` and `json`): the hub handle every adapter's `Hub` is.
+//! - `stats` (feature `alloc`): a server's counters and statistics, kept alike by every adapter;
+//!   `shared` (feature `json`): the hub handle every adapter's `Hub` is.
 //! - [`time`]: the `Instant` every input carries; [`rng`]: the seeded PRNG for jitter.
 //!
 //! # Features
@@ -82,9 +82,9 @@ pub mod rtt;
 pub mod seq;
 #[cfg(feature = "alloc")]
 pub mod server;
-#[cfg(all(feature = "std", feature = "json"))]
+#[cfg(feature = "json")]
 pub mod shared;
-#[cfg(feature = "std")]
+#[cfg(feature = "alloc")]
 pub mod stats;
 pub mod text;
 pub mod time;

@@ -17,7 +17,10 @@
 //!    behind in the log instead of growing a queue, and gets a gap notice if the log moves past it.
 //! 3. Acts on [`ServerSession::poll_action`] (close the transport, after sending what step 2 gave).
 //! 4. Sleeps until [`ServerSession::poll_timeout`], new bytes, writable socket, or new events in a
-//!    room it holds (the adapter wakes sessions on emit).
+//!    room it holds (the room wakes the waker the session registered when it joined).
+//!
+//! The session keeps a handle to each room it holds and reads them through it: its outputs take
+//! no hub and no lock but those rooms' (see [`crate::hub`]).
 //!
 //! Requests the application decides are handed to the `sink` of the call that raised them as
 //! [`ServerEvent`]s.
@@ -53,8 +56,8 @@ use crate::frame::{
     Batch, Close, ErrorFrame, Frame, Gap, Missed, Ping, Position, PublishAck, Subscribed, Welcome,
     PROTOCOL_VERSION,
 };
-use crate::history::Read;
-use crate::hub::{Hub, RoomId};
+use crate::history::{Read, RoomLog};
+use crate::hub::{Host, Hub, Local, RoomRef};
 use crate::rng::Rng;
 use crate::rtt::{LinkQuality, Quality, QualityConfig};
 use crate::seq::Seq;
@@ -286,10 +289,16 @@ fn name(s: &str) -> Name {
     n
 }
 
-#[derive(Debug, Clone)]
-struct Sub {
-    room: RoomId,
+struct Sub<H: Host> {
+    room: RoomRef<H>,
+    /// The session's slot among the room's watchers.
+    watch: usize,
     name: Name,
+    at: At,
+}
+
+/// Where a subscription stands in its room.
+struct At {
     /// Last offset sent (or announced as missed).
     cursor: u64,
     epoch: u32,
@@ -326,14 +335,16 @@ enum Timer {
 const TIMERS: usize = 3;
 
 /// One connection's session; see the module docs for the driving loop.
-pub struct ServerSession {
+pub struct ServerSession<H: Host = Local> {
     config: ServerConfig,
+    /// Registered in every room the session holds, so that appends wake it.
+    waker: H::Waker,
     state: SessionState,
     session_id: u64,
     client_id: u64,
     max_frame: u32,
     max_batch: u16,
-    subs: Vec<Sub>,
+    subs: Vec<Sub<H>>,
     joins: VecDeque<(Name, Option<Position>)>,
     publishes: Vec<u64>,
     control: VecDeque<Control>,
@@ -357,12 +368,35 @@ pub struct ServerSession {
     stats: SessionStats,
 }
 
-impl ServerSession {
-    /// A session for a connection that opened at `now`. `seed` drives ping nonces.
+impl ServerSession<Local> {
+    /// A single-threaded session for a connection that opened at `now`. `seed` drives ping
+    /// nonces.
     pub fn new(now: Instant, config: ServerConfig, session_id: u64, seed: u64) -> Self {
+        Self::with_waker(now, config, session_id, seed, ())
+    }
+}
+
+impl<H: Host> Drop for ServerSession<H> {
+    fn drop(&mut self) {
+        for sub in &self.subs {
+            sub.room.unwatch(sub.watch);
+        }
+    }
+}
+
+impl<H: Host> ServerSession<H> {
+    /// A session on host `H`: appends to the rooms it holds wake `waker`.
+    pub fn with_waker(
+        now: Instant,
+        config: ServerConfig,
+        session_id: u64,
+        seed: u64,
+        waker: H::Waker,
+    ) -> Self {
         let mut timers = [None; TIMERS];
         timers[Timer::Handshake as usize] = Some(now + config.handshake_timeout);
         ServerSession {
+            waker,
             state: SessionState::AwaitHello,
             session_id: session_id & MAX_SAFE_INTEGER,
             client_id: 0,
@@ -439,7 +473,7 @@ impl ServerSession {
     pub fn subscriptions(&self) -> impl Iterator<Item = (&str, Position)> {
         self.subs
             .iter()
-            .map(|s| (s.name.as_str(), Position::new(s.epoch, s.cursor)))
+            .map(|s| (s.name.as_str(), Position::new(s.at.epoch, s.at.cursor)))
     }
 
     /// Control frames queued.
@@ -448,8 +482,8 @@ impl ServerSession {
     }
 
     /// Whether the session holds `room`.
-    pub fn holds(&self, room: RoomId) -> bool {
-        self.subs.iter().any(|s| s.room == room)
+    pub fn holds(&self, room: &str) -> bool {
+        self.subs.iter().any(|s| s.name == room)
     }
 
     // ---- application decisions
@@ -500,7 +534,7 @@ impl ServerSession {
     }
 
     /// Allows a join asked for by [`ServerEvent::Authorize`].
-    pub fn allow(&mut self, hub: &mut Hub, room: &str) -> Result<(), DecisionError> {
+    pub fn allow(&mut self, hub: &Hub<H>, room: &str) -> Result<(), DecisionError> {
         let (name, from) = self.take_join(room)?;
         // A room already held is replaced below, so it does not count against the limit.
         let others = self.subs.iter().filter(|s| s.name != room).count();
@@ -512,24 +546,25 @@ impl ServerSession {
             );
             return Ok(());
         }
-        let Ok(id) = hub.ensure_room(room) else {
+        let Ok(handle) = hub.ensure_room(room) else {
             self.room_error(ErrorCode::FORBIDDEN_ROOM, name, "room limit of the server");
             return Ok(());
         };
-        let head = hub
-            .log(id)
-            .map(|l| l.head())
-            .unwrap_or(Position::new(hub.epoch(), 0));
+        let head = handle.head();
         // Delivery continues after the client's own position; whether it is still in the
         // history (replay) or not (gap) is found out when reading.
         let start = from.unwrap_or(head);
-        self.subs.retain(|s| s.room != id);
+        self.drop_sub(room);
+        let watch = handle.watch(self.waker.clone());
         self.subs.push(Sub {
-            room: id,
+            room: handle,
+            watch,
             name: name.clone(),
-            cursor: start.offset,
-            epoch: start.epoch,
-            last_flush: None,
+            at: At {
+                cursor: start.offset,
+                epoch: start.epoch,
+                last_flush: None,
+            },
         });
         self.push(Control::Subscribed(name, start));
         Ok(())
@@ -546,7 +581,7 @@ impl ServerSession {
     /// `Err(code)` if it refused it.
     pub fn publish_done(
         &mut self,
-        hub: &mut Hub,
+        hub: &Hub<H>,
         now: Instant,
         id: u64,
         result: Result<Position, ErrorCode>,
@@ -559,13 +594,13 @@ impl ServerSession {
         self.publishes.swap_remove(i);
         match result {
             Ok(position) => {
-                hub.dedup_mut().record(now, self.client_id, id, position);
+                hub.dedup(|d| d.record(now, self.client_id, id, position));
                 self.stats.publishes += 1;
                 self.push(Control::Ack(PublishAck { id, position }));
             }
             Err(code) => {
                 // Refused for good: the id is answered, so the client's window moves on.
-                hub.dedup_mut().record_refused(now, self.client_id, id);
+                hub.dedup(|d| d.record_refused(now, self.client_id, id));
                 self.push(Control::Error {
                     code,
                     id: Some(id),
@@ -595,7 +630,7 @@ impl ServerSession {
         &mut self,
         now: Instant,
         frame: &Frame<'_>,
-        hub: &mut Hub,
+        hub: &Hub<H>,
         sink: &mut impl FnMut(ServerEvent<'_>),
     ) {
         if self.state == SessionState::Closed {
@@ -661,7 +696,7 @@ impl ServerSession {
                 sink(ServerEvent::Authorize { room: s.room });
             }
             (SessionState::Open, Frame::Unsubscribe(u)) => {
-                self.subs.retain(|s| s.name != u.room);
+                self.drop_sub(u.room);
                 self.joins.retain(|(r, _)| r != u.room);
             }
             (SessionState::Open, Frame::Publish(p)) => self.handle_publish(now, p, hub, sink),
@@ -717,7 +752,7 @@ impl ServerSession {
     /// The next frame to send, if any. Call while the transport can take more; the session reads
     /// room logs only here, so not calling it is how backpressure reaches the logs.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, hub: &Hub) -> Option<Frame<'_>> {
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Frame<'_>> {
         if matches!(
             self.state,
             SessionState::AwaitHello | SessionState::AwaitAuth
@@ -739,7 +774,7 @@ impl ServerSession {
         let n = self.subs.len();
         for step in 0..n {
             let i = (self.next_sub + step) % n;
-            match self.read_sub(now, hub, i) {
+            match self.read_sub(now, i) {
                 Outcome::Idle => continue,
                 Outcome::Gap(missed) => {
                     self.next_sub = (i + 1) % n;
@@ -765,7 +800,7 @@ impl ServerSession {
                     };
                     return Some(Frame::Batch(Batch {
                         room: sub.name.as_str(),
-                        epoch: sub.epoch,
+                        epoch: sub.at.epoch,
                         events,
                     }));
                 }
@@ -781,9 +816,9 @@ impl ServerSession {
         self.action.take()
     }
 
-    /// The next instant `handle_timeout` or `poll_transmit` has work, given the rooms in `hub`.
+    /// The next instant `handle_timeout` or `poll_transmit` has work.
     #[must_use]
-    pub fn poll_timeout(&self, hub: &Hub) -> Option<Instant> {
+    pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == SessionState::Closed {
             return None;
         }
@@ -791,7 +826,7 @@ impl ServerSession {
         let flushes = self
             .subs
             .iter()
-            .filter_map(|s| self.flush_at(hub, s))
+            .filter_map(|s| s.room.read(|log| self.flush_at(log, &s.at)))
             .filter(|_| self.state == SessionState::Open);
         timers.chain(flushes).min()
     }
@@ -806,6 +841,15 @@ fn log_keeps_json(log: &crate::history::RoomLog) -> bool {
 #[cfg(not(feature = "json"))]
 fn log_keeps_json(_log: &crate::history::RoomLog) -> bool {
     false
+}
+
+/// What became of a publish the session appends itself.
+enum Appended {
+    At(Position),
+    /// The room refused it (recorded as refused in the window).
+    Refused,
+    /// It was not new after all.
+    Not(Verdict),
 }
 
 enum Outcome {
@@ -854,7 +898,7 @@ fn control_frame(c: &Control) -> Frame<'_> {
 }
 
 // ---- internals
-impl ServerSession {
+impl<H: Host> ServerSession<H> {
     fn due(&self, timer: Timer, now: Instant) -> bool {
         self.timers[timer as usize].is_some_and(|t| t <= now)
     }
@@ -905,6 +949,17 @@ impl ServerSession {
         });
     }
 
+    /// Leaves `room`, if held: the room stops waking this session.
+    fn drop_sub(&mut self, room: &str) {
+        if let Some(i) = self.subs.iter().position(|s| s.name == room) {
+            let sub = self.subs.remove(i);
+            sub.room.unwatch(sub.watch);
+            if self.next_sub > i {
+                self.next_sub -= 1;
+            }
+        }
+    }
+
     fn take_join(&mut self, room: &str) -> Result<(Name, Option<Position>), DecisionError> {
         if self.state != SessionState::Open {
             return Err(DecisionError::WrongState);
@@ -921,10 +976,10 @@ impl ServerSession {
         &mut self,
         now: Instant,
         p: &crate::frame::Publish<'_>,
-        hub: &mut Hub,
+        hub: &Hub<H>,
         sink: &mut impl FnMut(ServerEvent<'_>),
     ) {
-        match hub.dedup().check(self.client_id, p.id) {
+        match hub.dedup(|d| d.check(self.client_id, p.id)) {
             Verdict::Duplicate(position) => {
                 self.stats.duplicates += 1;
                 self.push(Control::Ack(PublishAck { id: p.id, position }));
@@ -957,9 +1012,14 @@ impl ServerSession {
             return;
         }
         match self.config.publish_mode {
-            PublishMode::AppendToRoom => match hub.emit(now, p.room, p.kind, p.payload.0, None) {
-                Ok(position) => {
-                    hub.dedup_mut().record(now, self.client_id, p.id, position);
+            PublishMode::AppendToRoom => match self.append(now, p, hub) {
+                Appended::Not(Verdict::Duplicate(position)) => {
+                    // Appended by another connection of the same client since the check above.
+                    self.stats.duplicates += 1;
+                    self.push(Control::Ack(PublishAck { id: p.id, position }));
+                }
+                Appended::Not(_) => {}
+                Appended::At(position) => {
                     self.stats.publishes += 1;
                     self.push(Control::Ack(PublishAck { id: p.id, position }));
                     sink(ServerEvent::Published {
@@ -969,8 +1029,7 @@ impl ServerSession {
                         payload: p.payload.0,
                     });
                 }
-                Err(_) => {
-                    hub.dedup_mut().record_refused(now, self.client_id, p.id);
+                Appended::Refused => {
                     self.push(Control::Error {
                         code: ErrorCode::PUBLISH_REJECTED,
                         id: Some(p.id),
@@ -990,6 +1049,25 @@ impl ServerSession {
                 });
             }
         }
+    }
+
+    /// Appends a new publish with the deduplication window held, so that two connections of one
+    /// client retrying the same publish cannot both append it.
+    fn append(&self, now: Instant, p: &crate::frame::Publish<'_>, hub: &Hub<H>) -> Appended {
+        let client = self.client_id;
+        hub.dedup(|d| match d.check(client, p.id) {
+            Verdict::New => match hub.emit(now, p.room, p.kind, p.payload.0, None) {
+                Ok(position) => {
+                    d.record(now, client, p.id, position);
+                    Appended::At(position)
+                }
+                Err(_) => {
+                    d.record_refused(now, client, p.id);
+                    Appended::Refused
+                }
+            },
+            other => Appended::Not(other),
+        })
     }
 
     fn rate_limited(&mut self, id: u64, retry_after_ms: u32) {
@@ -1039,8 +1117,7 @@ impl ServerSession {
     }
 
     /// When the subscription's next batch is due, if it has anything to send.
-    fn flush_at(&self, hub: &Hub, sub: &Sub) -> Option<Instant> {
-        let log = hub.log(sub.room)?;
+    fn flush_at(&self, log: &RoomLog, sub: &At) -> Option<Instant> {
         if log.epoch() != sub.epoch
             || sub.cursor + 1 < log.oldest()
             || sub.cursor > log.head().offset
@@ -1071,23 +1148,29 @@ impl ServerSession {
         Some(last + base.saturating_mul(self.interval_factor()))
     }
 
-    fn read_sub(&mut self, now: Instant, hub: &Hub, i: usize) -> Outcome {
-        let Some(sub) = self.subs.get(i) else {
-            return Outcome::Idle;
+    fn read_sub(&mut self, now: Instant, i: usize) -> Outcome {
+        // The subscriptions are set aside while one is read through its own handle (no other
+        // lock, no clone of the handle), so that the session's buffers can be written meanwhile;
+        // taking a `Vec` out is free.
+        let mut subs = core::mem::take(&mut self.subs);
+        let outcome = match subs.get_mut(i) {
+            Some(Sub { room, at, .. }) => room.read(|log| self.read_log(now, log, at)),
+            None => Outcome::Idle,
         };
-        let Some(log) = hub.log(sub.room) else {
-            return Outcome::Idle;
-        };
+        self.subs = subs;
+        outcome
+    }
+
+    fn read_log(&mut self, now: Instant, log: &RoomLog, sub: &mut At) -> Outcome {
         if log.epoch() != sub.epoch || sub.cursor > log.head().offset {
             // The client's position is from another epoch (or beyond the head, which only a lost
             // history explains): its positions are void. Continue from the oldest retained event.
             let position = Position::new(log.epoch(), log.oldest().saturating_sub(1));
-            let sub = &mut self.subs[i];
             sub.epoch = position.epoch;
             sub.cursor = position.offset;
             return Outcome::Gap(Missed::Reset { position });
         }
-        match self.flush_at(hub, sub) {
+        match self.flush_at(log, sub) {
             Some(at) if at <= now => {}
             _ => return Outcome::Idle,
         }
@@ -1121,7 +1204,6 @@ impl ServerSession {
                 scratch.extend_from_slice(e.encoded);
             }),
         };
-        let sub = &mut self.subs[i];
         match read {
             Read::Gap { first, last } => {
                 sub.cursor = last;

@@ -1,83 +1,85 @@
-//! The hub handle a threaded or async server shares between its connections (features `std` and
-//! `json`).
+//! The hub handle a threaded or async server shares between its connections (feature `json`).
 //!
-//! [`SharedHub`] is what every adapter's `Hub` is: a cheap handle (an `Arc`) over the core's
-//! [`Hub`] behind a mutex, the server's [`Counters`], and an adapter-specific [`HubRuntime`] that
-//! reads the adapter's clock and wakes the connections serving the hub. Emitting appends the event
-//! to its room once, encoded once, counts it, then wakes every connection; each reads the same
-//! bytes from the room's log when its transport can take more.
+//! [`SharedHub`] is what every adapter's `Hub` is: a cheap handle (the host's shared pointer)
+//! over the core's [`Hub`] (rooms locked one by one), the server's [`Counters`], and an adapter's
+//! [`Runtime`], which reads the adapter's clock. Emitting appends the event to its room once,
+//! encoded once, counts it, and wakes the sessions holding that room; each reads the same bytes
+//! from the room's log when its transport can take more.
+//!
+//! Nothing here reads a clock, draws entropy or picks a lock: the epoch, each connection's seed
+//! and waker come from the adapter, the locks and counters from its [`Host`].
 //!
 //! Invariants: every append through the handle (an emit, or a publish a connection appended, see
-//! [`SharedHub::count`]) counts one event in and wakes the connections after the lock
-//! is released; critical sections are short (an append, or one batch read), and a panic while
-//! holding the lock does not stop the hub (appends are validated before they change anything).
+//! [`SharedHub::count`]) counts one event in; only the appended room's watchers are woken.
 
-use std::fmt;
-use std::hash::{BuildHasher, Hash, RandomState};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use std::vec::Vec;
+use alloc::vec::Vec;
+use core::fmt;
 
 use serde::Serialize;
 
 use crate::code::CloseCode;
 use crate::dashboard::{DashboardEvent, EmitDashboard};
 use crate::frame::Position;
-use crate::hub::{EmitError, Hub, HubConfig};
+use crate::hub::{Counter, EmitError, Host, Hub, HubConfig, RoomRef};
 use crate::payload::JsonText;
 use crate::server::{Connection, Counts, Framing, ServerConfig as SessionConfig};
 use crate::stats::{Counters, HubStats, RoomStats};
 use crate::time::Instant;
 
-/// What a [`SharedHub`] needs from the adapter around it: its clock, and a way to wake the
-/// connections serving the hub.
-pub trait HubRuntime: Send + Sync + 'static {
-    /// The adapter's current time, on the clock its sessions run on.
+/// What a [`SharedHub`] needs from the adapter around it: its host (locks, shared pointers,
+/// wakers, counters) and its clock.
+pub trait Runtime: Sized + 'static {
+    /// Where the hub's shared state lives.
+    type Host: Host;
+    /// The adapter's current time, on the clock its connections run on.
     fn now(&self) -> Instant;
-    /// Wakes every connection serving the hub (called after each append, without the lock).
-    fn wake(&self);
+    /// An epoch for a new hub, different from the epochs of this server's earlier runs (an
+    /// adapter derives it from the wall clock).
+    fn epoch(&self) -> u32;
 }
 
-struct Inner<R> {
-    core: Mutex<Hub>,
-    counters: Counters,
+/// What the handle shares.
+pub struct Inner<R: Runtime> {
+    hub: Hub<R::Host>,
+    counters: Counters<R::Host>,
     runtime: R,
 }
 
-/// The handle a service keeps to emit events; clone it freely and use it from any thread.
+/// The handle a service keeps to emit events; clone it freely.
 ///
 /// The typed dashboard helpers (`emit_agent_status_change`, `emit_task_queued`, ...) come with
 /// the [`EmitDashboard`] trait.
 ///
 /// ```
-/// use eventwire_core::shared::{HubRuntime, SharedHub};
+/// use eventwire_core::hub::Local;
+/// use eventwire_core::shared::{Runtime, SharedHub};
 /// use eventwire_core::time::Instant;
 ///
 /// #[derive(Default)]
 /// struct Manual;
-/// impl HubRuntime for Manual {
+/// impl Runtime for Manual {
+///     type Host = Local;
 ///     fn now(&self) -> Instant { Instant::from_micros(0) }
-///     fn wake(&self) {}
+///     fn epoch(&self) -> u32 { 1 }
 /// }
 ///
 /// let hub = SharedHub::<Manual>::new(Default::default());
 /// hub.emit("system", "system.note", &serde_json::json!({"text": "started"})).unwrap();
 /// assert_eq!(hub.room_stats("system").unwrap().head.offset, 1);
 /// ```
-pub struct SharedHub<R> {
-    inner: Arc<Inner<R>>,
+pub struct SharedHub<R: Runtime> {
+    inner: <R::Host as Host>::Shared<Inner<R>>,
 }
 
-impl<R> Clone for SharedHub<R> {
+impl<R: Runtime> Clone for SharedHub<R> {
     fn clone(&self) -> Self {
         SharedHub {
-            inner: Arc::clone(&self.inner),
+            inner: self.inner.clone(),
         }
     }
 }
 
-impl<R: HubRuntime> fmt::Debug for SharedHub<R> {
+impl<R: Runtime> fmt::Debug for SharedHub<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hub")
             .field("epoch", &self.epoch())
@@ -85,15 +87,12 @@ impl<R: HubRuntime> fmt::Debug for SharedHub<R> {
     }
 }
 
-impl<R: HubRuntime + Default> SharedHub<R> {
-    /// A hub with a fresh epoch (taken from the wall clock), so that clients of a previous run
-    /// learn that their positions are void.
+impl<R: Runtime + Default> SharedHub<R> {
+    /// A hub with a fresh epoch ([`Runtime::epoch`]), so that clients of a previous run learn
+    /// that their positions are void.
     pub fn new(config: HubConfig) -> Self {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        Self::with_epoch(secs as u32, config)
+        let runtime = R::default();
+        Self::with_runtime(runtime.epoch(), config, runtime)
     }
 
     /// A hub whose rooms start in `epoch`.
@@ -102,27 +101,25 @@ impl<R: HubRuntime + Default> SharedHub<R> {
     }
 }
 
-impl<R: HubRuntime> SharedHub<R> {
+impl<R: Runtime> SharedHub<R> {
     /// A hub whose rooms start in `epoch`, served through `runtime`.
     pub fn with_runtime(epoch: u32, config: HubConfig, runtime: R) -> Self {
         SharedHub {
-            inner: Arc::new(Inner {
-                core: Mutex::new(Hub::new(epoch, config)),
+            inner: R::Host::share(Inner {
+                hub: Hub::with_host(epoch, config),
                 counters: Counters::default(),
                 runtime,
             }),
         }
     }
 
-    /// Locks the core hub (for a session's input or output). Keep the guard briefly.
-    pub fn lock(&self) -> MutexGuard<'_, Hub> {
-        // A panic while holding the lock cannot leave the log half-written: appends are
-        // validated before they change anything. Keep serving.
-        self.inner.core.lock().unwrap_or_else(|p| p.into_inner())
+    /// The rooms.
+    pub fn hub(&self) -> &Hub<R::Host> {
+        &self.inner.hub
     }
 
     /// The server's counters, which the connection loops update.
-    pub fn counters(&self) -> &Counters {
+    pub fn counters(&self) -> &Counters<R::Host> {
         &self.inner.counters
     }
 
@@ -131,61 +128,44 @@ impl<R: HubRuntime> SharedHub<R> {
         &self.inner.runtime
     }
 
-    /// Wakes every connection serving the hub.
-    pub fn notify(&self) {
-        self.inner.runtime.wake();
-    }
-
-    /// Adds what a connection counted; publishes it appended wake the connections, as an emit
-    /// does.
+    /// Adds what a connection counted.
     pub fn count(&self, counts: Counts) {
         self.inner.counters.add(counts);
-        if counts.events_in > 0 {
-            self.notify();
-        }
     }
 
-    /// Counts one appended event and wakes the connections.
-    fn count_published(&self) {
-        self.inner
-            .counters
-            .events_in
-            .fetch_add(1, Ordering::Relaxed);
-        self.notify();
-    }
-
-    /// A new connection from `peer`, framed as `framing`: its session id is the number of
-    /// connections accepted before it, its seed is drawn from `peer` with a `RandomState`. A
-    /// connection `over_capacity` is closed at once with `TRY_AGAIN_LATER` and a retry-after
-    /// hint of one second.
+    /// A new connection, framed as `framing`, whose appends wake `waker`: its session id is the
+    /// number of connections accepted before it; `seed` (the adapter's entropy) drives its ping
+    /// nonces. A connection `over_capacity` is closed at once with `TRY_AGAIN_LATER` and a
+    /// retry-after hint of one second.
     pub fn open_connection(
         &self,
         config: SessionConfig,
         framing: Framing,
-        peer: impl Hash,
+        seed: u64,
+        waker: <R::Host as Host>::Waker,
         over_capacity: bool,
-    ) -> Connection {
-        let seed = RandomState::new().hash_one(peer);
-        let session_id = self
-            .inner
-            .counters
-            .connections_total
-            .load(Ordering::Relaxed);
-        let mut session =
-            Connection::new(self.inner.runtime.now(), config, framing, session_id, seed);
+    ) -> Connection<R::Host> {
+        let session_id = self.inner.counters.connections_total.get();
+        let now = self.inner.runtime.now();
+        let mut conn = Connection::with_waker(now, config, framing, session_id, seed, waker);
         if over_capacity {
-            session.close(
+            conn.close(
                 CloseCode::TRY_AGAIN_LATER,
-                Some(Duration::from_secs(1)),
+                Some(core::time::Duration::from_secs(1)),
                 "server at capacity",
             );
         }
-        session
+        conn
     }
 
     /// The epoch of every room.
     pub fn epoch(&self) -> u32 {
-        self.lock().epoch()
+        self.inner.hub.epoch()
+    }
+
+    /// The room `name`, created if needed: keep it to emit without looking the name up.
+    pub fn room(&self, name: &str) -> Result<RoomRef<R::Host>, EmitError> {
+        self.inner.hub.ensure_room(name).map_err(EmitError::Hub)
     }
 
     /// Emits `payload`, serialised as JSON, to `room`.
@@ -234,10 +214,11 @@ impl<R: HubRuntime> SharedHub<R> {
     ) -> Result<Position, EmitError> {
         let now = self.inner.runtime.now();
         let position = self
-            .lock()
+            .inner
+            .hub
             .emit_json(now, room, kind, text, key)
             .map_err(EmitError::Hub)?;
-        self.count_published();
+        self.inner.counters.events_in.add(1);
         Ok(position)
     }
 
@@ -252,26 +233,27 @@ impl<R: HubRuntime> SharedHub<R> {
     ) -> Result<Position, EmitError> {
         let now = self.inner.runtime.now();
         let position = self
-            .lock()
+            .inner
+            .hub
             .emit(now, room, kind, payload, key)
             .map_err(EmitError::Hub)?;
-        self.count_published();
+        self.inner.counters.events_in.add(1);
         Ok(position)
     }
 
     /// Statistics of one room.
     pub fn room_stats(&self, room: &str) -> Option<RoomStats> {
-        RoomStats::find(&self.lock(), room)
+        RoomStats::find(&self.inner.hub, room)
     }
 
     /// A snapshot of every counter and room.
     pub fn stats(&self) -> HubStats {
-        self.inner.counters.snapshot(&self.lock())
+        self.inner.counters.snapshot(&self.inner.hub)
     }
 }
 
 /// The typed dashboard helpers: bring [`EmitDashboard`] into scope to call them.
-impl<R: HubRuntime> EmitDashboard for SharedHub<R> {
+impl<R: Runtime> EmitDashboard for SharedHub<R> {
     fn emit_dashboard(&self, event: &DashboardEvent<'_>) -> Result<Position, EmitError> {
         let key = event.coalesce_key().map_err(EmitError::Dashboard)?;
         let mut buf = Vec::new();

@@ -1,19 +1,16 @@
-//! A server's counters and statistics, kept the same way by every adapter (feature `std`).
+//! A server's counters and statistics, kept the same way by every adapter (feature `alloc`).
 //!
-//! An adapter's hub holds one [`Counters`] next to the core [`Hub`] and updates it from its
-//! connection loops: a connection opened or closed, what each connection counted
-//! ([`Counters::add`] of a [`Counts`]: bytes, events sent, gaps, publishes appended), slow
-//! consumers.
-//! [`Counters::snapshot`] turns the counters and the hub's rooms into the [`HubStats`] the
-//! adapters hand to applications.
+//! A server holds one [`Counters`] next to its [`Hub`] and updates it from its connection loops: a
+//! connection opened or closed, what each connection counted ([`Counters::add`] of a [`Counts`]:
+//! bytes, events sent, gaps, publishes appended), slow consumers. The counters are the host's
+//! ([`Host::Counter`]: atomics in a threaded adapter). [`Counters::snapshot`] turns the counters
+//! and the hub's rooms into the [`HubStats`] the adapters hand to applications.
 
-use std::string::{String, ToString};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::vec::Vec;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 
 use crate::frame::Position;
-use crate::history::RoomLog;
-use crate::hub::Hub;
+use crate::hub::{Counter, Host, Hub, Room};
 use crate::server::Counts;
 
 /// Statistics of one room.
@@ -29,24 +26,26 @@ pub struct RoomStats {
     pub events: usize,
     /// Bytes retained.
     pub bytes: usize,
+    /// Sessions holding the room (woken by its appends).
+    pub watchers: usize,
 }
 
 impl RoomStats {
-    /// The statistics of the room `name` with log `log`.
-    pub fn of(name: &str, log: &RoomLog) -> RoomStats {
-        RoomStats {
-            name: name.to_string(),
+    /// The statistics of `room`.
+    pub fn of<H: Host>(room: &Room<H>) -> RoomStats {
+        room.read(|log| RoomStats {
+            name: room.name().to_string(),
             head: log.head(),
             oldest: log.oldest(),
             events: log.len(),
             bytes: log.bytes(),
-        }
+            watchers: room.watchers(),
+        })
     }
 
-    /// The statistics of `room` in `hub`, if it exists.
-    pub fn find(hub: &Hub, room: &str) -> Option<RoomStats> {
-        let log = hub.log(hub.room_id(room)?)?;
-        Some(RoomStats::of(room, log))
+    /// The statistics of the room `name` in `hub`, if it exists.
+    pub fn find<H: Host>(hub: &Hub<H>, name: &str) -> Option<RoomStats> {
+        hub.room(name).map(|room| RoomStats::of(&room))
     }
 }
 
@@ -73,28 +72,52 @@ pub struct HubStats {
     pub rooms: Vec<RoomStats>,
 }
 
-/// The live counters behind [`HubStats`]: atomics an adapter updates from any thread or task.
-#[derive(Debug, Default)]
-pub struct Counters {
+/// The live counters behind [`HubStats`], in the host's counter type.
+pub struct Counters<H: Host> {
     /// Open connections.
-    pub connections: AtomicU64,
+    pub connections: H::Counter,
     /// Connections accepted since start.
-    pub connections_total: AtomicU64,
+    pub connections_total: H::Counter,
     /// Events emitted (including publishes appended).
-    pub events_in: AtomicU64,
+    pub events_in: H::Counter,
     /// Events sent, summed over connections.
-    pub events_out: AtomicU64,
+    pub events_out: H::Counter,
     /// Bytes received.
-    pub bytes_in: AtomicU64,
+    pub bytes_in: H::Counter,
     /// Bytes sent.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: H::Counter,
     /// Gap notices sent.
-    pub gaps_sent: AtomicU64,
+    pub gaps_sent: H::Counter,
     /// Connections closed because they stopped reading.
-    pub slow_consumers: AtomicU64,
+    pub slow_consumers: H::Counter,
 }
 
-impl Counters {
+impl<H: Host> Default for Counters<H> {
+    fn default() -> Self {
+        Counters {
+            connections: Default::default(),
+            connections_total: Default::default(),
+            events_in: Default::default(),
+            events_out: Default::default(),
+            bytes_in: Default::default(),
+            bytes_out: Default::default(),
+            gaps_sent: Default::default(),
+            slow_consumers: Default::default(),
+        }
+    }
+}
+
+impl<H: Host> core::fmt::Debug for Counters<H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Counters")
+            .field("connections", &self.connections.get())
+            .field("events_in", &self.events_in.get())
+            .field("events_out", &self.events_out.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Host> Counters<H> {
     /// Adds what a connection counted.
     pub fn add(&self, counts: Counts) {
         for (counter, n) in [
@@ -105,37 +128,34 @@ impl Counters {
             (&self.events_in, counts.events_in),
         ] {
             if n > 0 {
-                counter.fetch_add(n, Ordering::Relaxed);
+                counter.add(n);
             }
         }
     }
 
     /// Counts an accepted connection; returns how many were open before it.
     pub fn opened(&self) -> u64 {
-        self.connections_total.fetch_add(1, Ordering::Relaxed);
-        self.connections.fetch_add(1, Ordering::AcqRel)
+        self.connections_total.add(1);
+        self.connections.add(1)
     }
 
     /// Counts a connection that ended; returns whether it was the last one open.
     pub fn closed(&self) -> bool {
-        self.connections.fetch_sub(1, Ordering::AcqRel) == 1
+        self.connections.sub(1) == 1
     }
 
     /// The counters and `hub`'s rooms.
-    pub fn snapshot(&self, hub: &Hub) -> HubStats {
+    pub fn snapshot(&self, hub: &Hub<H>) -> HubStats {
         HubStats {
-            connections: self.connections.load(Ordering::Relaxed),
-            connections_total: self.connections_total.load(Ordering::Relaxed),
-            events_in: self.events_in.load(Ordering::Relaxed),
-            events_out: self.events_out.load(Ordering::Relaxed),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
-            gaps_sent: self.gaps_sent.load(Ordering::Relaxed),
-            slow_consumers: self.slow_consumers.load(Ordering::Relaxed),
-            rooms: hub
-                .rooms()
-                .map(|(_, name, log)| RoomStats::of(name, log))
-                .collect(),
+            connections: self.connections.get(),
+            connections_total: self.connections_total.get(),
+            events_in: self.events_in.get(),
+            events_out: self.events_out.get(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+            gaps_sent: self.gaps_sent.get(),
+            slow_consumers: self.slow_consumers.get(),
+            rooms: hub.rooms().iter().map(|r| RoomStats::of(r)).collect(),
         }
     }
 }

@@ -52,10 +52,10 @@ fn open(framing: Framing, config: ServerConfig) -> (Connection, Hub) {
 }
 
 /// Everything the connection transmits now, one frame per entry, decoded back.
-fn drain(conn: &mut Connection, hub: &Hub) -> Vec<String> {
+fn drain(conn: &mut Connection) -> Vec<String> {
     let mut kinds = Vec::new();
     let mut out = Vec::new();
-    while let Some(n) = conn.poll_transmit(T0, hub, &mut out) {
+    while let Some(n) = conn.poll_transmit(T0, &mut out) {
         assert_eq!(n, out.len(), "a message is exactly the bytes appended");
         let frame = match conn.framing() {
             Framing::Message(codec) => codec.decode(&out, 1 << 20).unwrap().to_owned_kind(),
@@ -83,7 +83,7 @@ impl Kind for Frame<'_> {
 }
 
 /// Authenticates a hello and returns the decisions that followed.
-fn welcome(conn: &mut Connection, hub: &mut Hub, framing_text: bool) {
+fn welcome(conn: &mut Connection, hub: &Hub, framing_text: bool) {
     let bytes = if framing_text {
         json::encode(&hello(5, Some("t"))).unwrap()
     } else {
@@ -103,30 +103,30 @@ fn welcome(conn: &mut Connection, hub: &mut Hub, framing_text: bool) {
 
 #[test]
 fn a_message_of_the_other_type_closes_with_unsupported_data_and_nothing_after_is_parsed() {
-    let (mut conn, mut hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
+    let (mut conn, hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
     let text = json::encode(&hello(5, None)).unwrap();
-    conn.handle_message(T0, &mut hub, &text, true);
+    conn.handle_message(T0, &hub, &text, true);
     assert_eq!(conn.poll_decision(), None, "the hello inside was not read");
     // A valid hello after the violation is not parsed either.
-    conn.handle_message(T0, &mut hub, &binary(&hello(5, None)), false);
+    conn.handle_message(T0, &hub, &binary(&hello(5, None)), false);
     assert_eq!(conn.poll_decision(), None);
-    assert_eq!(drain(&mut conn, &hub), ["close 1003"]);
+    assert_eq!(drain(&mut conn), ["close 1003"]);
     assert_eq!(conn.poll_close(), Some(CloseCode::UNSUPPORTED_DATA));
 }
 
 #[test]
 fn decode_errors_close_with_their_code_and_unknown_kinds_are_ignored() {
-    let (mut conn, mut hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
+    let (mut conn, hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
     // An unknown frame kind (tag 200) is skipped: forward compatibility.
-    conn.handle_message(T0, &mut hub, &[200, 1, 2], false);
+    conn.handle_message(T0, &hub, &[200, 1, 2], false);
     assert_eq!(conn.state(), SessionState::AwaitHello);
-    welcome(&mut conn, &mut hub, false);
-    assert_eq!(drain(&mut conn, &hub), ["welcome"]);
+    welcome(&mut conn, &hub, false);
+    assert_eq!(drain(&mut conn), ["welcome"]);
     // A truncated frame is a protocol error.
     let mut cut = binary(&subscribe("room"));
     cut.truncate(3);
-    conn.handle_message(T0, &mut hub, &cut, false);
-    assert_eq!(drain(&mut conn, &hub), ["close 1002"]);
+    conn.handle_message(T0, &hub, &cut, false);
+    assert_eq!(drain(&mut conn), ["close 1002"]);
     assert_eq!(conn.poll_close(), Some(CloseCode::PROTOCOL_ERROR));
 }
 
@@ -136,15 +136,15 @@ fn transport_violations_close_with_their_code() {
         (TransportError::TooBig, CloseCode::MESSAGE_TOO_BIG),
         (TransportError::Protocol, CloseCode::PROTOCOL_ERROR),
     ] {
-        let (mut conn, mut hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
-        welcome(&mut conn, &mut hub, false);
+        let (mut conn, hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
+        welcome(&mut conn, &hub, false);
         conn.handle_transport_error(error);
         assert_eq!(
-            drain(&mut conn, &hub).last().map(String::as_str),
+            drain(&mut conn).last().map(String::as_str),
             Some(format!("close {}", code.0).as_str())
         );
         assert_eq!(conn.poll_close(), Some(code));
-        conn.handle_message(T0, &mut hub, &binary(&subscribe("room")), false);
+        conn.handle_message(T0, &hub, &binary(&subscribe("room")), false);
         assert_eq!(
             conn.poll_decision(),
             None,
@@ -155,17 +155,17 @@ fn transport_violations_close_with_their_code() {
 
 #[test]
 fn json_connections_send_text_and_count_every_byte_and_event() {
-    let (mut conn, mut hub) = open(Framing::Message(Codec::Json), ServerConfig::new());
-    welcome(&mut conn, &mut hub, true);
+    let (mut conn, hub) = open(Framing::Message(Codec::Json), ServerConfig::new());
+    welcome(&mut conn, &hub, true);
     let sub = json::encode(&subscribe("feed")).unwrap();
-    conn.handle_message(T0, &mut hub, &sub, true);
+    conn.handle_message(T0, &hub, &sub, true);
     assert_eq!(
         conn.poll_decision(),
         Some(Decision::Authorize {
             room: "feed".into()
         })
     );
-    conn.settle_join(&mut hub, "feed", true);
+    conn.settle_join(&hub, "feed", true);
     for i in 0..3 {
         hub.emit(T0, "feed", "tick", format!("{i}").as_bytes(), None)
             .unwrap();
@@ -173,7 +173,7 @@ fn json_connections_send_text_and_count_every_byte_and_event() {
     let mut out = Vec::new();
     let mut sent = 0;
     let mut texts = Vec::new();
-    while let Some(n) = conn.poll_transmit(T0 + Duration::from_secs(1), &hub, &mut out) {
+    while let Some(n) = conn.poll_transmit(T0 + Duration::from_secs(1), &mut out) {
         sent += n;
         texts.push(String::from_utf8(out.clone()).expect("JSON frames are UTF-8 text"));
         out.clear();
@@ -193,22 +193,17 @@ fn json_connections_send_text_and_count_every_byte_and_event() {
 #[test]
 fn an_event_the_json_form_cannot_carry_reaches_a_json_peer_as_a_gap() {
     let config = ServerConfig::new();
-    let (mut conn, mut hub) = open(Framing::Message(Codec::Json), config);
-    welcome(&mut conn, &mut hub, true);
-    conn.handle_message(
-        T0,
-        &mut hub,
-        &json::encode(&subscribe("feed")).unwrap(),
-        true,
-    );
+    let (mut conn, hub) = open(Framing::Message(Codec::Json), config);
+    welcome(&mut conn, &hub, true);
+    conn.handle_message(T0, &hub, &json::encode(&subscribe("feed")).unwrap(), true);
     let _ = conn.poll_decision();
-    conn.settle_join(&mut hub, "feed", true);
+    conn.settle_join(&hub, "feed", true);
     // Not JSON text: a JSON peer cannot be given it.
     hub.emit(T0, "feed", "raw", &[0xff, 0x00], None).unwrap();
     let mut out = Vec::new();
     let mut last = String::new();
     while conn
-        .poll_transmit(T0 + Duration::from_secs(1), &hub, &mut out)
+        .poll_transmit(T0 + Duration::from_secs(1), &mut out)
         .is_some()
     {
         last = String::from_utf8(out.clone()).unwrap();
@@ -221,7 +216,7 @@ fn an_event_the_json_form_cannot_carry_reaches_a_json_peer_as_a_gap() {
     // A room that keeps no JSON forms is transcoded batch by batch: the same gap, never a
     // broken message.
     let history = HistoryConfig::new().json_form(false);
-    let mut hub = Hub::new(3, HubConfig::new().history(history));
+    let hub = Hub::new(3, HubConfig::new().history(history));
     let mut conn = Connection::new(
         T0,
         ServerConfig::new(),
@@ -229,20 +224,15 @@ fn an_event_the_json_form_cannot_carry_reaches_a_json_peer_as_a_gap() {
         1,
         42,
     );
-    welcome(&mut conn, &mut hub, true);
-    conn.handle_message(
-        T0,
-        &mut hub,
-        &json::encode(&subscribe("feed")).unwrap(),
-        true,
-    );
+    welcome(&mut conn, &hub, true);
+    conn.handle_message(T0, &hub, &json::encode(&subscribe("feed")).unwrap(), true);
     let _ = conn.poll_decision();
-    conn.settle_join(&mut hub, "feed", true);
+    conn.settle_join(&hub, "feed", true);
     hub.emit(T0, "feed", "raw", &[0xff, 0x00], None).unwrap();
     let mut out = Vec::new();
     let mut last = String::new();
     while conn
-        .poll_transmit(T0 + Duration::from_secs(1), &hub, &mut out)
+        .poll_transmit(T0 + Duration::from_secs(1), &mut out)
         .is_some()
     {
         last = String::from_utf8(out.clone()).unwrap();
@@ -254,11 +244,11 @@ fn an_event_the_json_form_cannot_carry_reaches_a_json_peer_as_a_gap() {
 
 #[test]
 fn a_byte_stream_is_decoded_across_chunks_and_an_oversize_frame_closes_early() {
-    let (mut conn, mut hub) = open(Framing::Stream, ServerConfig::new());
+    let (mut conn, hub) = open(Framing::Stream, ServerConfig::new());
     let bytes = cobs(&hello(5, None));
     // One byte at a time: frames span chunks.
     for b in &bytes {
-        conn.handle_stream(T0, &mut hub, std::slice::from_ref(b));
+        conn.handle_stream(T0, &hub, std::slice::from_ref(b));
     }
     assert!(matches!(
         conn.poll_decision(),
@@ -266,7 +256,7 @@ fn a_byte_stream_is_decoded_across_chunks_and_an_oversize_frame_closes_early() {
     ));
     conn.settle_auth(T0, Ok(()));
     let mut out = Vec::new();
-    assert!(conn.poll_transmit(T0, &hub, &mut out).is_some());
+    assert!(conn.poll_transmit(T0, &mut out).is_some());
     assert_eq!(out.last(), Some(&0), "stream frames end with their zero");
     assert!(matches!(
         stream::decode_in_place(&mut out.clone()),
@@ -276,10 +266,10 @@ fn a_byte_stream_is_decoded_across_chunks_and_an_oversize_frame_closes_early() {
     let chunk = vec![1u8; 4096];
     let mut fed = 0;
     while conn.poll_close().is_none() && fed <= MAX_STREAM_FRAME * 2 {
-        conn.handle_stream(T0, &mut hub, &chunk);
+        conn.handle_stream(T0, &hub, &chunk);
         fed += chunk.len();
         out.clear();
-        while conn.poll_transmit(T0, &hub, &mut out).is_some() {}
+        while conn.poll_transmit(T0, &mut out).is_some() {}
     }
     assert!(fed <= MAX_STREAM_FRAME + 8192, "closed after {fed} bytes");
     assert_eq!(conn.state(), SessionState::Closed);
@@ -287,7 +277,7 @@ fn a_byte_stream_is_decoded_across_chunks_and_an_oversize_frame_closes_early() {
 
 #[test]
 fn polling_bodies_carry_several_frames_and_answers_follow_each_request_form() {
-    let (mut conn, mut hub) = open(Framing::Body(Codec::Json), ServerConfig::new());
+    let (mut conn, hub) = open(Framing::Body(Codec::Json), ServerConfig::new());
     // A ping rides along with the hello: a body carries several frames.
     let rooms = [Resume {
         room: "feed",
@@ -306,7 +296,7 @@ fn polling_bodies_carry_several_frames_and_answers_follow_each_request_form() {
     let parsed = Body::parse(Codec::Json, body.as_bytes(), 64).unwrap();
     assert_eq!(parsed.len(), 2);
     assert!(parsed.starts_with_hello(1 << 20));
-    conn.handle_body(T0, &mut hub, &parsed, body.len());
+    conn.handle_body(T0, &hub, &parsed, body.len());
     assert!(matches!(
         conn.poll_decision(),
         Some(Decision::Authenticate { .. })
@@ -318,9 +308,9 @@ fn polling_bodies_carry_several_frames_and_answers_follow_each_request_form() {
             room: "feed".into()
         })
     );
-    conn.settle_join(&mut hub, "feed", true);
+    conn.settle_join(&hub, "feed", true);
     let mut out = Vec::new();
-    while conn.poll_transmit(T0, &hub, &mut out).is_some() {}
+    while conn.poll_transmit(T0, &mut out).is_some() {}
     conn.framing().finish_body(&mut out);
     let answer: Vec<serde_json::Value> = serde_json::from_slice(&out).unwrap();
     let kinds: Vec<&str> = answer
@@ -334,7 +324,7 @@ fn polling_bodies_carry_several_frames_and_answers_follow_each_request_form() {
     conn.set_framing(Framing::Body(Codec::Binary));
     let mut out = Vec::new();
     while conn
-        .poll_transmit(T0 + Duration::from_secs(1), &hub, &mut out)
+        .poll_transmit(T0 + Duration::from_secs(1), &mut out)
         .is_some()
     {}
     conn.framing().finish_body(&mut out);
@@ -378,34 +368,31 @@ fn malformed_and_crowded_bodies_are_refused_before_any_frame_is_read() {
 
 #[test]
 fn publishes_appended_by_the_session_are_counted_as_events_in() {
-    let (mut conn, mut hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
-    welcome(&mut conn, &mut hub, false);
+    let (mut conn, hub) = open(Framing::Message(Codec::Binary), ServerConfig::new());
+    welcome(&mut conn, &hub, false);
     let publish = Frame::Publish(Publish {
         id: 1,
         room: "feed",
         kind: "note",
         payload: Payload(b"\"hi\""),
     });
-    conn.handle_message(T0, &mut hub, &binary(&publish), false);
+    conn.handle_message(T0, &hub, &binary(&publish), false);
     assert_eq!(conn.take_counts().events_in, 1);
-    assert_eq!(
-        hub.log(hub.room_id("feed").unwrap()).unwrap().head(),
-        Position::new(3, 1)
-    );
+    assert_eq!(hub.room("feed").unwrap().head(), Position::new(3, 1));
 }
 
 #[test]
 fn publishes_for_the_application_are_handed_over_owned_and_settled() {
     let config = ServerConfig::new().publish_mode(PublishMode::Application);
-    let (mut conn, mut hub) = open(Framing::Message(Codec::Binary), config);
-    welcome(&mut conn, &mut hub, false);
+    let (mut conn, hub) = open(Framing::Message(Codec::Binary), config);
+    welcome(&mut conn, &hub, false);
     let publish = Frame::Publish(Publish {
         id: 9,
         room: "feed",
         kind: "note",
         payload: Payload(b"\"hi\""),
     });
-    conn.handle_message(T0, &mut hub, &binary(&publish), false);
+    conn.handle_message(T0, &hub, &binary(&publish), false);
     assert_eq!(
         conn.poll_decision(),
         Some(Decision::Publish {
@@ -415,7 +402,7 @@ fn publishes_for_the_application_are_handed_over_owned_and_settled() {
             payload: b"\"hi\"".to_vec()
         })
     );
-    conn.publish_done(&mut hub, T0, 9, Err(ErrorCode::PUBLISH_REJECTED))
+    conn.publish_done(&hub, T0, 9, Err(ErrorCode::PUBLISH_REJECTED))
         .unwrap();
-    assert_eq!(drain(&mut conn, &hub), ["welcome", "error 4"]);
+    assert_eq!(drain(&mut conn), ["welcome", "error 4"]);
 }

@@ -184,9 +184,7 @@ impl Harness {
         let frame = binary::decode(bytes, DECODE_LIMIT).expect("and decode");
         let events = &mut self.events;
         self.session
-            .handle_frame(self.now, &frame, &mut self.hub, &mut |e| {
-                events.push(e.into())
-            });
+            .handle_frame(self.now, &frame, &self.hub, &mut |e| events.push(e.into()));
     }
 
     fn hello_with(
@@ -225,7 +223,7 @@ impl Harness {
     fn allow_all(&mut self) {
         for e in self.take_events() {
             if let SEv::Authorize(room) = e {
-                self.session.allow(&mut self.hub, &room).unwrap();
+                self.session.allow(&self.hub, &room).unwrap();
             }
         }
     }
@@ -259,7 +257,7 @@ impl Harness {
     /// Everything the session sends now, as bytes.
     fn drain_bytes(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        while let Some(frame) = self.session.poll_transmit(self.now, &self.hub) {
+        while let Some(frame) = self.session.poll_transmit(self.now) {
             let mut bytes = Vec::new();
             binary::encode_into(&frame, &mut bytes).expect("the session sends valid frames");
             out.push(bytes);
@@ -305,8 +303,7 @@ impl Harness {
     }
 
     fn head(&self, room: &str) -> Option<Position> {
-        let id = self.hub.room_id(room)?;
-        Some(self.hub.log(id)?.head())
+        Some(self.hub.room(room)?.head())
     }
 
     /// Some subscription has not been sent its room's head yet.
@@ -321,7 +318,7 @@ impl Harness {
     fn flush_all_json(&mut self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
         for _ in 0..10_000 {
-            while let Some(frame) = self.session.poll_transmit(self.now, &self.hub) {
+            while let Some(frame) = self.session.poll_transmit(self.now) {
                 let mut text = Vec::new();
                 json::encode_into(&frame, &mut text).expect("the session sends valid frames");
                 out.push(text);
@@ -330,10 +327,7 @@ impl Harness {
             if !self.behind() {
                 return out;
             }
-            let t = self
-                .session
-                .poll_timeout(&self.hub)
-                .expect("a flush is due");
+            let t = self.session.poll_timeout().expect("a flush is due");
             self.at(t);
         }
         panic!("never caught up");
@@ -347,10 +341,7 @@ impl Harness {
             if !self.behind() {
                 return out;
             }
-            let t = self
-                .session
-                .poll_timeout(&self.hub)
-                .expect("a flush is due");
+            let t = self.session.poll_timeout().expect("a flush is due");
             assert!(
                 t > self.now,
                 "due at {t} but nothing was sent at {}",
@@ -572,7 +563,7 @@ fn denied_rooms_get_forbidden_room_errors() {
     h.take_events();
     h.accept();
     h.take_events();
-    h.session.allow(&mut h.hub, "agents").unwrap();
+    h.session.allow(&h.hub, "agents").unwrap();
     h.session.deny("secret").unwrap();
     let out = h.drain();
     assert_eq!(
@@ -659,7 +650,7 @@ fn resubscribing_a_held_room_at_the_limit_replaces_it() {
     // went out): the subscription is replaced, not refused for the limit.
     h.feed(&subscribe("a", Some(Position::new(EPOCH, 1))));
     assert_eq!(h.take_events(), [SEv::Authorize("a".into())]);
-    h.session.allow(&mut h.hub, "a").unwrap();
+    h.session.allow(&h.hub, "a").unwrap();
     let out = h.drain();
     assert_eq!(
         out.first(),
@@ -786,7 +777,7 @@ fn under_load_the_next_batch_waits_for_the_batch_interval() {
     h.advance(ms(10));
     h.emit("agents");
     assert_eq!(h.drain(), []);
-    assert_eq!(h.session.poll_timeout(&h.hub), Some(first + ms(100)));
+    assert_eq!(h.session.poll_timeout(), Some(first + ms(100)));
     h.at(first + ms(100) - Duration::from_micros(1));
     assert_eq!(h.drain(), []);
     h.at(first + ms(100));
@@ -806,7 +797,7 @@ fn max_batch_waiting_events_go_out_before_the_interval() {
     }
     assert_eq!(h.drain(), []);
     h.emit("agents");
-    assert!(h.session.poll_timeout(&h.hub).is_some_and(|t| t <= h.now));
+    assert!(h.session.poll_timeout().is_some_and(|t| t <= h.now));
     assert_eq!(batches(&h.drain()), [vec![2, 3, 4, 5]]);
 }
 
@@ -821,7 +812,7 @@ fn keyed_events_wait_for_the_metrics_interval() {
 
     h.advance(ms(10));
     h.emit_keyed("agents", "metrics:a2", b"2");
-    assert_eq!(h.session.poll_timeout(&h.hub), Some(first + ms(500)));
+    assert_eq!(h.session.poll_timeout(), Some(first + ms(500)));
     h.at(first + ms(500) - Duration::from_micros(1));
     assert_eq!(h.drain(), []);
     h.at(first + ms(500));
@@ -918,10 +909,7 @@ fn unanswered_pings_make_the_link_poor_and_batches_sparser() {
     assert_eq!(batches(&h.drain()), [vec![1]]);
     h.advance(ms(50));
     h.emit("agents");
-    assert_eq!(
-        h.session.poll_timeout(&h.hub),
-        Some(opened + ms(2_100) + ms(200))
-    );
+    assert_eq!(h.session.poll_timeout(), Some(opened + ms(2_100) + ms(200)));
     h.at(opened + ms(2_300));
     assert_eq!(batches(&h.drain()), [vec![2]]);
 
@@ -946,7 +934,7 @@ fn unanswered_pings_make_the_link_poor_and_batches_sparser() {
     h.advance(ms(50));
     h.emit("agents");
     let due = opened + ms(3_100) + ms(400);
-    assert_eq!(h.session.poll_timeout(&h.hub), Some(due));
+    assert_eq!(h.session.poll_timeout(), Some(due));
     h.at(due - Duration::from_micros(1));
     assert_eq!(h.drain(), []);
     h.at(due);
@@ -964,17 +952,13 @@ fn a_slow_consumer_gets_a_gap_for_exactly_what_was_evicted() {
         let mut h = Harness::new(ServerConfig::new(), history);
         h.open(&[("agents", None)]);
         let body = vec![b'y'; size];
-        let id = h.hub.ensure_room("agents").unwrap();
+        let room = h.hub.ensure_room("agents").unwrap();
         // The subscriber does not read while three histories' worth is emitted.
         for _ in 0..3 * max_events.min(max_bytes / size) {
-            h.hub
-                .emit_to(h.now, id, "agent.status", &body, None)
-                .unwrap();
-            let log = h.hub.log(id).unwrap();
-            assert!(log.len() <= max_events && log.bytes() <= max_bytes);
+            room.emit(h.now, "agent.status", &body, None).unwrap();
+            room.read(|log| assert!(log.len() <= max_events && log.bytes() <= max_bytes));
         }
-        let log = h.hub.log(id).unwrap();
-        let (oldest, head) = (log.oldest(), log.head().offset);
+        let (oldest, head) = room.read(|log| (log.oldest(), log.head().offset));
         assert!(oldest > 1);
         if max_events == 16 {
             assert_eq!((oldest, head), (33, 48));
@@ -1112,7 +1096,7 @@ fn application_mode_hands_publishes_over_and_forwards_its_answer() {
     assert_eq!(h.head("cmd"), None, "the session appends nothing itself");
 
     h.session
-        .publish_done(&mut h.hub, h.now, 1, Err(ErrorCode::PUBLISH_REJECTED))
+        .publish_done(&h.hub, h.now, 1, Err(ErrorCode::PUBLISH_REJECTED))
         .unwrap();
     assert_eq!(
         h.drain(),
@@ -1125,7 +1109,7 @@ fn application_mode_hands_publishes_over_and_forwards_its_answer() {
     );
     assert_eq!(
         h.session
-            .publish_done(&mut h.hub, h.now, 1, Err(ErrorCode::PUBLISH_REJECTED)),
+            .publish_done(&h.hub, h.now, 1, Err(ErrorCode::PUBLISH_REJECTED)),
         Err(DecisionError::NotPending)
     );
 
@@ -1138,9 +1122,7 @@ fn application_mode_hands_publishes_over_and_forwards_its_answer() {
         "a retry while pending is not raised"
     );
     let at = Position::new(EPOCH, 3);
-    h.session
-        .publish_done(&mut h.hub, h.now, 2, Ok(at))
-        .unwrap();
+    h.session.publish_done(&h.hub, h.now, 2, Ok(at)).unwrap();
     assert_eq!(h.drain(), [Down::Ack(2, at)]);
     h.feed(&publish(2));
     assert_eq!(h.take_events(), []);
@@ -1250,7 +1232,7 @@ impl Pair {
                     SEv::Authenticate { .. } => self.server.accept(),
                     SEv::Authorize(room) => {
                         // Refused only if the session ended meanwhile; the test checks that.
-                        let _ = self.server.session.allow(&mut self.server.hub, &room);
+                        let _ = self.server.session.allow(&self.server.hub, &room);
                     }
                     _ => {}
                 }

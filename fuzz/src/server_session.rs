@@ -51,7 +51,7 @@ use eventwire_core::frame::{
     Close, Frame, Hello, Missed, Ping, Position, Publish, Resume, Subscribe, Unsubscribe, Welcome,
 };
 use eventwire_core::history::HistoryConfig;
-use eventwire_core::hub::{Hub, HubConfig};
+use eventwire_core::hub::{Hub, HubConfig, Room};
 use eventwire_core::payload::Payload;
 use eventwire_core::seq::Seq;
 use eventwire_core::server::{
@@ -411,7 +411,7 @@ impl Harness {
                 );
             }
             Op::Advance { by, drain } => {
-                self.now = by.apply(now, self.session.poll_timeout(&self.hub));
+                self.now = by.apply(now, self.session.poll_timeout());
                 let now = self.now;
                 self.hub.expire(now);
                 let mut events = Vec::new();
@@ -420,7 +420,7 @@ impl Harness {
                 self.seen(&events);
                 if *drain {
                     self.drain(usize::MAX);
-                    if let Some(at) = self.session.poll_timeout(&self.hub) {
+                    if let Some(at) = self.session.poll_timeout() {
                         assert!(
                             at > now,
                             "deadline {at} not after now {now} once timers fired and all was sent \
@@ -461,11 +461,10 @@ impl Harness {
                 let room = self.view.authorize[usize::from(*i) % n].clone();
                 let head = self
                     .hub
-                    .room_id(&room)
-                    .and_then(|id| self.hub.log(id))
-                    .map_or(Position::new(self.hub.epoch(), 0), |l| l.head());
+                    .room(&room)
+                    .map_or(Position::new(self.hub.epoch(), 0), |r| r.head());
                 let r = if matches!(op, Op::Allow(_)) {
-                    self.session.allow(&mut self.hub, &room)
+                    self.session.allow(&self.hub, &room)
                 } else {
                     self.session.deny(&room)
                 };
@@ -490,7 +489,7 @@ impl Harness {
                 } else {
                     Err(ErrorCode::PUBLISH_REJECTED)
                 };
-                let r = self.session.publish_done(&mut self.hub, now, id, result);
+                let r = self.session.publish_done(&self.hub, now, id, result);
                 assert_eq!(
                     r,
                     Ok(()),
@@ -548,7 +547,7 @@ impl Harness {
         }
         let mut events = Vec::new();
         self.session
-            .handle_frame(now, frame, &mut self.hub, &mut |e| events.push(owned(&e)));
+            .handle_frame(now, frame, &self.hub, &mut |e| events.push(owned(&e)));
         self.seen(&events);
     }
 
@@ -571,8 +570,8 @@ impl Harness {
                         .push((*id, room.clone(), kind.clone(), payload.clone()));
                 }
                 Owned::Published(room, position, kind, payload) => {
-                    let log = self.hub.room_id(room).and_then(|id| self.hub.log(id));
-                    let Some(log) = log else {
+                    let handle = self.hub.room(room);
+                    let Some(log) = handle.as_deref().map(Room::log) else {
                         panic!("published into {room}, which the hub does not have");
                     };
                     let mut found = None;
@@ -600,7 +599,7 @@ impl Harness {
         let now = self.now;
         let mut n = 0;
         while n < max {
-            let Some(frame) = self.session.poll_transmit(now, &self.hub) else {
+            let Some(frame) = self.session.poll_transmit(now) else {
                 break;
             };
             n += 1;
@@ -637,11 +636,11 @@ impl Harness {
         let Some(cursor) = cursor else {
             panic!("a batch or gap of {room}, which the session does not hold");
         };
-        let log = self.hub.room_id(room).and_then(|id| self.hub.log(id));
-        let Some(log) = log else {
+        let handle = self.hub.room(room);
+        let Some(log) = handle.as_deref().map(Room::log) else {
             panic!("a batch or gap of {room}, which the hub does not have");
         };
-        let passed = cursor_passed(log, room, told, cursor);
+        let passed = cursor_passed(&log, room, told, cursor);
         self.view.passed.insert(room.to_string(), passed);
     }
 
@@ -684,10 +683,10 @@ impl Harness {
         assert_eq!(stats.gaps, self.view.gaps, "stats.gaps");
         assert_eq!(stats.frames_in, self.view.frames_in, "stats.frames_in");
         if s.state() == SessionState::Closed {
-            assert_eq!(s.poll_timeout(&self.hub), None, "a deadline once closed");
+            assert_eq!(s.poll_timeout(), None, "a deadline once closed");
         } else {
             assert!(
-                s.poll_timeout(&self.hub).is_some(),
+                s.poll_timeout().is_some(),
                 "no deadline while {:?}",
                 s.state()
             );
@@ -698,9 +697,9 @@ impl Harness {
     fn build<'s>(&mut self, f: &ClientFrame, store: &'s mut Vec<Resume<'static>>) -> Frame<'s> {
         let hub = &self.hub;
         let pos_of = |room: &str, p: PosSel| {
-            let log = hub.room_id(room).and_then(|id| hub.log(id));
-            let head = log.map_or(0, |l| l.head().offset);
-            let oldest = log.map_or(1, |l| l.oldest());
+            let handle = hub.room(room);
+            let head = handle.as_ref().map_or(0, |r| r.head().offset);
+            let oldest = handle.as_ref().map_or(1, |r| r.log().oldest());
             let offset = match p.offset {
                 OffsetSel::Head(n) => head.saturating_sub(u64::from(n)),
                 OffsetSel::Oldest(n) => (oldest - 1).saturating_sub(u64::from(n)),
@@ -890,8 +889,8 @@ fn check_out(
                     b.room
                 );
             };
-            let log = hub.room_id(b.room).and_then(|id| hub.log(id));
-            let Some(log) = log else {
+            let handle = hub.room(b.room);
+            let Some(log) = handle.as_deref().map(Room::log) else {
                 panic!("a batch of {}, which the hub does not have", b.room);
             };
             assert_eq!(
@@ -935,7 +934,7 @@ fn check_out(
                     "offset {} past the head",
                     e.offset
                 );
-                only_superseded(log, b.room, prev.max(passed), e.offset);
+                only_superseded(&log, b.room, prev.max(passed), e.offset);
                 let mut entry = None;
                 let _ = log.read(e.offset - 1, 1, usize::MAX, |x| {
                     entry = Some((x.offset, x.kind, x.payload))
@@ -980,8 +979,8 @@ fn check_out(
                     g.room
                 );
             };
-            let log = hub.room_id(g.room).and_then(|id| hub.log(id));
-            let Some(log) = log else {
+            let handle = hub.room(g.room);
+            let Some(log) = handle.as_deref().map(Room::log) else {
                 panic!("a gap of {}, which the hub does not have", g.room);
             };
             let head = log.head();
@@ -993,7 +992,7 @@ fn check_out(
                         "a range gap from {first}, not after {at}"
                     );
                     let passed = passed_since(view, g.room, at);
-                    only_superseded(log, g.room, at.offset.max(passed), first);
+                    only_superseded(&log, g.room, at.offset.max(passed), first);
                     assert!(last <= head.offset, "a range gap past the head {head}");
                     Position::new(epoch, last)
                 }
@@ -1433,7 +1432,7 @@ mod tests {
     /// view of a welcomed client told `told` there, with the cursor verified up to `passed`.
     fn made_up(keys: &[Option<&str>], told: u64, passed: u64) -> (Hub, View) {
         let history = HistoryConfig::new().max_events(4);
-        let mut hub = Hub::new(3, HubConfig::new().history(history));
+        let hub = Hub::new(3, HubConfig::new().history(history));
         for key in keys {
             hub.emit(Instant::ZERO, "agents", "agent.status", b"{}", *key)
                 .unwrap();
@@ -1519,8 +1518,13 @@ mod tests {
     #[should_panic(expected = "passed 2, which was not sent")]
     fn a_cursor_past_an_unsent_event_fails() {
         let (hub, _) = made_up(&[None, None, None], 1, 1);
-        let log = hub.room_id("agents").and_then(|id| hub.log(id)).unwrap();
-        cursor_passed(log, "agents", Position::new(3, 1), Position::new(3, 2));
+        let handle = hub.room("agents").unwrap();
+        cursor_passed(
+            &handle.log(),
+            "agents",
+            Position::new(3, 1),
+            Position::new(3, 2),
+        );
     }
 
     /// A cursor stepping over an evicted event (it cannot have been verified as superseded).
@@ -1528,16 +1532,26 @@ mod tests {
     #[should_panic(expected = "passed 2, out of the history")]
     fn a_cursor_past_an_evicted_event_fails() {
         let (hub, _) = made_up(&[None, Some("a"), Some("a"), None, None, None], 1, 1);
-        let log = hub.room_id("agents").and_then(|id| hub.log(id)).unwrap();
-        cursor_passed(log, "agents", Position::new(3, 1), Position::new(3, 2));
+        let handle = hub.room("agents").unwrap();
+        cursor_passed(
+            &handle.log(),
+            "agents",
+            Position::new(3, 1),
+            Position::new(3, 2),
+        );
     }
 
     /// A cursor stepping over superseded events only is recorded where it stopped.
     #[test]
     fn a_cursor_past_superseded_events_is_recorded() {
         let (hub, _) = made_up(&[None, Some("a"), Some("a")], 1, 1);
-        let log = hub.room_id("agents").and_then(|id| hub.log(id)).unwrap();
-        let passed = cursor_passed(log, "agents", Position::new(3, 1), Position::new(3, 2));
+        let handle = hub.room("agents").unwrap();
+        let passed = cursor_passed(
+            &handle.log(),
+            "agents",
+            Position::new(3, 1),
+            Position::new(3, 2),
+        );
         assert_eq!(passed, 2);
     }
 }

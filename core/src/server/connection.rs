@@ -48,7 +48,7 @@ use crate::codec::Codec;
 use crate::error::{DecodeError, EncodeError};
 use crate::frame::{Frame, Position};
 use crate::handshake;
-use crate::hub::Hub;
+use crate::hub::{Host, Hub, Local};
 use crate::rtt::Quality;
 use crate::time::Instant;
 
@@ -268,8 +268,8 @@ impl<'b> Body<'b> {
 }
 
 /// One server connection; see the module docs for the driving loop.
-pub struct Connection {
-    session: ServerSession,
+pub struct Connection<H: Host = Local> {
+    session: ServerSession<H>,
     framing: Framing,
     /// The COBS decoder of a byte stream (allocated for [`Framing::Stream`] only).
     stream: Option<alloc::boxed::Box<StreamDecoder<STREAM_BUF>>>,
@@ -283,9 +283,9 @@ pub struct Connection {
     scratch: Vec<u8>,
 }
 
-impl Connection {
-    /// A connection that opened at `now`, framed as `framing`. `session_id` is announced in the
-    /// welcome; `seed` drives the session's ping nonces.
+impl Connection<Local> {
+    /// A single-threaded connection that opened at `now`, framed as `framing`. `session_id` is
+    /// announced in the welcome; `seed` drives the session's ping nonces.
     pub fn new(
         now: Instant,
         config: ServerConfig,
@@ -293,7 +293,22 @@ impl Connection {
         session_id: u64,
         seed: u64,
     ) -> Self {
-        let mut session = ServerSession::new(now, config, session_id, seed);
+        Self::with_waker(now, config, framing, session_id, seed, ())
+    }
+}
+
+impl<H: Host> Connection<H> {
+    /// A connection on host `H`: appends to the rooms it holds wake `waker` (see
+    /// [`Connection::new`] for the rest).
+    pub fn with_waker(
+        now: Instant,
+        config: ServerConfig,
+        framing: Framing,
+        session_id: u64,
+        seed: u64,
+        waker: H::Waker,
+    ) -> Self {
+        let mut session = ServerSession::with_waker(now, config, session_id, seed, waker);
         session.set_codec(framing.codec());
         Connection {
             session,
@@ -335,7 +350,7 @@ impl Connection {
     }
 
     /// The session under this connection (its statistics and subscriptions).
-    pub fn session(&self) -> &ServerSession {
+    pub fn session(&self) -> &ServerSession<H> {
         &self.session
     }
 
@@ -355,7 +370,7 @@ impl Connection {
 
     /// One WebSocket data message (`text` or binary) arrived. A message of the other type than
     /// the codec's closes with `UNSUPPORTED_DATA`.
-    pub fn handle_message(&mut self, now: Instant, hub: &mut Hub, data: &[u8], text: bool) {
+    pub fn handle_message(&mut self, now: Instant, hub: &Hub<H>, data: &[u8], text: bool) {
         if self.failed {
             return;
         }
@@ -379,7 +394,7 @@ impl Connection {
 
     /// Bytes of a COBS byte stream arrived ([`Framing::Stream`]). A frame over the limit closes
     /// with `MESSAGE_TOO_BIG` as soon as its size is known.
-    pub fn handle_stream(&mut self, now: Instant, hub: &mut Hub, bytes: &[u8]) {
+    pub fn handle_stream(&mut self, now: Instant, hub: &Hub<H>, bytes: &[u8]) {
         self.counts.bytes_in += bytes.len() as u64;
         let Some(decoder) = self.stream.as_mut() else {
             return;
@@ -434,7 +449,7 @@ impl Connection {
     }
 
     /// A polling request's body arrived ([`Framing::Body`]); `size` is its length in bytes.
-    pub fn handle_body(&mut self, now: Instant, hub: &mut Hub, body: &Body<'_>, size: usize) {
+    pub fn handle_body(&mut self, now: Instant, hub: &Hub<H>, body: &Body<'_>, size: usize) {
         self.counts.bytes_in += size as u64;
         let max_frame = self.session.max_frame() as usize;
         let (session, decisions, counts, failed) = (
@@ -491,7 +506,7 @@ impl Connection {
     }
 
     /// Settles [`Decision::Authorize`] for `room`.
-    pub fn settle_join(&mut self, hub: &mut Hub, room: &str, allowed: bool) {
+    pub fn settle_join(&mut self, hub: &Hub<H>, room: &str, allowed: bool) {
         let _ = if allowed {
             self.session.allow(hub, room)
         } else {
@@ -503,7 +518,7 @@ impl Connection {
     /// if it refused it.
     pub fn publish_done(
         &mut self,
-        hub: &mut Hub,
+        hub: &Hub<H>,
         now: Instant,
         id: u64,
         result: Result<Position, ErrorCode>,
@@ -524,10 +539,10 @@ impl Connection {
     /// is one message (clear `out` between messages); for a stream or a polling body the frames
     /// follow each other (close a JSON body with [`Framing::finish_body`]).
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, hub: &Hub, out: &mut Vec<u8>) -> Option<usize> {
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut Vec<u8>) -> Option<usize> {
         loop {
             let framing = self.framing;
-            let frame = self.session.poll_transmit(now, hub)?;
+            let frame = self.session.poll_transmit(now)?;
             let start = out.len();
             match append(framing, &frame, out) {
                 Ok(()) => {
@@ -559,10 +574,10 @@ impl Connection {
     }
 
     /// The next instant [`Connection::handle_timeout`] or [`Connection::poll_transmit`] has work,
-    /// given the rooms in `hub`.
+    /// given the rooms it holds.
     #[must_use]
-    pub fn poll_timeout(&self, hub: &Hub) -> Option<Instant> {
-        self.session.poll_timeout(hub)
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.session.poll_timeout()
     }
 
     // ---- internals
@@ -575,12 +590,12 @@ impl Connection {
     /// Feeds one decoded frame (or its error) to the session. Split borrows: the body's frames
     /// borrow from the body while the session and the queues are written.
     fn input(
-        session: &mut ServerSession,
+        session: &mut ServerSession<H>,
         decisions: &mut VecDeque<Decision>,
         counts: &mut Counts,
         failed: &mut bool,
         now: Instant,
-        hub: &mut Hub,
+        hub: &Hub<H>,
         decoded: Result<Frame<'_>, DecodeError>,
     ) {
         match decoded {

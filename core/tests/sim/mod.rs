@@ -256,16 +256,7 @@ impl World {
                 let rooms: Vec<_> = p
                     .machine
                     .rooms()
-                    .map(|(r, l)| {
-                        (
-                            r.to_string(),
-                            l,
-                            self.hub
-                                .room_id(r)
-                                .and_then(|id| self.hub.log(id))
-                                .map(|l| l.head()),
-                        )
-                    })
+                    .map(|(r, l)| (r.to_string(), l, self.hub.room(r).map(|r| r.head())))
                     .collect();
                 eprintln!(
                     "peer {i}: {:?} fatal {:?} outbox {} rooms {rooms:?}",
@@ -547,7 +538,7 @@ impl World {
             while conn.up.front().is_some_and(|(t, _)| *t <= now) {
                 moved = true;
                 let (_, bytes) = conn.up.pop_front().unwrap();
-                feed_server(&mut conn, &bytes, now, &mut self.hub, &mut events);
+                feed_server(&mut conn, &bytes, now, &self.hub, &mut events);
             }
             if conn.closing && conn.up.is_empty() && !conn.server_gone {
                 // The client closed: the server sees the end of the stream.
@@ -566,13 +557,13 @@ impl World {
                                 }
                             });
                             for room in joins {
-                                decide_join(&mut conn.session, &mut self.hub, &room);
+                                decide_join(&mut conn.session, &self.hub, &room);
                             }
                         } else {
                             let _ = conn.session.reject(CloseCode::UNAUTHORIZED, "bad token");
                         }
                     }
-                    Decision::Join(room) => decide_join(&mut conn.session, &mut self.hub, &room),
+                    Decision::Join(room) => decide_join(&mut conn.session, &self.hub, &room),
                     Decision::Published(room, position, payload) => {
                         self.emitted
                             .entry((room, position.epoch))
@@ -581,11 +572,7 @@ impl World {
                     }
                 }
             }
-            if conn
-                .session
-                .poll_timeout(&self.hub)
-                .is_some_and(|t| t <= now)
-            {
+            if conn.session.poll_timeout().is_some_and(|t| t <= now) {
                 conn.session.handle_timeout(now, &mut |_| {});
             }
             // Server to client, within a bandwidth window, unless the client stalled reading.
@@ -597,7 +584,7 @@ impl World {
                 (64 * 1024usize).saturating_sub(in_flight)
             };
             while budget > 0 && !conn.server_gone {
-                let Some(frame) = conn.session.poll_transmit(now, &self.hub) else {
+                let Some(frame) = conn.session.poll_transmit(now) else {
                     break;
                 };
                 moved = true;
@@ -703,11 +690,7 @@ impl World {
             p.machine.state() == ConnState::Open
                 && p.machine.outbox_len() == 0
                 && p.machine.rooms().all(|(room, last)| {
-                    let head = self
-                        .hub
-                        .room_id(room)
-                        .and_then(|id| self.hub.log(id))
-                        .map(|l| l.head());
+                    let head = self.hub.room(room).map(|r| r.head());
                     head.is_some() && last == head
                 })
         })
@@ -733,11 +716,7 @@ impl World {
                     ));
                 }
                 for (room, last) in peer.machine.rooms() {
-                    let head = self
-                        .hub
-                        .room_id(room)
-                        .and_then(|id| self.hub.log(id))
-                        .map(|l| l.head());
+                    let head = self.hub.room(room).map(|r| r.head());
                     if last != head {
                         return Err(format!(
                             "client {i} room {room} stopped at {last:?}, head {head:?}"
@@ -790,14 +769,12 @@ impl World {
             stats.rejected_at_call += peer.rejected_at_call;
         }
         // Memory stayed within the configured bounds.
-        for (_, room, log) in self.hub.rooms() {
+        for handle in self.hub.rooms() {
+            let room = handle.name();
             let h = self.hub_config.history;
-            if log.len() > h.max_events || log.bytes() > h.max_bytes {
-                return Err(format!(
-                    "room {room} holds {} events, {} bytes",
-                    log.len(),
-                    log.bytes()
-                ));
+            let (len, bytes) = handle.read(|log| (log.len(), log.bytes()));
+            if len > h.max_events || bytes > h.max_bytes {
+                return Err(format!("room {room} holds {len} events, {bytes} bytes"));
             }
         }
         for conn in self.conns.iter().flatten() {
@@ -936,7 +913,7 @@ enum Decision {
     Published(String, Position, Vec<u8>),
 }
 
-fn decide_join(session: &mut ServerSession, hub: &mut Hub, room: &str) {
+fn decide_join(session: &mut ServerSession, hub: &Hub, room: &str) {
     if room == FORBIDDEN {
         let _ = session.deny(room);
     } else {
@@ -944,14 +921,8 @@ fn decide_join(session: &mut ServerSession, hub: &mut Hub, room: &str) {
     }
 }
 
-fn feed_server(
-    conn: &mut Conn,
-    bytes: &[u8],
-    now: Instant,
-    hub: &mut Hub,
-    events: &mut Vec<Decision>,
-) {
-    let mut handle = |session: &mut ServerSession, frame: &Frame<'_>, hub: &mut Hub| {
+fn feed_server(conn: &mut Conn, bytes: &[u8], now: Instant, hub: &Hub, events: &mut Vec<Decision>) {
+    let mut handle = |session: &mut ServerSession, frame: &Frame<'_>, hub: &Hub| {
         session.handle_frame(now, frame, hub, &mut |e| match e {
             ServerEvent::Authenticate { token, .. } => {
                 events.push(Decision::Auth(token == Some("good")))
@@ -1021,9 +992,7 @@ fn head_of(hub: &Hub, frame: &Frame<'_>) -> u64 {
         Frame::Event(e) => e.room,
         _ => return 0,
     };
-    hub.room_id(room)
-        .and_then(|id| hub.log(id))
-        .map_or(0, |l| l.head().offset)
+    hub.room(room).map_or(0, |r| r.head().offset)
 }
 
 /// Records a client's application events.
