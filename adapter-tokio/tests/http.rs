@@ -1,6 +1,8 @@
-//! The standalone server's HTTP front on real sockets: routes, the browser client, CORS for
-//! long-polling from other origins, refusing upgrades, injected connection cuts, and the close
-//! a browser sends (PROTOCOL.md 1 and 1.4).
+//! The standalone server's HTTP front on real sockets: routes over kept-alive connections,
+//! `HEAD`, the browser client, CORS for long-polling from other origins, refusing upgrades and
+//! the RFC 6455 checks, the bounds on heads, bodies and responses (413, 408, the header read and
+//! write timeouts), shutdown, injected connection cuts, and the close a browser sends
+//! (PROTOCOL.md 1 and 1.4).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -551,4 +553,26 @@ async fn shutdown_closes_idle_kept_alive_connections() {
     stop.await.unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(hub.stats().connections, 0);
+}
+
+/// A peer that stops reading a response costs its connection for the write timeout only.
+#[tokio::test]
+async fn a_response_nobody_reads_ends_at_the_write_timeout() {
+    let big = bytes::Bytes::from(vec![b'x'; 32 << 20]);
+    let config = ServerConfig::default()
+        .write_timeout(Duration::from_millis(300))
+        .route("/big", move |_| {
+            HttpResponse::new(200, "application/octet-stream", big.clone())
+        });
+    let (server, hub) = serve(config).await;
+    let mut socket = TcpStream::connect(server.local_addr()).await.unwrap();
+    socket
+        .write_all(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    connections(&hub, 1).await;
+    // Never read: the server's writes stop draining once the socket buffers are full.
+    connections(&hub, 0).await;
+    drop(socket);
+    server.shutdown(Duration::from_secs(1)).await;
 }
