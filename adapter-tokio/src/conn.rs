@@ -1,5 +1,6 @@
-//! One server connection: the WebSocket upgrade (after the TLS handshake for `wss://`), then the
-//! loop around a core `ServerSession`.
+//! One server connection: the TLS handshake for `wss://`, its HTTP requests (`http`), and on a
+//! WebSocket upgrade (the core's `handshake::decide` in hyper's 101) the loop around a core
+//! `ServerSession`.
 //!
 //! The loop (STYLE habit 9): read the clock, feed inputs, then write everything the session has
 //! while the socket takes it, then act, then wait for the first of: a message, the session's
@@ -14,34 +15,44 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use eventwire_core::codec::Codec;
-use eventwire_core::handshake::{self, Refusal, Upgrade};
+use eventwire_core::handshake::{self, Upgrade};
 use eventwire_core::hub::Counter;
 use eventwire_core::server::{Connection, Decision, Framing, SessionState};
 use eventwire_core::{CloseCode, ErrorCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, CONNECTION, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Method, Request, StatusCode, Version};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
 use tracing::{debug, info_span, warn, Instrument};
 
-use crate::http::{self, Sniffed};
+use crate::http::{self, Plain, Response};
 use crate::hub::Tokio;
 use crate::server::{shutdown_requested, AuthRequest, Peer, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
-/// What the upgrade learned about the peer.
-struct Upgraded {
-    codec: Codec,
-    headers: Vec<(String, String)>,
+/// An upgrade answered 101, until hyper hands the connection over.
+pub(crate) struct Upgrading {
+    pub(crate) on: OnUpgrade,
+    pub(crate) codec: Codec,
+    /// The request's headers, for the authentication hook.
+    pub(crate) headers: Vec<(String, String)>,
 }
 
-/// The HTTP answer to a refused upgrade; the decision is the core's (`handshake::decide`).
-fn refuse(refusal: Refusal) -> ErrorResponse {
-    let mut response = ErrorResponse::new(Some(refusal.reason().to_owned()));
-    *response.status_mut() =
-        StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    response
+/// A connection hyper handed over after the 101.
+pub(crate) struct Upgraded {
+    pub(crate) io: hyper::upgrade::Upgraded,
+    pub(crate) codec: Codec,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 fn ws_config(shared: &Shared) -> WebSocketConfig {
@@ -54,91 +65,181 @@ fn ws_config(shared: &Shared) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
+/// Answers a WebSocket upgrade request: 101 with the subprotocol the core picked
+/// (`handshake::decide`) and the upgrade to await; or the refusal alone: 403 when WebSockets are
+/// off, 503 with `Retry-After` during shutdown, 400 (426 for another WebSocket version) for a
+/// request that is not an upgrade by RFC 6455 section 4.2.1, then the core's 403 or 400.
+pub(crate) fn upgrade(
+    req: &mut Request<Incoming>,
+    shared: &Shared,
+) -> (Response, Option<Upgrading>) {
+    let config = &shared.config;
+    if !config.websocket {
+        return (
+            http::error(403, "WebSocket disabled: use long-polling"),
+            None,
+        );
+    }
+    if let Some(retry) = *shared.shutdown.borrow() {
+        let mut refusal = http::error(503, "server shutting down");
+        let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
+        refusal
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+        return (refusal, None);
+    }
+    let key = match check_rfc6455(req) {
+        Ok(key) => key,
+        Err(not) => return (not.response(), None),
+    };
+    let headers = req.headers();
+    let decided = handshake::decide(
+        config.allowed_origins.as_deref(),
+        headers.get(ORIGIN).map(|v| v.as_bytes()),
+        headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .map(|v| v.as_bytes()),
+    );
+    let Upgrade { codec, subprotocol } = match decided {
+        Ok(upgrade) => upgrade,
+        Err(refusal) => return (http::error(refusal.status(), refusal.reason()), None),
+    };
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let out = response.headers_mut();
+    out.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    out.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    out.insert(SEC_WEBSOCKET_ACCEPT, key);
+    if let Some(name) = subprotocol {
+        out.insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(name));
+    }
+    let upgrading = Upgrading {
+        codec,
+        headers: http::header_pairs(req.headers()),
+        on: hyper::upgrade::on(req),
+    };
+    (response, Some(upgrading))
+}
+
+/// Why a request asking for a WebSocket is not an opening handshake.
+enum NotAnUpgrade {
+    /// A rule of RFC 6455 section 4.2.1 broken: 400.
+    Bad(&'static str),
+    /// Another WebSocket version: 426, naming the one this server speaks (section 4.4).
+    Version,
+}
+
+impl NotAnUpgrade {
+    fn response(self) -> Response {
+        match self {
+            NotAnUpgrade::Bad(why) => {
+                http::error(400, &format!("not a WebSocket opening handshake: {why}"))
+            }
+            NotAnUpgrade::Version => {
+                let mut refusal = http::error(426, "WebSocket version 13 required");
+                refusal
+                    .headers_mut()
+                    .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+                refusal
+            }
+        }
+    }
+}
+
+/// The checks of RFC 6455 section 4.2.1 on an opening handshake; the `Sec-WebSocket-Accept`
+/// value that answers it.
+fn check_rfc6455(req: &Request<Incoming>) -> Result<HeaderValue, NotAnUpgrade> {
+    if req.method() != Method::GET {
+        return Err(NotAnUpgrade::Bad("the method must be GET"));
+    }
+    if req.version() < Version::HTTP_11 {
+        return Err(NotAnUpgrade::Bad("HTTP/1.1 or later required"));
+    }
+    let headers = req.headers();
+    let connection_upgrade = headers
+        .get_all(CONNECTION)
+        .iter()
+        .any(|v| http::has_token(v, "upgrade"));
+    if !connection_upgrade {
+        return Err(NotAnUpgrade::Bad("Connection must list Upgrade"));
+    }
+    if headers.get(SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
+        return Err(NotAnUpgrade::Version);
+    }
+    let bad_key = NotAnUpgrade::Bad("Sec-WebSocket-Key must be 16 bytes in base64");
+    match headers.get(SEC_WEBSOCKET_KEY) {
+        Some(key) if is_nonce(key.as_bytes()) => {
+            HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| bad_key)
+        }
+        _ => Err(bad_key),
+    }
+}
+
+/// Whether a `Sec-WebSocket-Key` is the base64 form of 16 bytes: 22 characters of the alphabet,
+/// then the padding `==`.
+fn is_nonce(key: &[u8]) -> bool {
+    let base64 = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    key.len() == 24 && key[..22].iter().all(base64) && &key[22..] == b"=="
+}
+
 /// Serves one accepted connection to its end. `stream` yields its byte stream: at once for plain
-/// TCP, after the TLS handshake for `wss://`; it runs inside the upgrade timeout, with the
-/// WebSocket upgrade. `over_capacity` connections are told to come back later.
-pub(crate) async fn serve<S, F>(
-    stream: F,
-    peer: SocketAddr,
-    shared: Arc<Shared>,
-    over_capacity: bool,
-) where
+/// TCP, after the TLS handshake for `wss://`, which must end within the upgrade timeout. Its
+/// HTTP requests are served by `http` (each head within the upgrade timeout too); a WebSocket
+/// upgrade continues here, and is checked against the connection limit then (over it, the
+/// client is told to come back later). `plain` keeps the connection out of the limit until then.
+pub(crate) async fn serve<S, F>(stream: F, peer: SocketAddr, shared: Arc<Shared>, plain: Plain)
+where
     F: Future<Output = io::Result<S>>,
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let span = info_span!("connection", %peer);
     async move {
-        let mut upgrade = None;
-        let allowed = shared.config.allowed_origins.clone();
-        #[allow(clippy::result_large_err)] // tungstenite's callback signature
-        let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
-            let offered = req.headers().get_all("sec-websocket-protocol");
-            let origin = req.headers().get("origin").map(|v| v.as_bytes());
-            let decided = handshake::decide(
-                allowed.as_deref(),
-                origin,
-                offered.iter().map(|v| v.as_bytes()),
-            );
-            let codec = match decided {
-                Ok(Upgrade { codec, subprotocol }) => {
-                    if let Some(name) = subprotocol {
-                        resp.headers_mut()
-                            .insert("sec-websocket-protocol", HeaderValue::from_static(name));
-                    }
-                    codec
+        let mut shutdown = shared.shutdown.clone();
+        let handshake = tokio::time::timeout(shared.config.upgrade_timeout, stream);
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    debug!(error = %e, "TLS handshake failed");
+                    return;
                 }
-                Err(refusal) => return Err(refuse(refusal)),
-            };
-            let headers = req
-                .headers()
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_owned(),
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    )
-                })
-                .collect();
-            upgrade = Some(Upgraded { codec, headers });
-            Ok(resp)
-        };
-        let config = ws_config(&shared);
-        // A plain HTTP request (long-polling, a route: `http`) is read in full within the same
-        // budget, then served (and a polling one held) outside it; an upgrade goes on.
-        let accept = async {
-            let stream = stream.await?;
-            match http::sniff(stream, peer, &shared).await? {
-                Sniffed::Upgrade(stream) => {
-                    tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config))
-                        .await
-                        .map(Ok)
+                Err(_) => {
+                    debug!("TLS handshake timed out");
+                    return;
                 }
-                Sniffed::Http(request) => Ok(Err(request)),
-            }
+            },
+            // A connection that has not said anything yet is not worth waiting for.
+            _ = shutdown_requested(&mut shutdown) => return,
         };
-        let ws = match tokio::time::timeout(shared.config.upgrade_timeout, accept).await {
-            Ok(Ok(Ok(ws))) => ws,
-            Ok(Ok(Err(request))) => {
-                request.serve(peer, &shared).await;
-                return;
-            }
-            Ok(Err(e)) => {
-                debug!(error = %e, "upgrade failed");
-                return;
-            }
-            Err(_) => {
-                debug!("upgrade timed out");
-                return;
-            }
+        let Some(upgraded) = http::serve(stream, peer, &shared).await else {
+            return;
         };
-        let Some(upgrade) = upgrade else { return };
-        debug!(codec = ?upgrade.codec, "connected");
-        let wire = WsWire::new(ws, upgrade.codec);
-        drive(wire, peer, upgrade.headers, &shared, over_capacity).await;
+        drop(plain);
+        let over_capacity = over_capacity(&shared);
+        let ws = WebSocketStream::from_raw_socket(
+            TokioIo::new(upgraded.io),
+            Role::Server,
+            Some(ws_config(&shared)),
+        )
+        .await;
+        debug!(codec = ?upgraded.codec, "connected");
+        let wire = WsWire::new(ws, upgraded.codec);
+        drive(wire, peer, upgraded.headers, &shared, over_capacity).await;
         debug!("closed");
     }
     .instrument(span)
     .await
+}
+
+/// Whether a connection that just became a WebSocket is over `max_connections`: the others
+/// open, less those speaking plain HTTP (polling sessions count for their requests).
+fn over_capacity(shared: &Shared) -> bool {
+    let open = shared.hub.counters().connections.get();
+    let others = open
+        .saturating_sub(1)
+        .saturating_sub(shared.polls.requests());
+    others >= shared.config.max_connections as u64
 }
 
 /// A core connection and what the application's hooks are told about its peer; shared by the

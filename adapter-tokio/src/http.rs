@@ -1,49 +1,74 @@
-//! The standalone server's HTTP/1.1 front: every connection starts here, and its request head
-//! decides what it is.
+//! The standalone server's HTTP/1.1 front, on hyper: every connection starts here, and each
+//! request decides what it is.
 //!
 //! | request | served by |
 //! |---|---|
 //! | `POST <poll_path>` | long-polling (`poll::exchange`), with CORS headers for allowed origins |
 //! | `OPTIONS <poll_path>` | the CORS preflight of a cross-origin polling request |
-//! | `Upgrade: websocket` | the WebSocket upgrade (`conn`), the bytes read so far replayed; 403 when [`ServerConfig::websocket`](crate::ServerConfig::websocket) is off |
-//! | a path with a [`Route`] | the route's handler, with the body read (at most [`MAX_ROUTE_BODY`]) |
+//! | `Upgrade: websocket` | the WebSocket upgrade (`conn::upgrade`), after which the connection leaves hyper; 403 when [`ServerConfig::websocket`](crate::ServerConfig::websocket) is off |
+//! | a path with a [`Route`] | the route's handler, with the body read (at most [`MAX_ROUTE_BODY`]); `HEAD` as `GET` without the body |
 //! | anything else | 404 |
 //!
-//! Invariants: at most [`MAX_HEAD`] bytes are read before deciding; a body is read only after
-//! its head passed every check, and grows with the bytes that actually arrive (a stalled
-//! request with a large `Content-Length` costs what it sent, not what it announced); all of it
-//! runs inside the caller's upgrade timeout. Every response closes the connection (no
-//! keep-alive, no pipelining).
+//! A connection is kept alive for further requests (a polling client's next request, a page's
+//! next file) until the client closes it, asks `Connection: close`, or sends no complete request
+//! head within the upgrade timeout (hyper's header read timeout, which also bounds an idle
+//! connection between requests). Bounds: a request head is at most [`MAX_HEAD`] bytes
+//! (hyper answers 431 above); a body is read only after its head passed every check, with a
+//! limit (a body that goes over it is answered 413 as soon as it does; one announced over it,
+//! at once), as its bytes arrive (a stalled request with a large `Content-Length` costs what it
+//! sent, not what it announced), and within the upgrade timeout (else 408); a response that the
+//! peer does not read within the write timeout ends the connection ([`HttpIo`]). On shutdown,
+//! idle connections are closed at once and busy ones after their response (a held polling
+//! request returns the close frame first).
 
+use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventwire_core::codec::Codec;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{
+    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
+    ORIGIN, RETRY_AFTER, TRANSFER_ENCODING, UPGRADE,
+};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tracing::{debug, warn};
 
-use crate::poll::{self, Answer, Registry};
-use crate::server::Shared;
+use crate::conn::{self, Upgraded, Upgrading};
+use crate::poll::{self, Answer};
+use crate::server::{shutdown_requested, Shared};
 
-/// Largest request head read before deciding what a connection is.
+/// Largest request head (request line and headers); hyper answers 431 above.
 const MAX_HEAD: usize = 8 * 1024;
-/// Most headers parsed in a request head.
+/// Most headers in a request head.
 const MAX_HEADERS: usize = 64;
-/// Largest request body a [`Route`] is handed; a larger one is answered 413 before it is read.
+/// Largest request body a [`Route`] is handed; a larger one is answered 413 (at once when its
+/// `Content-Length` says so, else as soon as it goes over).
 pub const MAX_ROUTE_BODY: usize = 64 * 1024;
-/// Bytes read from the socket at a time while reading a body.
-const READ_CHUNK: usize = 8 * 1024;
+/// After the last response, what the peer still sends is read and dropped, up to this many
+/// bytes and for at most [`LINGER_TIME`] ([`HttpIo`]).
+const LINGER_BYTES: usize = 256 * 1024;
+/// See [`LINGER_BYTES`].
+const LINGER_TIME: Duration = Duration::from_secs(1);
 
 /// A plain HTTP request to a [`Route`] of the standalone server.
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
-    /// The method, as sent (`GET`, `POST`, ...).
+    /// The method, as sent (`GET`, `POST`, ...); a `HEAD` request reaches the route as `GET`
+    /// (the server then sends the head of its answer without the body).
     pub method: String,
     /// The path, without the query.
     pub path: String,
@@ -70,9 +95,10 @@ impl HttpRequest {
 /// The answer of a [`Route`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpResponse {
-    /// The status code.
+    /// The status code (a final one: 200 to 999; others are answered 500).
     pub status: u16,
-    /// Headers besides `Content-Length` and `Connection`, which the server writes.
+    /// Headers besides `Content-Length`, `Transfer-Encoding` and `Connection`, which the server
+    /// writes; a header whose name or value HTTP does not allow is left out.
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Bytes,
@@ -120,410 +146,448 @@ impl HttpResponse {
 /// should not block; the server bounds the request (head, body, time) before calling it.
 pub type Route = Arc<dyn Fn(&HttpRequest) -> HttpResponse + Send + Sync>;
 
-/// A stream that replays bytes already read from it before reading on.
-pub(crate) struct Rewind<S> {
-    prefix: Vec<u8>,
-    at: usize,
-    inner: S,
+/// A response of the standalone server.
+pub(crate) type Response = hyper::Response<Full<Bytes>>;
+
+/// A connection of the standalone server while it speaks plain HTTP: it is in
+/// `Registry::requests` (so the connection limit leaves it out: a polling session counts
+/// instead, and a WebSocket once upgraded) until dropped.
+pub(crate) struct Plain(Arc<Shared>);
+
+impl Plain {
+    pub(crate) fn new(shared: Arc<Shared>) -> Plain {
+        shared.polls.requests.fetch_add(1, Ordering::AcqRel);
+        Plain(shared)
+    }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+impl Drop for Plain {
+    fn drop(&mut self) {
+        self.0.polls.requests.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves the HTTP requests of one connection until it closes, or until a WebSocket upgrade
+/// takes it over: then the upgraded connection, its codec and the request's headers.
+pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Upgraded>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let io = HttpIo::new(stream, upgraded.clone(), shared.config.write_timeout);
+    // At most one upgrade per connection: after the 101 hyper hands the socket over.
+    let pending: Arc<Mutex<Option<Upgrading>>> = Arc::default();
+    let service = {
+        let shared = shared.clone();
+        let pending = pending.clone();
+        service_fn(move |req| {
+            let shared = shared.clone();
+            let pending = pending.clone();
+            async move { Ok::<_, Infallible>(handle(req, peer, &shared, &pending).await) }
+        })
+    };
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.upgrade_timeout)
+        .max_headers(MAX_HEADERS)
+        .max_header_size(MAX_HEAD);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let mut shutdown = shared.shutdown.clone();
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        _ = shutdown_requested(&mut shutdown) => {
+            // Idle: closed now. Busy: closed after the response (a held polling request returns
+            // at shutdown on its own).
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        debug!(error = %e, "HTTP connection ended");
+    }
+    let upgrading = pending.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+    match upgrading.on.await {
+        Ok(io) => {
+            upgraded.store(true, Ordering::Release);
+            Some(Upgraded {
+                io,
+                codec: upgrading.codec,
+                headers: upgrading.headers,
+            })
+        }
+        Err(e) => {
+            debug!(error = %e, "upgrade failed");
+            None
+        }
+    }
+}
+
+/// Routes one request (see the module table).
+async fn handle(
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    pending: &Mutex<Option<Upgrading>>,
+) -> Response {
+    let config = &shared.config;
+    let path = req.uri().path();
+    if path == config.poll_path && req.method() == Method::POST {
+        return serve_poll(req, peer, shared).await;
+    }
+    if path == config.poll_path && req.method() == Method::OPTIONS {
+        let origin = header_text(req.headers(), ORIGIN);
+        return answer(poll::preflight(shared, origin.as_deref()));
+    }
+    if is_websocket(req.headers()) {
+        let (response, upgrading) = conn::upgrade(&mut req, shared);
+        if upgrading.is_some() {
+            *pending.lock().unwrap_or_else(|p| p.into_inner()) = upgrading;
+        }
+        return response;
+    }
+    if let Some((_, route)) = config.routes.iter().find(|(p, _)| p.as_str() == path) {
+        let route = route.clone();
+        return serve_route(req, peer, shared, &route).await;
+    }
+    answer(Answer::error(404, "not found"))
+}
+
+/// Whether the request asks for a WebSocket (`Upgrade: websocket`, among other protocols).
+fn is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(UPGRADE)
+        .iter()
+        .any(|v| has_token(v, "websocket"))
+}
+
+/// Whether a comma-separated header value lists `token` (case-insensitive).
+pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
+    String::from_utf8_lossy(value.as_bytes())
+        .split(',')
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// A polling request: the head checks of `poll::check_head`, its body read with the
+/// `max_poll_body` limit, then `poll::exchange`.
+async fn serve_poll(req: Request<Incoming>, peer: SocketAddr, shared: &Arc<Shared>) -> Response {
+    let (parts, body) = req.into_parts();
+    let origin = header_text(&parts.headers, ORIGIN);
+    let content_type = header_text(&parts.headers, CONTENT_TYPE);
+    // A request without the header (chunked, or no body at all) is told it needs one (411);
+    // hyper has already refused a malformed value.
+    let content_length = match header_text(&parts.headers, CONTENT_LENGTH) {
+        None => None,
+        Some(text) => match text.trim().parse::<u64>() {
+            Ok(n) => Some(n),
+            Err(_) => return answer(Answer::error(400, "bad Content-Length")),
+        },
+    };
+    let checked = poll::check_head(
+        shared,
+        content_length,
+        content_type.as_deref(),
+        origin.as_deref(),
+    );
+    let mut reply = match checked {
+        Err(refused) => refused,
+        Ok((codec, _)) => {
+            let limit = shared.config.max_poll_body;
+            match read_body(body, limit, shared.config.upgrade_timeout).await {
+                Err(refused) => refused,
+                Ok(body) => {
+                    let headers = header_pairs(&parts.headers);
+                    poll::exchange(shared, peer, headers, codec, &body, true).await
+                }
+            }
+        }
+    };
+    reply.headers = poll::cors(shared, origin.as_deref());
+    answer(reply)
+}
+
+/// A request to a [`Route`]: its body read (at most [`MAX_ROUTE_BODY`]), then the handler.
+async fn serve_route(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: &Shared,
+    route: &Route,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = match read_body(body, MAX_ROUTE_BODY, shared.config.upgrade_timeout).await {
+        Ok(body) => body,
+        Err(refused) => return answer(refused),
+    };
+    let head = parts.method == Method::HEAD;
+    let method = if head { "GET" } else { parts.method.as_str() };
+    let request = HttpRequest {
+        method: method.to_owned(),
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: header_pairs(&parts.headers),
+        body: body.to_vec(),
+        peer,
+    };
+    // hyper sends no body in answer to HEAD, and the GET body's length as Content-Length.
+    route_response(route(&request))
+}
+
+/// Reads a body of at most `limit` bytes as it arrives, within `time`: 413 when it is announced
+/// or goes over the limit, 408 when it is too slow, 400 when the connection fails mid-body.
+async fn read_body(body: Incoming, limit: usize, time: Duration) -> Result<Bytes, Answer> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(Answer::error(413, "body too large"));
+    }
+    match tokio::time::timeout(time, Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Answer::error(413, "body too large")),
+        Ok(Err(e)) => {
+            debug!(error = %e, "request body not received");
+            Err(Answer::error(400, "body not received"))
+        }
+        Err(_) => Err(Answer::error(408, "body too slow")),
+    }
+}
+
+/// The first value of a header, as text (bytes outside UTF-8 replaced, so that an unusual
+/// `Origin` is compared, and refused, rather than ignored).
+fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// The headers as pairs, names in lower case, for the auth hook and routes.
+pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A polling answer (or a refusal) as a response: its content type, not cached, the session
+/// token, `Retry-After`, and the CORS headers.
+pub(crate) fn answer(answer: Answer) -> Response {
+    let mut response = hyper::Response::new(Full::new(Bytes::from(answer.body)));
+    *response.status_mut() = status(answer.status);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(token) = answer.token.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        headers.insert(poll::SESSION_HEADER, token);
+    }
+    if let Some(secs) = answer.retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    for (name, value) in answer.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) else {
+            continue;
+        };
+        headers.insert(name, value);
+    }
+    response
+}
+
+/// A plain-text refusal, not cached.
+pub(crate) fn error(status: u16, why: &str) -> Response {
+    answer(Answer::error(status, why))
+}
+
+/// A route's answer as a response; the framing headers are the server's.
+fn route_response(r: HttpResponse) -> Response {
+    let final_status = (200..=999).contains(&r.status);
+    if !final_status {
+        warn!(
+            status = r.status,
+            "a route answered with a status that is not final"
+        );
+        return error(500, "bad route answer");
+    }
+    let mut response = hyper::Response::new(Full::new(r.body));
+    *response.status_mut() = status(r.status);
+    let headers = response.headers_mut();
+    for (name, value) in r.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) else {
+            continue;
+        };
+        if name != CONTENT_LENGTH && name != TRANSFER_ENCODING && name != CONNECTION {
+            headers.append(name, value);
+        }
+    }
+    response
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The socket under hyper while the connection speaks plain HTTP. hyper has no write timeout:
+/// here a write or flush that cannot make progress for the write timeout fails, so a peer that
+/// stops reading a response costs a connection for that long only. And when hyper closes the
+/// connection, what the peer still sends is read and dropped for a moment (a lingering close),
+/// so that an answer given before the body was read (413) is not lost to the reset a close with
+/// unread data causes. Both are off once the connection is upgraded: the WebSocket loop has its
+/// own write timeout and close handshake.
+pub(crate) struct HttpIo<S> {
+    inner: S,
+    upgraded: Arc<AtomicBool>,
+    write_timeout: Duration,
+    /// The deadline of a stalled write, or of the lingering close.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether `timer` runs for the current stall.
+    stalled: bool,
+    /// Bytes still read and dropped once closing; `None` until then.
+    linger: Option<usize>,
+}
+
+impl<S> HttpIo<S> {
+    fn new(inner: S, upgraded: Arc<AtomicBool>, write_timeout: Duration) -> Self {
+        HttpIo {
+            inner,
+            upgraded,
+            write_timeout,
+            timer: None,
+            stalled: false,
+            linger: None,
+        }
+    }
+
+    fn is_upgraded(&self) -> bool {
+        self.upgraded.load(Ordering::Acquire)
+    }
+
+    /// Sets the timer to `deadline` and polls it: `Ready` once it has passed.
+    fn wait_until(&mut self, cx: &mut Context<'_>, deadline: Option<Instant>) -> Poll<()> {
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::ZERO)));
+        if let Some(deadline) = deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().poll(cx)
+    }
+
+    /// A write that could not make progress: pending, or the timeout error once it has waited
+    /// for the write timeout.
+    fn stall<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if self.is_upgraded() {
+            return Poll::Pending;
+        }
+        let start = !self.stalled;
+        self.stalled = true;
+        let deadline = start.then(|| Instant::now() + self.write_timeout);
+        ready!(self.wait_until(cx, deadline));
+        debug!("peer stopped reading a response");
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "peer stopped reading",
+        )))
+    }
+
+    /// A write that made progress, or failed.
+    fn progress<T>(&mut self, done: io::Result<T>) -> Poll<io::Result<T>> {
+        self.stalled = false;
+        Poll::Ready(done)
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HttpIo<S> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        if this.at < this.prefix.len() {
-            let n = (this.prefix.len() - this.at).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for HttpIo<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, buf) {
+            Poll::Pending => this.stall(cx),
+            Poll::Ready(done) => this.progress(done),
+        }
     }
 
     fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
+            Poll::Pending => this.stall(cx),
+            Poll::Ready(done) => this.progress(done),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
     }
-}
 
-/// A parsed request head.
-struct Head {
-    /// Bytes of the head; what follows in the buffer is the start of the body.
-    len: usize,
-    method: String,
-    path: String,
-    query: Option<String>,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn is_upgrade(&self) -> bool {
-        self.get("upgrade")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("websocket"))
-    }
-
-    fn content_length(&self) -> Result<Option<u64>, Answer> {
-        match self.get("content-length").map(|v| v.trim().parse::<u64>()) {
-            None => Ok(None),
-            Some(Ok(n)) => Ok(Some(n)),
-            Some(Err(_)) => Err(Answer::error(400, "bad Content-Length")),
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_flush(cx) {
+            Poll::Pending => this.stall(cx),
+            Poll::Ready(done) => this.progress(done),
         }
     }
-}
 
-/// What the start of a connection on the standalone server turned out to be.
-pub(crate) enum Sniffed<S> {
-    /// A WebSocket upgrade (or bytes that are not HTTP, which the upgrade refuses): the bytes
-    /// read so far replayed.
-    Upgrade(Rewind<S>),
-    /// A request answered over HTTP: polling, a preflight, a route, or a refusal.
-    Http(Exchange<S>),
-}
-
-/// A plain HTTP request read from the standalone server's socket, served outside the upgrade
-/// timeout (a polling request may be held).
-pub(crate) struct Exchange<S> {
-    stream: S,
-    kind: Kind,
-}
-
-enum Kind {
-    /// A polling request: its headers and either its codec and body or the head's answer.
-    Poll {
-        headers: Vec<(String, String)>,
-        read: Result<(Codec, Vec<u8>), Answer>,
-    },
-    /// Answered already (a route, a preflight, a refusal).
-    Done(Reply),
-}
-
-/// A response on the wire.
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Bytes,
-}
-
-impl From<Answer> for Reply {
-    fn from(answer: Answer) -> Self {
-        let mut headers = vec![
-            ("Content-Type".to_owned(), answer.content_type.to_owned()),
-            ("Cache-Control".to_owned(), "no-store".to_owned()),
-        ];
-        if let Some(token) = answer.token {
-            headers.push(("Eventwire-Session".to_owned(), token));
-        }
-        if let Some(secs) = answer.retry_after {
-            headers.push(("Retry-After".to_owned(), secs.to_string()));
-        }
-        headers.extend(answer.headers.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        Reply {
-            status: answer.status,
-            headers,
-            body: answer.body.into(),
-        }
-    }
-}
-
-impl From<HttpResponse> for Reply {
-    fn from(r: HttpResponse) -> Self {
-        Reply {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-        }
-    }
-}
-
-/// Reads the request head of a new connection (at most 8 KiB) and decides what it is (see the
-/// module table); bodies of polling requests and routes are read here too. The caller bounds
-/// this with the upgrade timeout.
-pub(crate) async fn sniff<S>(
-    mut stream: S,
-    peer: SocketAddr,
-    shared: &Shared,
-) -> io::Result<Sniffed<S>>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut buf = Vec::with_capacity(1024);
-    let head = loop {
-        match parse_head(&buf) {
-            Parsed::Partial if buf.len() < MAX_HEAD => {}
-            Parsed::Partial | Parsed::NotHttp => {
-                return Ok(Sniffed::Upgrade(Rewind {
-                    prefix: buf,
-                    at: 0,
-                    inner: stream,
-                }))
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.linger.is_none() {
+            match Pin::new(&mut this.inner).poll_shutdown(cx) {
+                Poll::Pending => return this.stall(cx),
+                Poll::Ready(Err(e)) => return this.progress(Err(e)),
+                Poll::Ready(Ok(())) => {}
             }
-            Parsed::Head(head) => break head,
+            if this.is_upgraded() {
+                return Poll::Ready(Ok(()));
+            }
+            this.linger = Some(LINGER_BYTES);
+            this.stalled = false;
+            if this
+                .wait_until(cx, Some(Instant::now() + LINGER_TIME))
+                .is_ready()
+            {
+                return Poll::Ready(Ok(()));
+            }
         }
-        let mut chunk = [0u8; 1024];
-        let room = (MAX_HEAD - buf.len()).min(chunk.len());
-        let n = stream.read(&mut chunk[..room]).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let config = &shared.config;
-    let origin = head.get("origin");
-    let kind = if head.path == config.poll_path && head.method == "POST" {
-        let read = match head.content_length() {
-            Err(answer) => Err(answer),
-            Ok(length) => {
-                match poll::check_head(shared, length, head.get("content-type"), origin) {
-                    Err(answer) => Err(answer),
-                    Ok((codec, length)) => {
-                        let body = read_body(&mut stream, &buf[head.len..], length).await?;
-                        Ok((codec, body))
-                    }
+        let mut sink = [0u8; 4096];
+        loop {
+            let left = this.linger.unwrap_or(0);
+            if left == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            let mut buf = ReadBuf::new(&mut sink[..left.min(4096)]);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => this.linger = Some(left - buf.filled().len()),
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    ready!(this.wait_until(cx, None));
+                    return Poll::Ready(Ok(()));
                 }
             }
-        };
-        Kind::Poll {
-            headers: head.headers,
-            read,
         }
-    } else if head.path == config.poll_path && head.method == "OPTIONS" {
-        Kind::Done(poll::preflight(shared, origin).into())
-    } else if head.is_upgrade() {
-        if !config.websocket {
-            Kind::Done(Answer::error(403, "WebSocket disabled: use long-polling").into())
-        } else {
-            return Ok(Sniffed::Upgrade(Rewind {
-                prefix: buf,
-                at: 0,
-                inner: stream,
-            }));
-        }
-    } else if let Some((_, route)) = config.routes.iter().find(|(path, _)| *path == head.path) {
-        match head.content_length() {
-            Err(answer) => Kind::Done(answer.into()),
-            Ok(Some(n)) if n > MAX_ROUTE_BODY as u64 => {
-                Kind::Done(Answer::error(413, "body too large").into())
-            }
-            Ok(length) => {
-                let length = length.unwrap_or(0) as usize;
-                let body = read_body(&mut stream, &buf[head.len..], length).await?;
-                let request = HttpRequest {
-                    method: head.method,
-                    path: head.path,
-                    query: head.query,
-                    headers: head.headers,
-                    body,
-                    peer,
-                };
-                Kind::Done(route(&request).into())
-            }
-        }
-    } else {
-        Kind::Done(Answer::error(404, "not found").into())
-    };
-    Ok(Sniffed::Http(Exchange { stream, kind }))
-}
-
-/// Reads exactly `length` bytes of body, `first` (what followed the head) first. The buffer
-/// grows with the bytes that arrive, never ahead of them.
-async fn read_body<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    first: &[u8],
-    length: usize,
-) -> io::Result<Vec<u8>> {
-    // Pipelined requests are not served: every response closes the connection.
-    let mut body = first[..first.len().min(length)].to_vec();
-    let mut chunk = [0u8; READ_CHUNK];
-    while body.len() < length {
-        let want = (length - body.len()).min(READ_CHUNK);
-        let n = stream.read(&mut chunk[..want]).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Ok(body)
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Exchange<S> {
-    /// Serves the request (a polling one held as long as the long-poll rules say) and closes
-    /// the connection. The connection limit is checked when a polling request opens a session.
-    pub(crate) async fn serve(mut self, peer: SocketAddr, shared: &Arc<Shared>) {
-        let reply = match self.kind {
-            Kind::Done(reply) => reply,
-            Kind::Poll { headers, read } => {
-                let _busy = Busy::new(&shared.polls);
-                let origin = headers
-                    .iter()
-                    .find(|(k, _)| k == "origin")
-                    .map(|(_, v)| v.clone());
-                let mut answer = match read {
-                    Err(answer) => answer,
-                    Ok((codec, body)) => {
-                        poll::exchange(shared, peer, headers, codec, &body, true).await
-                    }
-                };
-                answer.headers = poll::cors(shared, origin.as_deref());
-                answer.into()
-            }
-        };
-        respond(&mut self.stream, &reply).await;
-    }
-}
-
-/// A connection serving a polling request, in `Registry::requests` while it lives.
-struct Busy<'r>(&'r Registry);
-
-impl<'r> Busy<'r> {
-    fn new(registry: &'r Registry) -> Self {
-        registry.requests.fetch_add(1, Ordering::AcqRel);
-        Busy(registry)
-    }
-}
-
-impl Drop for Busy<'_> {
-    fn drop(&mut self) {
-        self.0.requests.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-enum Parsed {
-    Partial,
-    NotHttp,
-    Head(Head),
-}
-
-fn parse_head(buf: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Partial) => Parsed::Partial,
-        Ok(httparse::Status::Complete(len)) => {
-            let target = req.path.unwrap_or("");
-            let (path, query) = match target.split_once('?') {
-                Some((path, query)) => (path, Some(query.to_owned())),
-                None => (target, None),
-            };
-            let headers = req
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            Parsed::Head(Head {
-                len,
-                method: req.method.unwrap_or("").to_owned(),
-                path: path.to_owned(),
-                query,
-                headers,
-            })
-        }
-        Err(_) => Parsed::NotHttp,
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        204 => "No Content",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        411 => "Length Required",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        503 => "Service Unavailable",
-        _ => "Error",
-    }
-}
-
-/// Writes `reply` and closes the connection. After an error the body may still be on its way
-/// (413 is answered before reading it): what arrives is read and dropped for a short while, so
-/// the response is not lost to a connection reset.
-async fn respond<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reply: &Reply) {
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reason(reply.status),
-        reply.body.len(),
-    );
-    for (name, value) in &reply.headers {
-        // A value with a line break would split the head: such a header is left out.
-        if !name.contains(['\r', '\n', ':']) && !value.contains(['\r', '\n']) {
-            head.push_str(name);
-            head.push_str(": ");
-            head.push_str(value);
-            head.push_str("\r\n");
-        }
-    }
-    head.push_str("\r\n");
-    let write = async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&reply.body).await?;
-        stream.flush().await?;
-        stream.shutdown().await
-    };
-    if tokio::time::timeout(Duration::from_secs(30), write)
-        .await
-        .is_err()
-    {
-        return;
-    }
-    if reply.status >= 400 {
-        let drain = async {
-            let mut sink = [0u8; 4096];
-            let mut left = 256 * 1024usize;
-            while left > 0 {
-                match stream.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => left = left.saturating_sub(n),
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
 }

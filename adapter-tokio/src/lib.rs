@@ -6,10 +6,11 @@
 //!
 //! - [`Hub`]: the handle a service keeps to emit events (typed dashboard helpers through the
 //!   [`EmitDashboard`] trait, statistics).
-//! - [`Server`]: a standalone WebSocket server on tokio-tungstenite serving a hub, with limits,
-//!   an authentication hook, a room authorisation hook and graceful shutdown. It answers HTTP
-//!   long-polling (`POST /eventwire/poll`, PROTOCOL.md 1.4, with CORS for allowed origins) and
-//!   plain HTTP [`Route`]s (a page, a state snapshot) on the same port.
+//! - [`Server`]: a standalone WebSocket server (HTTP/1.1 on hyper, WebSockets on
+//!   tokio-tungstenite) serving a hub, with limits, an authentication hook, a room authorisation
+//!   hook and graceful shutdown. It answers HTTP long-polling (`POST /eventwire/poll`,
+//!   PROTOCOL.md 1.4, with CORS for allowed origins) and plain HTTP [`Route`]s (a page, a state
+//!   snapshot) on the same port, with keep-alive.
 //! - [`js`]: the browser client `eventwire.js` and its TypeScript declarations, embedded, for
 //!   [`ServerConfig::serve_client`] (or the axum mount's `client_route`).
 //! - [`shutdown_signal`]: resolves on ctrl-c or SIGTERM, for a graceful shutdown either way.

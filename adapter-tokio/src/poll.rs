@@ -25,9 +25,10 @@
 //! side sends `close`; the response carrying the server's close frame is its last.
 //!
 //! The standalone [`Server`](crate::Server) answers polling requests on its WebSocket port
-//! (`http` reads the request and hands it here). A connection serving a polling request stays
-//! in the `connections` counter (so that shutdown waits for its response) but is left out of
-//! the `max_connections` check (`Registry::requests`): its session counts instead, once.
+//! (`http` reads the request and hands it here). A connection speaking plain HTTP (serving
+//! polling requests, kept alive between them) stays in the `connections` counter (so that
+//! shutdown waits for it) but is left out of the `max_connections` check
+//! (`Registry::requests`): its session counts instead, once.
 //!
 //! Cross-origin clients (a page served elsewhere): responses to a request whose `Origin` the
 //! server allows carry `Access-Control-Allow-Origin` with that origin and expose the session
@@ -146,14 +147,14 @@ pub(crate) struct Registry {
     sessions: Mutex<HashMap<String, Arc<Entry>>>,
     /// Whether the sweeper task runs (it does while there are sessions).
     sweeping: AtomicBool,
-    /// Connections of the standalone server serving a polling request now. They are counted
-    /// in `connections` (so that shutdown waits for their responses) but not toward
-    /// `max_connections`: their sessions are.
+    /// Connections of the standalone server speaking plain HTTP now (polling requests among
+    /// them; `http::Plain`). They are counted in `connections` (so that shutdown waits for
+    /// them) but not toward `max_connections`: polling sessions are.
     pub(crate) requests: AtomicU64,
 }
 
 impl Registry {
-    /// Connections of the standalone server serving a polling request now.
+    /// Connections of the standalone server speaking plain HTTP now.
     pub(crate) fn requests(&self) -> u64 {
         self.requests.load(Ordering::Acquire)
     }

@@ -1,12 +1,17 @@
 //! The standalone WebSocket server: accepts connections and runs one task per connection.
 //!
-//! Limits are set deliberately rather than left to tungstenite's defaults (64 MiB messages,
-//! unlimited write buffer, 128 KiB read buffer, no accept timeout):
+//! Limits are set deliberately rather than left to tungstenite's and hyper's defaults (64 MiB
+//! messages, unlimited write buffer, 128 KiB read buffer, no accept timeout, no write timeout):
 //!
 //! | limit | default | on breach |
 //! |---|---|---|
 //! | message size (`session.max_frame`) | 64 KiB | close 1009; nothing is buffered for the message |
-//! | TLS + WebSocket handshake time (one budget, `upgrade_timeout`) | 10 s | connection dropped |
+//! | TLS handshake time (`upgrade_timeout`) | 10 s | connection dropped |
+//! | each HTTP request head (the upgrade's too), and an idle keep-alive connection, (`upgrade_timeout`) | 10 s | connection closed |
+//! | HTTP request head size | 8 KiB | 431 |
+//! | an HTTP request body's arrival (`upgrade_timeout`) | 10 s | 408 |
+//! | a route's request body ([`MAX_ROUTE_BODY`](crate::MAX_ROUTE_BODY)) | 64 KiB | 413 |
+//! | an HTTP response the peer does not read (`write_timeout`) | 30 s | connection closed |
 //! | hello + authentication time (`session.handshake_timeout`) | 10 s | close 4000 |
 //! | connections | 10,000 | close 1013 with a retry-after hint |
 //! | read buffer per connection | 4 KiB | (grows only to the message limit) |
@@ -20,11 +25,13 @@
 //! | polling session without a request (`poll_idle`) | 30 s | session ended (a disconnect) |
 //!
 //! HTTP long-polling (PROTOCOL.md 1.4) is served on the same port: `POST` to `poll_path`
-//! (default `/eventwire/poll`); every polling session counts as a connection.
+//! (default `/eventwire/poll`), with keep-alive (a client's successive requests may share a
+//! connection); every polling session counts as a connection, and a connection speaking plain
+//! HTTP does not (see `http`).
 //!
 //! With the `tls` feature, `Server::bind_tls` serves `wss://`: the TLS handshake runs first,
-//! inside the upgrade timeout, so a peer that stalls it is dropped like one that stalls the
-//! WebSocket upgrade.
+//! within the upgrade timeout, so a peer that stalls it is dropped like one that stalls its
+//! request head.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -41,7 +48,7 @@ use tracing::{debug, info, warn};
 
 use crate::http::{HttpRequest, HttpResponse, Route};
 use crate::hub::Hub;
-use crate::{conn, poll, tcp};
+use crate::{conn, http, poll, tcp};
 
 /// What the authentication hook gets.
 #[derive(Debug, Clone)]
@@ -86,12 +93,14 @@ pub struct ServerConfig {
     pub session: SessionConfig,
     /// Most open connections.
     pub max_connections: usize,
-    /// Longest WebSocket upgrade.
+    /// Longest TLS handshake, and longest wait for each HTTP request head (a WebSocket
+    /// upgrade's, or the next request on a kept-alive connection) and for its body.
     pub upgrade_timeout: Duration,
     /// Origins allowed to connect (the `Origin` header browsers send); `None` allows any.
     /// Requests without an `Origin` (non-browser clients) are allowed either way.
     pub allowed_origins: Option<Vec<String>>,
-    /// Longest time one write may wait for the socket before the peer counts as stalled.
+    /// Longest time one write may wait for the socket before the peer counts as stalled (its
+    /// connection is closed; a WebSocket peer counts as a slow consumer).
     pub write_timeout: Duration,
     /// tungstenite's read buffer per connection.
     pub read_buffer: usize,
@@ -156,7 +165,7 @@ impl ServerConfig {
         self
     }
 
-    /// Sets the WebSocket upgrade timeout.
+    /// Sets the upgrade timeout: the TLS handshake, and each HTTP request head and body.
     pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
         self.upgrade_timeout = timeout;
         self
@@ -398,8 +407,9 @@ impl Server {
     }
 
     /// Binds `addr` and serves `hub` over `wss://`: each connection's TLS handshake with `tls`
-    /// (its certificates, ALPN and so on are the caller's), then the WebSocket upgrade, both
-    /// within [`ServerConfig::upgrade_timeout`]. Everything else is as [`Server::bind`].
+    /// (its certificates, ALPN and so on are the caller's) within
+    /// [`ServerConfig::upgrade_timeout`], then HTTP/1.1 inside TLS (the WebSocket upgrade,
+    /// long-polling, routes) as [`Server::bind`].
     ///
     /// ```no_run
     /// # async fn run(
@@ -494,33 +504,30 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    let counters = &shared.hub.counters();
-                    let open = counters.connections.add(1);
-                    counters.connections_total.add(1);
-                    // Connections serving polling requests are not counted twice: their
-                    // sessions count (`poll`).
-                    let open = open.saturating_sub(shared.polls.requests());
-                    let over = open >= shared.config.max_connections as u64;
                     let shared = shared.clone();
-                    let transport = transport.clone();
-                    tokio::spawn(async move {
-                        match transport {
-                            Transport::WebSocket => {
-                                let stream = std::future::ready(Ok(stream));
-                                conn::serve(stream, peer, shared.clone(), over).await
-                            }
-                            #[cfg(feature = "tls")]
-                            Transport::Tls(acceptor) => {
-                                let stream = acceptor.accept(stream);
-                                conn::serve(stream, peer, shared.clone(), over).await
-                            }
-                            Transport::Cobs => tcp::serve(stream, peer, shared.clone(), over).await,
+                    match &transport {
+                        Transport::WebSocket => {
+                            let plain = http::Plain::new(shared.clone());
+                            count(&shared);
+                            let stream = std::future::ready(Ok(stream));
+                            let serve = conn::serve(stream, peer, shared.clone(), plain);
+                            tokio::spawn(counted(shared, serve));
                         }
-                        let counters = &shared.hub.counters();
-                        if counters.connections.sub(1) == 1 {
-                            shared.idle.notify_waiters();
+                        #[cfg(feature = "tls")]
+                        Transport::Tls(acceptor) => {
+                            let plain = http::Plain::new(shared.clone());
+                            count(&shared);
+                            let stream = acceptor.accept(stream);
+                            let serve = conn::serve(stream, peer, shared.clone(), plain);
+                            tokio::spawn(counted(shared, serve));
                         }
-                    });
+                        Transport::Cobs => {
+                            let open = count(&shared);
+                            let over = open >= shared.config.max_connections as u64;
+                            let serve = tcp::serve(stream, peer, shared.clone(), over);
+                            tokio::spawn(counted(shared, serve));
+                        }
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -530,6 +537,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
             },
             _ = shutdown_requested(&mut shutdown) => return,
         }
+    }
+}
+
+/// Counts an accepted connection; the connections open before it that count toward
+/// `max_connections`: those speaking plain HTTP are left out (a WebSocket is checked when it
+/// upgrades, `conn::serve`; a polling session counts for its requests).
+fn count(shared: &Shared) -> u64 {
+    let counters = &shared.hub.counters();
+    let open = counters.connections.add(1);
+    counters.connections_total.add(1);
+    open.saturating_sub(shared.polls.requests())
+}
+
+/// Runs a connection counted by [`count`], and uncounts it at its end.
+async fn counted(shared: Arc<Shared>, serve: impl Future<Output = ()>) {
+    serve.await;
+    let counters = &shared.hub.counters();
+    if counters.connections.sub(1) == 1 {
+        shared.idle.notify_waiters();
     }
 }
 

@@ -16,10 +16,14 @@ use tokio_tungstenite::tungstenite::Message;
 mod demo;
 use demo::Demo;
 
-/// A plain HTTP request to the demo; the JSON body of its 200 answer.
+/// A plain HTTP request to the demo; the JSON body of its 200 answer. The reply is read to the
+/// end of the connection, which the request asks the server to close after it (keep-alive
+/// would hold it open until the idle timeout).
 async fn http(addr: &str, method: &str, path: &str) -> Value {
     let mut socket = TcpStream::connect(addr).await.unwrap();
-    let request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     socket.write_all(request.as_bytes()).await.unwrap();
     let mut reply = Vec::new();
     socket.read_to_end(&mut reply).await.unwrap();

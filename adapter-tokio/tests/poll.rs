@@ -9,10 +9,11 @@ use eventwire_tokio::core::codec::Codec;
 use eventwire_tokio::{Client, ClientOptions, Event, Hub, Server, ServerConfig};
 use futures_util::StreamExt;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 #[path = "shared/raw_http.rs"]
 mod raw_http;
-use raw_http::{kinds, post, post_to, raw, BINARY, JSON};
+use raw_http::{kinds, post, post_request, post_to, raw, Conn, BINARY, JSON};
 
 /// JSON frames as a JSON-form body.
 fn json_body(frames: &[&str]) -> Vec<u8> {
@@ -274,6 +275,60 @@ async fn shutdown_releases_held_requests_with_going_away() {
     assert_eq!(kinds(&frames), ["close"]);
     assert_eq!(frames[0]["close"]["code"], 1001);
     assert_eq!(frames[0]["close"]["retry_after_ms"], 2000);
+}
+
+/// A polling client's successive requests share one kept-alive connection, which does not
+/// count toward the connection limit beside its session; at shutdown the held request returns
+/// the close frame and the connection closes.
+#[tokio::test]
+async fn successive_requests_share_a_kept_alive_connection() {
+    let server = server(ServerConfig::default().max_connections(1)).await;
+    let addr = server.local_addr();
+    let request =
+        |token: Option<&str>, body: &[u8]| post_request("/eventwire/poll", JSON, token, body, true);
+    let mut conn = Conn::open(addr).await;
+    let reply = conn
+        .send(&request(None, &json_body(&[&hello("feed")])))
+        .await;
+    assert_eq!(kinds(&reply.frames()), ["welcome", "subscribed"]);
+    assert_eq!(reply.header("connection"), None);
+    let token = reply.token();
+    let publish =
+        r#"{"publish":{"room":"commands","id":1,"kind":"agent.pause","payload":{"a":1}}}"#;
+    let reply = conn
+        .send(&request(Some(&token), &json_body(&[publish])))
+        .await;
+    assert_eq!(kinds(&reply.frames()), ["publish_ack"]);
+
+    // The session is the one connection the limit allows: another is told to come back later.
+    let refused = post(addr, JSON, None, &json_body(&[&hello("feed")])).await;
+    let frames = refused.frames();
+    assert_eq!(kinds(&frames), ["close"]);
+    assert_eq!(frames[0]["close"]["code"], 1013);
+
+    // A held request on the same connection gets the event.
+    let held = request(Some(&token), b"[]");
+    conn.socket.write_all(&held).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.hub().emit("feed", "tick", &1).unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), conn.reply(false))
+        .await
+        .expect("the held request returns with the event");
+    assert_eq!(kinds(&reply.frames()), ["batch"]);
+
+    conn.socket.write_all(&held).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stop = tokio::spawn(server.shutdown(Duration::from_secs(2)));
+    let reply = tokio::time::timeout(Duration::from_secs(5), conn.reply(false))
+        .await
+        .expect("the held request returns at shutdown");
+    let frames = reply.frames();
+    assert_eq!(kinds(&frames), ["close"]);
+    assert_eq!(frames[0]["close"]["code"], 1001);
+    assert_eq!(frames[0]["close"]["retry_after_ms"], 2000);
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed()).await;
+    assert_eq!(closed, Ok(true), "the connection outlived shutdown");
+    stop.await.unwrap();
 }
 
 #[tokio::test]

@@ -64,41 +64,105 @@ pub fn kinds(frames: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Sends raw request bytes and reads the whole reply (the server closes after it).
+/// Sends raw request bytes on a new connection and reads one reply.
 pub async fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
-    socket.write_all(request).await.unwrap();
-    let mut bytes = Vec::new();
-    socket.read_to_end(&mut bytes).await.unwrap();
-    let end = bytes
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8(bytes[..end].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (k, v) = l.split_once(':').unwrap();
-            (k.trim().to_owned(), v.trim().to_owned())
-        })
-        .collect();
-    let body = bytes[end + 4..].to_vec();
-    let reply = Reply {
-        status,
-        headers,
-        body,
-    };
-    let length: usize = reply.header("content-length").unwrap().parse().unwrap();
-    assert_eq!(length, reply.body.len());
-    reply
+    let mut conn = Conn::open(addr).await;
+    conn.send(request).await
+}
+
+/// One client connection, for several requests in turn (keep-alive).
+pub struct Conn {
+    pub socket: TcpStream,
+    /// Bytes read past the last reply.
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> Conn {
+        Conn {
+            socket: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends raw request bytes and reads the reply.
+    pub async fn send(&mut self, request: &[u8]) -> Reply {
+        self.socket.write_all(request).await.unwrap();
+        self.reply(request.starts_with(b"HEAD ")).await
+    }
+
+    /// Reads one reply: its head, then the `Content-Length` bytes of its body (none after a
+    /// `HEAD` request, a 1xx, 204 or 304).
+    pub async fn reply(&mut self, to_head: bool) -> Reply {
+        let end = loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end;
+            }
+            self.fill().await;
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).unwrap();
+        self.buf.drain(..end + 4);
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        let headers: Vec<(String, String)> = lines
+            .map(|l| {
+                let (k, v) = l.split_once(':').unwrap();
+                (k.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect();
+        let mut reply = Reply {
+            status,
+            headers,
+            body: Vec::new(),
+        };
+        if to_head || status < 200 || status == 204 || status == 304 {
+            return reply;
+        }
+        let length: usize = reply
+            .header("content-length")
+            .expect("a Content-Length")
+            .parse()
+            .unwrap();
+        while self.buf.len() < length {
+            self.fill().await;
+        }
+        reply.body = self.buf.drain(..length).collect();
+        reply
+    }
+
+    /// The next `n` bytes after the last reply (WebSocket frames after a 101, say).
+    pub async fn take(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            self.fill().await;
+        }
+        self.buf.drain(..n).collect()
+    }
+
+    /// Whether the server closed the connection (end of stream or reset) with nothing more sent.
+    pub async fn closed(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        match self.socket.read(&mut chunk).await {
+            Ok(0) | Err(_) => self.buf.is_empty(),
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                false
+            }
+        }
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = [0u8; 8192];
+        let n = self.socket.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed mid-reply");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// A polling request with `body` (frames already in `content_type`'s form).
@@ -113,15 +177,29 @@ pub async fn post_to(
     token: Option<&str>,
     body: &[u8],
 ) -> Reply {
+    raw(addr, &post_request(path, content_type, token, body, false)).await
+}
+
+/// The bytes of a polling request; `keep_alive: false` asks the server to close after it.
+pub fn post_request(
+    path: &str,
+    content_type: &str,
+    token: Option<&str>,
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if !keep_alive {
+        request.push_str("Connection: close\r\n");
+    }
     if let Some(token) = token {
         request.push_str(&format!("Eventwire-Session: {token}\r\n"));
     }
     request.push_str("\r\n");
     let mut bytes = request.into_bytes();
     bytes.extend_from_slice(body);
-    raw(addr, &bytes).await
+    bytes
 }
