@@ -107,9 +107,14 @@ fn a_message_of_the_other_type_closes_with_unsupported_data_and_nothing_after_is
     let text = json::encode(&hello(5, None)).unwrap();
     conn.handle_message(T0, &hub, &text, true);
     assert_eq!(conn.poll_decision(), None, "the hello inside was not read");
-    // A valid hello after the violation is not parsed either.
-    conn.handle_message(T0, &hub, &binary(&hello(5, None)), false);
+    // A valid hello after the violation is not parsed either, but its bytes were received.
+    let second = binary(&hello(5, None));
+    conn.handle_message(T0, &hub, &second, false);
     assert_eq!(conn.poll_decision(), None);
+    assert_eq!(
+        conn.take_counts().bytes_in,
+        (text.len() + second.len()) as u64
+    );
     assert_eq!(drain(&mut conn), ["close 1003"]);
     assert_eq!(conn.poll_close(), Some(CloseCode::UNSUPPORTED_DATA));
 }

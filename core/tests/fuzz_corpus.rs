@@ -5,7 +5,8 @@
 //! below, so the checks are written once), so `cargo test` keeps every bug the fuzzer ever found
 //! fixed without needing nightly or cargo-fuzz. See `docs/FUZZING.md`.
 //!
-//! The seeds of the operation-sequence targets (`client_machine`, `server_session`, `history`)
+//! The seeds of the operation-sequence targets (`client_machine`, `server_session`, `history`,
+//! `connection`)
 //! are built from the golden vectors by `fuzz/src/seeds.rs`: `generate_seeds` (ignored; run it
 //! with `--ignored` after changing a vector or a script) writes them, and
 //! `seed_corpus_is_generated` checks that every one is committed as built.
@@ -16,13 +17,14 @@ mod checks;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-const TARGETS: [&str; 6] = [
+const TARGETS: [&str; 7] = [
     "decode_binary",
     "decode_json",
     "stream",
     "client_machine",
     "server_session",
     "history",
+    "connection",
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -180,6 +182,11 @@ fn server_session_corpus() {
 }
 
 #[test]
+fn connection_corpus() {
+    replay_ops("connection", checks::connection::run, "an event sent");
+}
+
+#[test]
 fn history_corpus() {
     replay_ops("history", checks::history::run, "an entry read");
 }
@@ -214,7 +221,7 @@ const MAX_SEED: usize = 4096;
 #[test]
 fn seed_corpus_is_generated() {
     let seeds = checks::seeds::all(&vectors());
-    for target in ["client_machine", "server_session", "history"] {
+    for target in ["client_machine", "server_session", "history", "connection"] {
         assert!(
             seeds.iter().filter(|s| s.0 == target).count() >= 5,
             "too few seeds for {target}"

@@ -9,12 +9,14 @@
 //! a decode error on hostile input is an expected outcome, not a failure.
 //!
 //! The decoder targets' checks are below. The state machine targets each have a module, with
-//! the invariants they check in its docs: [`client_machine`], [`server_session`], [`history`];
+//! the invariants they check in its docs: [`client_machine`], [`server_session`], [`history`],
+//! and [`connection`] (the byte-level server connection, fed raw transport input);
 //! [`ops`] holds what they share (the input layout and the seed writer), [`seeds`] their seed
 //! corpus, built from the golden vectors. Modules refer to each
 //! other with `super::`, never `crate::`, since this file is also a module of the stable test.
 
 pub mod client_machine;
+pub mod connection;
 pub mod history;
 pub mod ops;
 pub mod seeds;

@@ -57,7 +57,99 @@ pub fn all(vectors: &Vectors) -> Vec<Seed> {
     server_seeds(vectors, &mut seeds);
     history_seeds(vectors, &mut seeds);
     history_vector_seeds(vectors, &mut seeds);
+    connection_seeds(vectors, &mut seeds);
     seeds
+}
+
+/// The `connection` target: each framing carries the hello and a subscribe of the golden
+/// vectors, the verdicts allow them, events are emitted and sent; on message framings, one seed
+/// sends the hello in the other form (the type check) and one a transport error.
+fn connection_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
+    use super::connection::{number, record, tag};
+    use eventwire_core::codec::stream;
+
+    let framings = [
+        ("binary", false),
+        ("json", true),
+        ("stream", false),
+        ("body_binary", false),
+        ("body_json", true),
+    ];
+    for (selector, (name, json)) in framings.iter().enumerate() {
+        let carry = |out: &mut Vec<u8>, vector_name: &str| {
+            let message = vector(vectors, vector_name, *json);
+            match selector {
+                0 => record(out, tag::BINARY, message),
+                1 => record(out, tag::TEXT, message),
+                2 | 3 => {
+                    let frame = match eventwire_core::codec::binary::decode(message, usize::MAX) {
+                        Ok(frame) => frame,
+                        Err(e) => panic!("vector {vector_name} does not decode: {e:?}"),
+                    };
+                    let mut cobs = Vec::new();
+                    if let Err(e) = stream::encode_into(&frame, &mut cobs) {
+                        panic!("vector {vector_name} has no stream form: {e:?}");
+                    }
+                    record(out, tag::BYTES, &cobs);
+                }
+                _ => {
+                    let mut body = b"[".to_vec();
+                    body.extend_from_slice(message);
+                    body.push(b']');
+                    record(out, tag::BYTES, &body);
+                }
+            }
+        };
+        let mut out = vec![selector as u8];
+        carry(&mut out, "hello");
+        number(&mut out, tag::DECIDE, 1);
+        number(&mut out, tag::DRAIN, 255);
+        carry(&mut out, "subscribe");
+        number(&mut out, tag::DECIDE, 1);
+        for emit in [0, 6, 12, 1, 7] {
+            number(&mut out, tag::EMIT, emit);
+        }
+        number(&mut out, tag::ADVANCE, 600);
+        number(&mut out, tag::DRAIN, 255);
+        carry(&mut out, "ping");
+        number(&mut out, tag::EMIT, 0);
+        number(&mut out, tag::ADVANCE, 600);
+        number(&mut out, tag::DRAIN, 1);
+        number(&mut out, tag::DRAIN, 255);
+        seeds.push(("connection", format!("{name}.rec"), out));
+    }
+    for (selector, name) in [(0u8, "binary"), (1, "json")] {
+        let mut out = vec![selector];
+        let other = vector(vectors, "hello", selector == 0);
+        record(
+            &mut out,
+            if selector == 0 {
+                tag::TEXT
+            } else {
+                tag::BINARY
+            },
+            other,
+        );
+        number(&mut out, tag::DRAIN, 255);
+        seeds.push(("connection", format!("{name}_wrong_type.rec"), out));
+
+        let mut out = vec![selector];
+        let hello = vector(vectors, "hello", selector == 1);
+        record(
+            &mut out,
+            if selector == 0 {
+                tag::BINARY
+            } else {
+                tag::TEXT
+            },
+            hello,
+        );
+        number(&mut out, tag::DECIDE, 1);
+        number(&mut out, tag::EMIT, 0);
+        number(&mut out, tag::TRANSPORT, 1);
+        number(&mut out, tag::DRAIN, 255);
+        seeds.push(("connection", format!("{name}_too_big.rec"), out));
+    }
 }
 
 fn vector<'v>(vectors: &'v Vectors, name: &str, json: bool) -> &'v [u8] {

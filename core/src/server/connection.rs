@@ -371,10 +371,11 @@ impl<H: Host> Connection<H> {
     /// One WebSocket data message (`text` or binary) arrived. A message of the other type than
     /// the codec's closes with `UNSUPPORTED_DATA`.
     pub fn handle_message(&mut self, now: Instant, hub: &Hub<H>, data: &[u8], text: bool) {
+        // Received is received: bytes count whatever becomes of them.
+        self.counts.bytes_in += data.len() as u64;
         if self.failed {
             return;
         }
-        self.counts.bytes_in += data.len() as u64;
         if let Err(code) = handshake::check_message_type(self.framing.codec(), text) {
             self.fail(code, "wrong message type");
             return;
