@@ -189,7 +189,7 @@ impl Harness {
             }
             tag::EMIT => {
                 let room = ROOMS[usize::from(len % 3)];
-                let key = (len % 2 == 0).then_some("k");
+                let key = len.is_multiple_of(2).then_some("k");
                 let payload = PAYLOADS[usize::from(len / 3 % 2)];
                 let _ = self.hub.emit(self.now, room, "tick", payload, key);
             }
