@@ -14,6 +14,7 @@ use std::io::{self, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use eventwire_core::codec::Codec;
 use eventwire_core::handshake::{self, Upgrade};
 use eventwire_core::hub::Counter;
@@ -24,7 +25,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Error as WsError, Message, WebSocket};
+use tungstenite::{Error as WsError, Message, Utf8Bytes, WebSocket};
 
 use crate::hub::{ConnWaker, Threads};
 use crate::message;
@@ -161,6 +162,7 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
         waker,
     );
     let mut out = Vec::with_capacity(1024);
+    let mut cut = BytesMut::new();
     let mut going_away = false;
     loop {
         let now = clock.now();
@@ -181,7 +183,7 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
             if conn.machine.poll_transmit(clock.now(), &mut out).is_none() {
                 break;
             }
-            let result = message::from_bytes(framing.is_text(), &out).and_then(|m| ws.write(m));
+            let result = outgoing(&mut cut, &out, framing.is_text()).and_then(|m| ws.write(m));
             if let Err(e) = result {
                 write_failed(shared, &e);
                 return;
@@ -211,6 +213,21 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
         // Whatever woke the loop, it looks at every source again.
         let _ = inbox.wait(deadline);
     }
+}
+
+/// The message carrying bytes the connection wrote (text for the JSON form, which serde_json
+/// writes as UTF-8), cut from `buf`: once tungstenite has written a message and dropped it, the
+/// next one reuses the same memory (`BytesMut` reclaims a buffer nobody else holds), so sending
+/// allocates nothing in the steady state.
+fn outgoing(buf: &mut BytesMut, bytes: &[u8], text: bool) -> Result<Message, WsError> {
+    buf.reserve(bytes.len());
+    buf.extend_from_slice(bytes);
+    let payload = buf.split().freeze();
+    Ok(if text {
+        Message::Text(Utf8Bytes::try_from(payload)?)
+    } else {
+        Message::Binary(payload)
+    })
 }
 
 /// Handles what the reader thread buffered, up to `READS_PER_ROUND` messages.

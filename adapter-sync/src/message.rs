@@ -26,17 +26,6 @@ pub(crate) fn encode(
     })
 }
 
-/// The message carrying bytes a connection wrote: text for the JSON form (which serde_json
-/// writes as UTF-8), binary otherwise.
-pub(crate) fn from_bytes(text: bool, bytes: &[u8]) -> Result<Message, tungstenite::Error> {
-    let bytes = Bytes::copy_from_slice(bytes);
-    Ok(if text {
-        Message::Text(Utf8Bytes::try_from(bytes)?)
-    } else {
-        Message::Binary(bytes)
-    })
-}
-
 /// The payload of a data message, checked against the codec's message type; `Ok(None)` for
 /// control messages (tungstenite answers pings and closes itself).
 pub(crate) fn data(codec: Codec, message: &Message) -> Result<Option<&[u8]>, CloseCode> {

@@ -77,7 +77,6 @@ use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
 use ::axum::response::{IntoResponse, Response};
 use ::axum::routing::{get, post, MethodRouter};
 use ::axum::Extension;
-use bytes::Bytes;
 use eventwire_core::codec::Codec;
 use eventwire_core::handshake;
 use eventwire_core::hub::Counter;
@@ -94,7 +93,7 @@ use crate::hub::Hub;
 use crate::hub::Tokio;
 use crate::poll;
 use crate::server::{new_shared, ServerConfig, Shared};
-use crate::wire::{Recv, Wire};
+use crate::wire::{Outgoing, Recv, Wire};
 
 /// eventwire mounted in an axum app: a cheap handle (clone it freely) to route, and to shut
 /// down. See the [module docs](self).
@@ -392,11 +391,16 @@ impl Drop for Open {
 pub(crate) struct AxumWire {
     ws: WebSocket,
     codec: Codec,
+    out: Outgoing,
 }
 
 impl AxumWire {
     fn new(ws: WebSocket, codec: Codec) -> Self {
-        AxumWire { ws, codec }
+        AxumWire {
+            ws,
+            codec,
+            out: Outgoing::default(),
+        }
     }
 }
 
@@ -425,7 +429,7 @@ impl Wire for AxumWire {
     }
 
     async fn feed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let payload = Bytes::copy_from_slice(bytes);
+        let payload = self.out.payload(bytes);
         let message = if self.codec.is_text() {
             // The JSON form is written by serde_json: UTF-8 always.
             Message::Text(Utf8Bytes::try_from(payload).map_err(std::io::Error::other)?)

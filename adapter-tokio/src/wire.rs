@@ -2,7 +2,7 @@
 //! loop in `conn` is written once for WebSocket (tokio-tungstenite, and axum's upgrade) and for
 //! byte streams.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use eventwire_core::codec::Codec;
 use eventwire_core::hub::Hub as CoreHub;
 use eventwire_core::server::{Connection, Framing, TransportError};
@@ -52,11 +52,32 @@ pub(crate) trait Wire {
 pub(crate) struct WsWire<T> {
     ws: WebSocketStream<T>,
     codec: Codec,
+    out: Outgoing,
 }
 
 impl<T> WsWire<T> {
     pub(crate) fn new(ws: WebSocketStream<T>, codec: Codec) -> Self {
-        WsWire { ws, codec }
+        WsWire {
+            ws,
+            codec,
+            out: Outgoing::default(),
+        }
+    }
+}
+
+/// The payloads of outgoing messages, cut from one buffer: a message owns its bytes until the
+/// WebSocket has written them into its own buffer and dropped them, after which the next message
+/// reuses the same memory (`BytesMut` reclaims a buffer nobody else holds), so sending allocates
+/// nothing in the steady state.
+#[derive(Default)]
+pub(crate) struct Outgoing(BytesMut);
+
+impl Outgoing {
+    /// `bytes` as a message payload.
+    pub(crate) fn payload(&mut self, bytes: &[u8]) -> Bytes {
+        self.0.reserve(bytes.len());
+        self.0.extend_from_slice(bytes);
+        self.0.split().freeze()
     }
 }
 
@@ -71,7 +92,7 @@ where
     }
 
     async fn feed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let payload = Bytes::copy_from_slice(bytes);
+        let payload = self.out.payload(bytes);
         let message = if self.codec.is_text() {
             // The JSON form is written by serde_json: UTF-8 always.
             Message::Text(Utf8Bytes::try_from(payload).map_err(std::io::Error::other)?)
