@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub use eventwire_core::hub::EmitError;
+pub use eventwire_core::dashboard::EmitError;
 use eventwire_core::hub::{self, Counter, Host};
 use eventwire_core::shared::{Runtime, SharedHub};
 pub use eventwire_core::stats::{HubStats, RoomStats};

@@ -798,6 +798,42 @@ mod details_map {
     }
 }
 
+/// Why an adapter's emit failed: the hub, the payload's serialisation, or a dashboard event.
+/// Every adapter's `Hub` reports it (feature `json`).
+#[cfg(feature = "json")]
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The payload could not be serialised to JSON.
+    Payload(serde_json::Error),
+    /// The hub refused the event (room limit, invalid name, event larger than the history).
+    Hub(crate::hub::HubError),
+    /// A dashboard event was invalid (for example an agent id that is not a valid name).
+    Dashboard(DashboardError),
+}
+
+#[cfg(feature = "json")]
+impl fmt::Display for EmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EmitError::Payload(e) => write!(f, "payload: {e}"),
+            EmitError::Hub(e) => write!(f, "{e}"),
+            EmitError::Dashboard(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+#[cfg(feature = "json")]
+impl core::error::Error for EmitError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            EmitError::Payload(e) => Some(e),
+            EmitError::Hub(e) => Some(e),
+            EmitError::Dashboard(e) => Some(e),
+        }
+    }
+}
+
 /// The typed dashboard helpers of a server adapter's hub (feature `json`): one required method,
 /// [`emit_dashboard`](EmitDashboard::emit_dashboard), which appends an event to its
 /// [`room`](DashboardEvent::room) with its [`kind`](DashboardEvent::kind), its JSON payload
@@ -809,7 +845,7 @@ mod details_map {
 /// use core::cell::RefCell;
 /// use eventwire_core::dashboard::{AgentStatus, DashboardEvent, EmitDashboard};
 /// use eventwire_core::frame::Position;
-/// use eventwire_core::hub::EmitError;
+/// use eventwire_core::dashboard::EmitError;
 ///
 /// /// Records the kinds it is asked to emit.
 /// struct Recorder(RefCell<Vec<&'static str>>);
@@ -832,7 +868,7 @@ pub trait EmitDashboard {
     fn emit_dashboard(
         &self,
         event: &DashboardEvent<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError>;
+    ) -> Result<crate::frame::Position, EmitError>;
 
     /// An agent changed status (the original system's `emit_agent_status_change`); `details`
     /// beyond [`MAX_DETAILS`] pairs are left out.
@@ -842,7 +878,7 @@ pub trait EmitDashboard {
         old_status: AgentStatus,
         new_status: AgentStatus,
         details: &[(&str, &str)],
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         let mut list = Details::new();
         for (key, value) in details.iter().take(MAX_DETAILS) {
             let _ = list.push(Detail { key, value });
@@ -859,7 +895,7 @@ pub trait EmitDashboard {
     fn emit_agent_created(
         &self,
         event: &AgentCreated<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(event.clone()))
     }
 
@@ -867,7 +903,7 @@ pub trait EmitDashboard {
     fn emit_agent_deleted(
         &self,
         event: &AgentDeleted<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -875,7 +911,7 @@ pub trait EmitDashboard {
     fn emit_agent_metrics(
         &self,
         event: &AgentMetrics<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -883,7 +919,7 @@ pub trait EmitDashboard {
     fn emit_task_queued(
         &self,
         event: &TaskQueued<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -891,7 +927,7 @@ pub trait EmitDashboard {
     fn emit_task_assigned(
         &self,
         event: &TaskAssigned<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -899,7 +935,7 @@ pub trait EmitDashboard {
     fn emit_task_completed(
         &self,
         event: &TaskCompleted<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -907,7 +943,7 @@ pub trait EmitDashboard {
     fn emit_task_failed(
         &self,
         event: &TaskFailed<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -915,7 +951,7 @@ pub trait EmitDashboard {
     fn emit_system_alert(
         &self,
         event: &SystemAlert<'_>,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -923,7 +959,7 @@ pub trait EmitDashboard {
     fn emit_system_performance(
         &self,
         event: &SystemPerformance,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 
@@ -931,7 +967,7 @@ pub trait EmitDashboard {
     fn emit_system_status(
         &self,
         event: &SystemStatus,
-    ) -> Result<crate::frame::Position, crate::hub::EmitError> {
+    ) -> Result<crate::frame::Position, EmitError> {
         self.emit_dashboard(&DashboardEvent::from(*event))
     }
 }

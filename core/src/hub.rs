@@ -432,39 +432,3 @@ impl fmt::Display for HubError {
 }
 
 impl core::error::Error for HubError {}
-
-/// Why an adapter's emit failed: the hub, the payload's serialisation, or a dashboard event.
-/// Every adapter's `Hub` reports it (feature `json`).
-#[cfg(feature = "json")]
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum EmitError {
-    /// The payload could not be serialised to JSON.
-    Payload(serde_json::Error),
-    /// The hub refused the event (room limit, invalid name, event larger than the history).
-    Hub(HubError),
-    /// A dashboard event was invalid (for example an agent id that is not a valid name).
-    Dashboard(crate::dashboard::DashboardError),
-}
-
-#[cfg(feature = "json")]
-impl fmt::Display for EmitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            EmitError::Payload(e) => write!(f, "payload: {e}"),
-            EmitError::Hub(e) => write!(f, "{e}"),
-            EmitError::Dashboard(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-#[cfg(feature = "json")]
-impl core::error::Error for EmitError {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        match self {
-            EmitError::Payload(e) => Some(e),
-            EmitError::Hub(e) => Some(e),
-            EmitError::Dashboard(e) => Some(e),
-        }
-    }
-}

@@ -18,9 +18,9 @@ use core::fmt;
 use serde::Serialize;
 
 use crate::code::CloseCode;
-use crate::dashboard::{DashboardEvent, EmitDashboard};
+use crate::dashboard::{DashboardEvent, EmitDashboard, EmitError};
 use crate::frame::Position;
-use crate::hub::{Counter, EmitError, Host, Hub, HubConfig, RoomRef};
+use crate::hub::{Counter, Host, Hub, HubConfig, RoomRef};
 use crate::payload::JsonText;
 use crate::server::{Connection, Counts, Framing, ServerConfig as SessionConfig};
 use crate::stats::{Counters, HubStats, RoomStats};

@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use eventwire_core::dashboard::EmitError;
 use eventwire_core::dashboard::{
     AgentCreated, AgentMetrics, AgentStatus, AlertLevel, Capabilities, DashboardEvent,
     EmitDashboard, SystemAlert, SystemHealth, SystemPerformance, SystemStatus, TaskAssigned,
     TaskCompleted, TaskFailed, TaskQueued,
 };
 use eventwire_core::frame::Position;
-use eventwire_core::hub::EmitError;
 use eventwire_core::rng::Rng;
 use serde::Serialize;
 
