@@ -1,87 +1,25 @@
 //! The server's steady-state path allocates nothing per event, end to end in the adapter: an
 //! append wakes the connection task, which reads the room, encodes the batch, hands it to the
 //! WebSocket and writes it to a real socket on 127.0.0.1. Allocations are counted only on the
-//! server runtime's threads (a thread-local flag set as each starts); the emitting thread and
-//! the reading client run elsewhere and are not counted (emit has its own test in the core).
+//! server runtime's threads (known by their name); the emitting thread and the reading client
+//! run elsewhere and are not counted (emit has its own test in the core).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use eventwire_core::codec::binary;
-use eventwire_core::frame::{Frame, Hello, Resume};
-use eventwire_core::seq::Seq;
 use eventwire_tokio::{Hub, Server, ServerConfig};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::stream::MaybeTlsStream;
-use tokio_tungstenite::tungstenite::{self, Message, WebSocket};
 
-struct Counting;
-
-static SERVER_ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static SERVER_THREAD: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if SERVER_THREAD.with(Cell::get) {
-        SERVER_ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+#[path = "shared/steady.rs"]
+mod steady;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-const PAYLOAD: &[u8] = br#"{"agent_id":"agent-0042","cpu":0.42,"mem_mb":512,"tasks":3}"#;
-
-/// Reads messages until `events` batch events arrived; returns them.
-fn read_events(ws: &mut WebSocket<MaybeTlsStream<TcpStream>>, events: usize) -> usize {
-    let mut got = 0;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while got < events {
-        assert!(
-            Instant::now() < deadline,
-            "only {got} of {events} events arrived"
-        );
-        match ws.read().expect("read") {
-            Message::Binary(bytes) => match binary::decode(&bytes, usize::MAX).expect("decode") {
-                Frame::Batch(b) => got += b.events.len(),
-                Frame::Ping(p) => {
-                    let mut out = Vec::new();
-                    binary::encode_into(&Frame::Pong(p), &mut out).unwrap();
-                    ws.send(Message::Binary(out.into())).unwrap();
-                }
-                Frame::Gap(g) => panic!("a gap in the steady state: {g:?}"),
-                _ => {}
-            },
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    got
-}
+static GLOBAL: steady::Counting = steady::Counting;
 
 #[test]
 fn sending_allocates_nothing_per_event() {
+    let _ = steady::SERVER_THREAD_NAMES.set(&["eventwire-server"]);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .on_thread_start(|| SERVER_THREAD.with(|t| t.set(true)))
+        .thread_name("eventwire-server")
         .enable_all()
         .build()
         .unwrap();
@@ -93,62 +31,20 @@ fn sending_allocates_nothing_per_event() {
             ServerConfig::default(),
         ))
         .unwrap();
-    let addr = server.local_addr();
-
-    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "eventwire.v1".parse().unwrap());
-    let (mut ws, _) = tungstenite::connect(request).expect("connect");
-    let rooms = [Resume {
-        room: "agents",
-        from: None,
-    }];
-    let hello = Frame::Hello(Hello {
-        version: eventwire_core::PROTOCOL_VERSION,
-        client_id: 7,
-        token: None,
-        max_frame: 65536,
-        max_batch: 50,
-        rooms: Seq::from_slice(&rooms),
-    });
-    let mut out = Vec::new();
-    binary::encode_into(&hello, &mut out).unwrap();
-    ws.send(Message::Binary(out.into())).unwrap();
     let room = hub.room("agents").unwrap();
-    // The welcome and the join answer.
-    for _ in 0..2 {
-        let _ = ws.read().unwrap();
-    }
-
-    // Bursts of 50 (one batch each), each read before the next: the steady state of a busy room.
-    let mut burst = |n: usize| {
-        for _ in 0..n {
-            room.emit(
-                eventwire_core::time::Instant::ZERO,
-                "agent.metrics",
-                PAYLOAD,
-                None,
-            )
-            .unwrap();
-        }
-        read_events(&mut ws, n)
-    };
-    // Warm up: buffers grow to their working size, the runtime's timers exist.
-    for _ in 0..200 {
-        burst(50);
-    }
-    let before = SERVER_ALLOCS.load(Ordering::Relaxed);
-    let mut delivered = 0;
-    for _ in 0..400 {
-        delivered += burst(50);
-    }
-    let allocs = SERVER_ALLOCS.load(Ordering::Relaxed) - before;
+    let (delivered, allocs) = steady::steady_state(server.local_addr(), |payload| {
+        room.emit(
+            eventwire_core::time::Instant::ZERO,
+            "agent.metrics",
+            payload,
+            None,
+        )
+        .unwrap();
+    });
     assert_eq!(delivered, 20_000);
     assert_eq!(
         allocs, 0,
         "{allocs} allocations on the server's threads for {delivered} events"
     );
-    drop(ws);
     runtime.block_on(server.shutdown(Duration::from_secs(1)));
 }

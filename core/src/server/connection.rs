@@ -382,22 +382,15 @@ impl<H: Host> Connection<H> {
         }
         let max_frame = self.session.max_frame() as usize;
         let decoded = self.framing.codec().decode(data, max_frame);
-        Self::input(
-            &mut self.session,
-            &mut self.decisions,
-            &mut self.counts,
-            &mut self.failed,
-            now,
-            hub,
-            decoded,
-        );
+        self.input(now, hub, decoded);
     }
 
     /// Bytes of a COBS byte stream arrived ([`Framing::Stream`]). A frame over the limit closes
     /// with `MESSAGE_TOO_BIG` as soon as its size is known.
     pub fn handle_stream(&mut self, now: Instant, hub: &Hub<H>, bytes: &[u8]) {
         self.counts.bytes_in += bytes.len() as u64;
-        let Some(decoder) = self.stream.as_mut() else {
+        // The decoder is set aside while its frames, which borrow it, go to the session.
+        let Some(mut decoder) = self.stream.take() else {
             return;
         };
         let limit = (self.session.max_frame() as usize).min(MAX_STREAM_FRAME);
@@ -408,21 +401,10 @@ impl<H: Host> Connection<H> {
             let zero = input.iter().position(|&b| b == 0);
             let body = zero.unwrap_or(input.len());
             if self.partial + body > encoded_limit {
-                let error = DecodeError::TooLarge {
-                    size: self.partial + body,
-                    limit,
-                };
-                Self::input(
-                    &mut self.session,
-                    &mut self.decisions,
-                    &mut self.counts,
-                    &mut self.failed,
-                    now,
-                    hub,
-                    Err(error),
-                );
+                let size = self.partial + body;
+                self.input(now, hub, Err(DecodeError::TooLarge { size, limit }));
                 self.failed = true;
-                return;
+                break;
             }
             self.partial = if zero.is_some() {
                 0
@@ -435,34 +417,24 @@ impl<H: Host> Connection<H> {
                 let (decoded, left) = decoder.feed(part);
                 part = left;
                 if let Some(decoded) = decoded {
-                    Self::input(
-                        &mut self.session,
-                        &mut self.decisions,
-                        &mut self.counts,
-                        &mut self.failed,
-                        now,
-                        hub,
-                        decoded,
-                    );
+                    self.input(now, hub, decoded);
                 }
             }
         }
+        self.stream = Some(decoder);
     }
 
     /// A polling request's body arrived ([`Framing::Body`]); `size` is its length in bytes.
     pub fn handle_body(&mut self, now: Instant, hub: &Hub<H>, body: &Body<'_>, size: usize) {
         self.counts.bytes_in += size as u64;
         let max_frame = self.session.max_frame() as usize;
-        let (session, decisions, counts, failed) = (
-            &mut self.session,
-            &mut self.decisions,
-            &mut self.counts,
-            &mut self.failed,
-        );
-        body.each(max_frame, &mut self.scratch, &mut |decoded| {
-            Self::input(session, decisions, counts, failed, now, hub, decoded);
-            !*failed
+        // The scratch buffer is set aside while the frames unstuffed into it go to the session.
+        let mut scratch = core::mem::take(&mut self.scratch);
+        body.each(max_frame, &mut scratch, &mut |decoded| {
+            self.input(now, hub, decoded);
+            !self.failed
         });
+        self.scratch = scratch;
     }
 
     /// A polling request's body was refused ([`Body::parse`]): the session ends, with
@@ -588,28 +560,21 @@ impl<H: Host> Connection<H> {
         self.session.close(code, None, reason);
     }
 
-    /// Feeds one decoded frame (or its error) to the session. Split borrows: the body's frames
-    /// borrow from the body while the session and the queues are written.
-    fn input(
-        session: &mut ServerSession<H>,
-        decisions: &mut VecDeque<Decision>,
-        counts: &mut Counts,
-        failed: &mut bool,
-        now: Instant,
-        hub: &Hub<H>,
-        decoded: Result<Frame<'_>, DecodeError>,
-    ) {
+    /// Feeds one decoded frame (or its error) to the session.
+    fn input(&mut self, now: Instant, hub: &Hub<H>, decoded: Result<Frame<'_>, DecodeError>) {
         match decoded {
-            Ok(frame) => session.handle_frame(now, &frame, hub, &mut |event| {
-                if let ServerEvent::Published { .. } = event {
-                    counts.events_in += 1;
-                }
-                record(decisions, event)
-            }),
+            Ok(frame) => {
+                let (decisions, counts) = (&mut self.decisions, &mut self.counts);
+                self.session.handle_frame(now, &frame, hub, &mut |event| {
+                    if let ServerEvent::Published { .. } = event {
+                        counts.events_in += 1;
+                    }
+                    record(decisions, event)
+                });
+            }
             Err(e) => {
                 if let Some(code) = e.close_code() {
-                    *failed = true;
-                    session.close(code, None, "bad frame");
+                    self.fail(code, "bad frame");
                 }
             }
         }
