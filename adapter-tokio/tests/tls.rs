@@ -262,6 +262,10 @@ fn front(
         .map_or(0, |n| n.trim().parse::<usize>().unwrap());
     let mut body = vec![0; length];
     client.read_exact(&mut body)?;
+    // One request per connection, and the backend's answer read to its end: the backend is
+    // asked to close after it (so is the client, through the answer's header).
+    request.truncate(request.len() - 2);
+    request.extend_from_slice(b"Connection: close\r\n\r\n");
     request.extend_from_slice(&body);
     let name = ServerName::try_from("localhost").unwrap();
     let conn = rustls::ClientConnection::new(connect, name).map_err(std::io::Error::other)?;

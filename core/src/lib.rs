@@ -16,8 +16,10 @@
 //!
 //! State machines (each takes `now` and returns what to do next; none reads a clock):
 //! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect.
-//! - `server` (feature `alloc`): one connection's session on the server; `hub`: the rooms it
-//!   reads; `history`: one room's bounded log; `dedup`: the publish deduplication window.
+//! - `server` (feature `alloc`): one connection on the server, in bytes (`server::Connection`,
+//!   what adapters drive) around its session in frames; `hub`: the rooms it reads, each behind
+//!   its own lock from the adapter's `hub::Host` (`hub::Local` for a single loop); `history`: one
+//!   room's bounded log; `dedup`: the publish deduplication window.
 //! - [`backoff`]: reconnect delays; [`rtt`]: RTT smoothing and link quality;
 //!   [`outbox`]: the client's bounded queue of publishes.
 //! - [`dashboard`]: typed agent, task and system events for the payloads, and (feature `json`)
