@@ -2,7 +2,6 @@
 //! loop in `conn` is written once for WebSocket (tokio-tungstenite, and axum's upgrade) and for
 //! byte streams.
 
-use bytes::Bytes;
 use eventwire_core::codec::Codec;
 use eventwire_core::hub::Hub as CoreHub;
 use eventwire_core::server::{Connection, Framing, TransportError};
@@ -10,7 +9,7 @@ use eventwire_core::time::Instant;
 use eventwire_core::CloseCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::hub::Tokio;
@@ -71,13 +70,8 @@ where
     }
 
     async fn feed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let payload = Bytes::copy_from_slice(bytes);
-        let message = if self.codec.is_text() {
-            // The JSON form is written by serde_json: UTF-8 always.
-            Message::Text(Utf8Bytes::try_from(payload).map_err(std::io::Error::other)?)
-        } else {
-            Message::Binary(payload)
-        };
+        let message =
+            message::from_bytes(self.codec.is_text(), bytes).map_err(std::io::Error::other)?;
         self.ws.feed(message).await.map_err(std::io::Error::other)
     }
 

@@ -15,7 +15,8 @@
 //! - [`error`]: encode and decode errors.
 //!
 //! State machines (each takes `now` and returns what to do next; none reads a clock):
-//! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect.
+//! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect;
+//!   `client::Connection` (feature `alloc`): the same in bytes, with every close code decided.
 //! - `server` (feature `alloc`): one connection's session on the server; `hub`: the rooms it
 //!   reads; `history`: one room's bounded log; `dedup`: the publish deduplication window.
 //! - [`backoff`]: reconnect delays; [`rtt`]: RTT smoothing and link quality;
@@ -94,5 +95,5 @@ pub mod time;
 pub use heapless;
 
 pub use code::{CloseCode, ErrorCode};
-pub use error::{DecodeError, EncodeError};
+pub use error::{DecodeError, EncodeError, TransportError};
 pub use frame::{Frame, Position, PROTOCOL_VERSION};
