@@ -174,7 +174,8 @@ impl ClientOptions {
 }
 
 impl Default for ClientOptions {
-    /// Defaults with a random client id (see [`fresh_seed`]).
+    /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
+    /// std from the OS). Not cryptographic; it only has to differ between clients.
     fn default() -> Self {
         ClientOptions::new(fresh_seed())
     }
