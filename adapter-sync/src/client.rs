@@ -57,15 +57,13 @@ use std::time::Duration;
 
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    check_publish_size, Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
-    OwnedEvent,
+    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, OwnedEvent,
 };
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::{Frame, Position};
-use eventwire_core::rng::std_seed;
+use eventwire_core::frame::Position;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
-use eventwire_core::CloseCode;
+use eventwire_core::{CloseCode, TransportError};
 use serde::Serialize;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::Request;
@@ -95,7 +93,7 @@ const READS_PER_ROUND: usize = 64;
 /// How long a closing connection may take to send its last frames and the close handshake.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Machine = eventwire_core::client::Client<ROOMS, OUTBOX, OUTBOX_BYTES>;
+type Machine = eventwire_core::client::Connection<ROOMS, OUTBOX, OUTBOX_BYTES>;
 type Ws = WebSocket<Duplex>;
 
 /// How a [`Client`] connects and behaves. Build it with [`ClientOptions::new`] (or `default()`)
@@ -176,11 +174,19 @@ impl ClientOptions {
 }
 
 impl Default for ClientOptions {
-    /// Defaults with a random client id, drawn from std alone (the wall clock, the process id
-    /// and a counter, hashed with a `RandomState`). Not cryptographic; it only has to be unique.
+    /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
+    /// std from the OS). Not cryptographic; it only has to differ between clients.
     fn default() -> Self {
-        ClientOptions::new(std_seed())
+        ClientOptions::new(fresh_seed())
     }
+}
+
+/// 64 random bits: the wall clock hashed with a `RandomState`, whose keys are random per thread
+/// and advance with every `new`, so calls differ within a process and across processes. Not
+/// cryptographic; seeds and default client ids only have to differ.
+fn fresh_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// Why a client call failed.
@@ -434,7 +440,7 @@ impl Client {
             write_timeout,
         } = options;
         let uri = parse_url(url)?;
-        let seed = seed.unwrap_or_else(std_seed);
+        let seed = seed.unwrap_or_else(fresh_seed);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
@@ -832,10 +838,6 @@ struct Driver {
     machine: Box<Machine>,
     clock: Clock,
     uri: Uri,
-    codec: Codec,
-    max_message: usize,
-    /// Largest frame the server accepts: its last welcome's, `max_message` before any.
-    frame_limit: usize,
     ws_config: WebSocketConfig,
     write_timeout: Duration,
     inbox: Inbox<Input>,
@@ -848,7 +850,8 @@ struct Driver {
     /// Threads closing earlier connections.
     closing: Vec<JoinHandle<()>>,
     close_replies: Vec<Sender<()>>,
-    encode_buf: Vec<u8>,
+    /// The message being written.
+    out_buf: Vec<u8>,
 }
 
 /// How a round of reading ended.
@@ -862,12 +865,14 @@ enum Round {
 impl Driver {
     fn run(setup: Setup) {
         let mut driver = Driver {
-            machine: Box::new(Machine::new(setup.config, setup.seed)),
+            machine: Box::new(Machine::new(
+                setup.config,
+                setup.codec,
+                setup.max_message,
+                setup.seed,
+            )),
             clock: Clock::new(),
             uri: setup.uri,
-            codec: setup.codec,
-            max_message: setup.max_message,
-            frame_limit: setup.max_message,
             ws_config: setup.ws_config,
             write_timeout: setup.write_timeout,
             inbox: setup.inbox,
@@ -878,7 +883,7 @@ impl Driver {
             attempts: 0,
             closing: Vec::new(),
             close_replies: Vec::new(),
-            encode_buf: Vec::new(),
+            out_buf: Vec::new(),
         };
         let now = driver.clock.now();
         let out = &driver.shared;
@@ -940,22 +945,22 @@ impl Driver {
     fn transmit(&mut self, now: Instant) {
         let mut failed = None;
         let mut wrote = false;
-        while let Some(frame) = self.machine.poll_transmit(now) {
-            let Some(ws) = self.conn.as_mut() else {
-                tracing::trace!(?frame, "no connection for a frame");
-                continue;
-            };
-            tracing::trace!(?frame, "send");
-            match message::encode(self.codec, &frame, &mut self.encode_buf) {
-                Ok(message) => {
-                    if let Err(e) = ws.write(message) {
-                        failed = Some(e);
-                        break;
-                    }
-                    wrote = true;
+        let text = self.machine.is_text();
+        self.out_buf.clear();
+        while let Some(len) = self.machine.poll_transmit(now, &mut self.out_buf) {
+            let result = match self.conn.as_mut() {
+                Some(ws) => message::from_bytes(text, &self.out_buf).and_then(|m| ws.write(m)),
+                None => {
+                    tracing::trace!(len, "no connection for a message");
+                    Ok(())
                 }
-                Err(e) => tracing::error!(error = %e, ?frame, "cannot encode a frame; dropped"),
+            };
+            self.out_buf.clear();
+            if let Err(e) = result {
+                failed = Some(e);
+                break;
             }
+            wrote |= self.conn.is_some();
         }
         if failed.is_none() && wrote {
             if let Some(ws) = self.conn.as_mut() {
@@ -964,7 +969,7 @@ impl Driver {
         }
         if let Some(e) = failed {
             tracing::warn!(error = %e, "write failed");
-            self.lose_conn(now, None);
+            self.lose_conn(now);
         }
     }
 
@@ -994,10 +999,10 @@ impl Driver {
         self.attempts += 1;
         let id = self.attempts;
         self.attempt = Some(id);
-        let deadline = std::time::Instant::now() + self.machine.config().connect_timeout;
+        let deadline = std::time::Instant::now() + self.machine.machine().config().connect_timeout;
         let (uri, codec, config, waker) = (
             self.uri.clone(),
-            self.codec,
+            self.machine.codec(),
             self.ws_config,
             self.waker.clone(),
         );
@@ -1067,14 +1072,27 @@ impl Driver {
             let message = match ws.read() {
                 Ok(message) => message,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // tungstenite refuses an oversize message from its header, before buffering it.
+                Err(WsError::Capacity(e)) => {
+                    tracing::warn!(error = %e, "message too big");
+                    self.on_transport_error(now, TransportError::TooBig);
+                    return Round::Progress;
+                }
+                Err(e @ (WsError::Protocol(_) | WsError::Utf8(_))) => {
+                    tracing::warn!(error = %e, "transport violation");
+                    self.on_transport_error(now, TransportError::Protocol);
+                    return Round::Progress;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "connection failed");
-                    self.lose_conn(now, None);
+                    self.lose_conn(now);
                     return Round::Progress;
                 }
             };
             handled += 1;
-            if !self.on_message(now, message) {
+            self.on_message(now, message);
+            if !self.machine.is_reading() {
+                // The connection closes the transport: `act` does, after what is queued.
                 return Round::Progress;
             }
         }
@@ -1085,61 +1103,33 @@ impl Driver {
         }
     }
 
-    /// Feeds one message to the machine; `false` when the connection is gone.
-    fn on_message(&mut self, now: Instant, message: Message) -> bool {
-        if let Message::Close(frame) = &message {
-            let code = frame
-                .as_ref()
-                .map_or(CloseCode::NORMAL, |f| CloseCode(u16::from(f.code)));
-            tracing::info!(%code, "the server closed the WebSocket");
-            if let Some(ws) = self.conn.as_mut() {
-                // tungstenite queued the close reply.
-                let _ = ws.flush();
+    /// Feeds one message to the connection; control messages other than a close are
+    /// tungstenite's to answer.
+    fn on_message(&mut self, now: Instant, message: Message) {
+        let out = &self.shared;
+        let sink = &mut |e| out.on_event(e);
+        match &message {
+            Message::Binary(b) => self.machine.handle_message(now, b, false, sink),
+            Message::Text(t) => self.machine.handle_message(now, t.as_bytes(), true, sink),
+            Message::Close(frame) => {
+                let code = frame.as_ref().map(|f| CloseCode(u16::from(f.code)));
+                tracing::info!(?code, "the server closed the WebSocket");
+                self.machine.handle_peer_close(now, code, sink);
             }
-            self.lose_conn(now, None);
-            return false;
-        }
-        let bytes = match message::data(self.codec, &message) {
-            Ok(Some(bytes)) => bytes,
-            // Control messages: tungstenite answers pings itself.
-            Ok(None) => return true,
-            Err(code) => {
-                tracing::warn!(%code, "message of the wrong type for the codec");
-                self.lose_conn(now, Some(code));
-                return false;
-            }
-        };
-        match message::decode(self.codec, bytes, self.max_message) {
-            Ok(frame) => {
-                tracing::trace!(?frame, "received");
-                if let Frame::Welcome(welcome) = &frame {
-                    self.frame_limit = welcome.max_frame as usize;
-                }
-                let out = &self.shared;
-                self.machine
-                    .handle_frame(now, &frame, &mut |e| out.on_event(e));
-                true
-            }
-            Err((None, e)) => {
-                tracing::debug!(error = %e, "frame ignored");
-                true
-            }
-            Err((Some(code), e)) => {
-                tracing::warn!(error = %e, %code, "undecodable frame");
-                self.lose_conn(now, Some(code));
-                false
-            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
 
-    /// The connection is gone (`close` is `None`), or must close with a code; either way the
-    /// machine learns it is disconnected.
-    fn lose_conn(&mut self, now: Instant, close: Option<CloseCode>) {
-        if let Some(ws) = self.conn.take() {
-            if let Some(code) = close {
-                self.close_later(ws, code);
-            }
-        }
+    /// The transport refused what the server sent: the connection decides the close.
+    fn on_transport_error(&mut self, now: Instant, error: TransportError) {
+        let out = &self.shared;
+        self.machine
+            .handle_transport_error(now, error, &mut |e| out.on_event(e));
+    }
+
+    /// The connection is gone without a close handshake; the machine learns it is disconnected.
+    fn lose_conn(&mut self, now: Instant) {
+        self.conn = None;
         let out = &self.shared;
         self.machine
             .handle_disconnected(now, &mut |e| out.on_event(e));
@@ -1181,15 +1171,7 @@ impl Driver {
                 payload,
                 reply,
             } => {
-                let result = check_publish_size(
-                    self.codec,
-                    &room,
-                    &kind,
-                    &payload,
-                    self.frame_limit,
-                    &mut self.encode_buf,
-                )
-                .and_then(|()| self.machine.publish(&room, &kind, &payload));
+                let result = self.machine.publish(&room, &kind, &payload);
                 tracing::debug!(
                     room,
                     kind,

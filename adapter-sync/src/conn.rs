@@ -25,7 +25,7 @@ use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::handshake::HandshakeError;
 use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Error as WsError, Message, Utf8Bytes, WebSocket};
+use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::hub::{ConnWaker, Threads};
 use crate::message;
@@ -183,6 +183,8 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
             if conn.machine.poll_transmit(clock.now(), &mut out).is_none() {
                 break;
             }
+            // Counted before the peer can have it, so statistics never lag behind a client.
+            hub.count(conn.machine.take_counts());
             let result = outgoing(&mut cut, &out, framing.is_text()).and_then(|m| ws.write(m));
             if let Err(e) = result {
                 write_failed(shared, &e);
@@ -222,12 +224,7 @@ fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over
 fn outgoing(buf: &mut BytesMut, bytes: &[u8], text: bool) -> Result<Message, WsError> {
     buf.reserve(bytes.len());
     buf.extend_from_slice(bytes);
-    let payload = buf.split().freeze();
-    Ok(if text {
-        Message::Text(Utf8Bytes::try_from(payload)?)
-    } else {
-        Message::Binary(payload)
-    })
+    message::from_payload(text, buf.split().freeze())
 }
 
 /// Handles what the reader thread buffered, up to `READS_PER_ROUND` messages.

@@ -1,50 +1,23 @@
-//! Frames in WebSocket messages: one frame per message, binary or text by the negotiated codec.
-//! The decisions (which message type a codec uses, which close code a bad message gets) are the
-//! core's; this only moves bytes between tungstenite's `Message` and frames.
+//! Bytes in tungstenite messages. What goes in a message, its type and every close code are the
+//! core connections' decisions; this only wraps their bytes and codes in tungstenite's types.
 
-use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
-use eventwire_core::handshake::check_message_type;
-use eventwire_core::{CloseCode, DecodeError, EncodeError};
+use eventwire_core::CloseCode;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Bytes, Message, Utf8Bytes};
 
-/// Encodes `frame` for `codec` into a message, reusing `buf`'s allocation.
-pub(crate) fn encode(
-    codec: Codec,
-    frame: &Frame<'_>,
-    buf: &mut Vec<u8>,
-) -> Result<Message, EncodeError> {
-    buf.clear();
-    codec.encode_into(frame, buf)?;
-    let bytes = Bytes::copy_from_slice(buf);
-    Ok(if codec.is_text() {
-        let text = Utf8Bytes::try_from(bytes).map_err(|_| EncodeError::Malformed("JSON text"))?;
-        Message::Text(text)
+/// The message carrying bytes a connection wrote: text for the JSON form (which serde_json
+/// writes as UTF-8), binary otherwise.
+pub(crate) fn from_bytes(text: bool, bytes: &[u8]) -> Result<Message, tungstenite::Error> {
+    from_payload(text, Bytes::copy_from_slice(bytes))
+}
+
+/// [`from_bytes`] for a payload already cut (see `conn::outgoing`).
+pub(crate) fn from_payload(text: bool, bytes: Bytes) -> Result<Message, tungstenite::Error> {
+    Ok(if text {
+        Message::Text(Utf8Bytes::try_from(bytes)?)
     } else {
         Message::Binary(bytes)
     })
-}
-
-/// The payload of a data message, checked against the codec's message type; `Ok(None)` for
-/// control messages (tungstenite answers pings and closes itself).
-pub(crate) fn data(codec: Codec, message: &Message) -> Result<Option<&[u8]>, CloseCode> {
-    match message {
-        Message::Binary(b) => check_message_type(codec, false).map(|()| Some(&b[..])),
-        Message::Text(t) => check_message_type(codec, true).map(|()| Some(t.as_bytes())),
-        _ => Ok(None),
-    }
-}
-
-/// Decodes a frame; an error carries the close code it calls for (`None`: ignore the frame).
-pub(crate) fn decode(
-    codec: Codec,
-    bytes: &[u8],
-    max_frame: usize,
-) -> Result<Frame<'_>, (Option<CloseCode>, DecodeError)> {
-    codec
-        .decode(bytes, max_frame)
-        .map_err(|e| (e.close_code(), e))
 }
 
 /// The WebSocket close frame for `code`.

@@ -70,11 +70,10 @@ use eventwire_core::client::{
     Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, OwnedEvent,
 };
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::{Frame, Position};
-use eventwire_core::rng::std_seed;
+use eventwire_core::frame::Position;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
-use eventwire_core::CloseCode;
+use eventwire_core::{CloseCode, TransportError};
 use futures_util::stream::{SplitSink, SplitStream, Stream, StreamExt};
 use futures_util::SinkExt;
 use serde::Serialize;
@@ -93,7 +92,7 @@ use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
 use crate::clock::Clock;
-use crate::message::{self, Inbound};
+use crate::message;
 
 mod poll;
 pub use poll::{PollingOptions, Transport};
@@ -114,7 +113,7 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// How long a closing connection may take to send its last frames and the close handshake.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Machine = eventwire_core::client::Client<ROOMS, OUTBOX, OUTBOX_BYTES>;
+type Machine = eventwire_core::client::Connection<ROOMS, OUTBOX, OUTBOX_BYTES>;
 type Ws = WebSocketStream<Box<dyn Io>>;
 type Attempt = Pin<Box<dyn Future<Output = Result<(Ws, Response), WsError>> + Send>>;
 
@@ -235,12 +234,19 @@ impl ClientOptions {
 }
 
 impl Default for ClientOptions {
-    /// Defaults with a random client id. The randomness comes from std alone: the wall clock in
-    /// nanoseconds, the process id and a per-process counter, hashed with a `RandomState` (whose
-    /// keys std draws from the OS). Not cryptographic; it only has to be unique.
+    /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
+    /// std from the OS). Not cryptographic; it only has to differ between clients.
     fn default() -> Self {
-        ClientOptions::new(std_seed())
+        ClientOptions::new(fresh_seed())
     }
+}
+
+/// 64 random bits: the wall clock hashed with a `RandomState`, whose keys std draws from the OS
+/// per thread and advances with every `new`, so calls differ within a process and across
+/// processes. Not cryptographic; seeds and default client ids only have to differ.
+fn fresh_seed() -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// Why a client call failed.
@@ -373,7 +379,7 @@ impl Client {
         #[cfg(not(feature = "tls"))]
         let target = Target::new(parse_url(url, false)?);
         let uri = &target.uri;
-        let seed = seed.unwrap_or_else(std_seed);
+        let seed = seed.unwrap_or_else(fresh_seed);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
         let (events_tx, events_rx) = mpsc::channel(events_capacity.max(1));
         let (status_tx, status_rx) = watch::channel(Status::Connecting);
@@ -822,10 +828,10 @@ struct Task {
     machine: Box<Machine>,
     clock: Clock,
     target: Target,
-    codec: Codec,
+    /// The message being written (or a polling request's frame).
+    out_buf: Vec<u8>,
+    /// The limit of a polling response body is `max_message` times the frames one may hold.
     max_message: usize,
-    /// Largest frame the server accepts: its last welcome's, `max_message` before any.
-    frame_limit: usize,
     ws_config: WebSocketConfig,
     commands: mpsc::Receiver<Command>,
     commands_open: bool,
@@ -836,7 +842,6 @@ struct Task {
     /// The task closing the latest connection.
     closing: Option<JoinHandle<()>>,
     close_reply: Option<oneshot::Sender<()>>,
-    encode_buf: Vec<u8>,
     /// The long-polling fallback: its session, if one is open, and the upgrade attempts.
     poll: poll::Fallback,
 }
@@ -845,14 +850,18 @@ impl Task {
     /// Runs the client until the machine is closed for good.
     async fn run(setup: Setup) {
         // Built here, on the runtime's stack, then boxed: the machine holds its outbox inline.
-        let machine = Box::new(Machine::new(setup.config, setup.seed));
+        let machine = Box::new(Machine::new(
+            setup.config,
+            setup.codec,
+            setup.max_message,
+            setup.seed,
+        ));
         let mut task = Task {
             machine,
             clock: Clock::new(),
             target: setup.target,
-            codec: setup.codec,
+            out_buf: Vec::new(),
             max_message: setup.max_message,
-            frame_limit: setup.max_message,
             ws_config: setup.ws_config,
             commands: setup.commands,
             commands_open: true,
@@ -861,7 +870,6 @@ impl Task {
             conn: None,
             closing: None,
             close_reply: None,
-            encode_buf: Vec::new(),
             poll: poll::Fallback::new(setup.polling, setup.transport),
         };
         let now = task.clock.now();
@@ -890,25 +898,29 @@ impl Task {
         }
     }
 
-    /// Drains `poll_transmit` into the connection's write queue.
+    /// Drains the connection's messages into the socket's write queue (or its frames into the
+    /// polling session's next requests).
     fn transmit(&mut self, now: Instant) {
-        while let Some(frame) = self.machine.poll_transmit(now) {
-            if self.poll.in_session() {
-                self.poll
-                    .queue_frame(self.codec, &frame, &mut self.encode_buf);
-                continue;
+        if self.poll.in_session() {
+            while let Some(len) = self.machine.poll_transmit_body(now, &mut self.out_buf) {
+                tracing::trace!(len, "queued for a poll request");
+                self.poll.queue(std::mem::take(&mut self.out_buf));
             }
-            let Some(conn) = self.conn.as_mut() else {
-                tracing::trace!(?frame, "no connection for a frame");
-                continue;
-            };
-            tracing::trace!(?frame, "send");
-            match message::encode(self.codec, &frame, &mut self.encode_buf) {
-                Ok(message) => {
-                    conn.queue.push_back(message);
-                    conn.unflushed = true;
+        } else {
+            let text = self.machine.is_text();
+            self.out_buf.clear();
+            while let Some(len) = self.machine.poll_transmit(now, &mut self.out_buf) {
+                match self.conn.as_mut() {
+                    Some(conn) => match message::from_bytes(text, &self.out_buf) {
+                        Ok(message) => {
+                            conn.queue.push_back(message);
+                            conn.unflushed = true;
+                        }
+                        Err(e) => tracing::error!(error = %e, "a message is not UTF-8; dropped"),
+                    },
+                    None => tracing::trace!(len, "no connection for a message"),
                 }
-                Err(e) => tracing::error!(error = %e, ?frame, "cannot encode a frame; dropped"),
+                self.out_buf.clear();
             }
         }
         self.send_polls();
@@ -943,7 +955,7 @@ impl Task {
             // The machine always disconnects first; keep at most one socket regardless.
             self.close_later(conn, CloseCode::NORMAL);
         }
-        let request = request(&self.target.uri, self.codec);
+        let request = request(&self.target.uri, self.machine.codec());
         let target = self.target.clone();
         let config = self.ws_config;
         let span = tracing::debug_span!("attempt");
@@ -1035,13 +1047,27 @@ impl Task {
         let now = self.clock.now();
         match wake {
             Wake::Read(Some(Ok(message))) => self.on_message(now, message),
+            Wake::Read(Some(Err(WsError::Capacity(e)))) => {
+                tracing::warn!(error = %e, "message too big");
+                self.machine
+                    .handle_transport_error(now, TransportError::TooBig, &mut |e| {
+                        self.out.on_event(e)
+                    });
+            }
+            Wake::Read(Some(Err(e @ (WsError::Protocol(_) | WsError::Utf8(_))))) => {
+                tracing::warn!(error = %e, "transport violation");
+                self.machine
+                    .handle_transport_error(now, TransportError::Protocol, &mut |e| {
+                        self.out.on_event(e)
+                    });
+            }
             Wake::Read(Some(Err(e))) => {
                 tracing::warn!(error = %e, "connection failed");
-                self.lose_conn(now, None);
+                self.lose_conn(now);
             }
             Wake::Read(None) => {
                 tracing::info!("connection ended");
-                self.lose_conn(now, None);
+                self.lose_conn(now);
             }
             Wake::Written(Ok(())) => {
                 if let Some(conn) = self.conn.as_mut() {
@@ -1050,7 +1076,7 @@ impl Task {
             }
             Wake::Written(Err(e)) => {
                 tracing::warn!(error = %e, "write failed");
-                self.lose_conn(now, None);
+                self.lose_conn(now);
             }
             Wake::Attempt(result) => self.on_attempt(now, *result),
             // Handled at the top of the loop, after reading the clock.
@@ -1097,11 +1123,12 @@ impl Task {
             queue: VecDeque::new(),
             unflushed: false,
         };
-        if protocol != Some(self.codec.subprotocol()) {
+        let codec = self.machine.codec();
+        if protocol != Some(codec.subprotocol()) {
             // tungstenite refuses most mismatches itself; this catches the rest.
             tracing::warn!(
                 ?protocol,
-                expected = self.codec.subprotocol(),
+                expected = codec.subprotocol(),
                 "the server did not select the subprotocol"
             );
             self.close_later(conn, CloseCode::PROTOCOL_ERROR);
@@ -1123,50 +1150,26 @@ impl Task {
             .handle_connected(now, &mut |e| self.out.on_event(e));
     }
 
+    /// Feeds one message to the connection; control messages other than a close are
+    /// tungstenite's to answer.
     fn on_message(&mut self, now: Instant, message: Message) {
-        if let Message::Close(frame) = &message {
-            let code = frame
-                .as_ref()
-                .map_or(CloseCode::NORMAL, |f| CloseCode(u16::from(f.code)));
-            tracing::info!(%code, "the server closed the WebSocket");
-            self.lose_conn(now, Some(code));
-            return;
-        }
-        let bytes = match message::data(self.codec, &message) {
-            Ok(Some(bytes)) => bytes,
-            // Control messages: tungstenite answers pings itself.
-            Ok(None) | Err(Inbound::Ignore) => return,
-            Err(Inbound::Close(code)) => {
-                tracing::warn!(%code, "message of the wrong type for the codec");
-                self.lose_conn(now, Some(code));
-                return;
+        let out = &mut self.out;
+        let sink = &mut |e| out.on_event(e);
+        match &message {
+            Message::Binary(b) => self.machine.handle_message(now, b, false, sink),
+            Message::Text(t) => self.machine.handle_message(now, t.as_bytes(), true, sink),
+            Message::Close(frame) => {
+                let code = frame.as_ref().map(|f| CloseCode(u16::from(f.code)));
+                tracing::info!(?code, "the server closed the WebSocket");
+                self.machine.handle_peer_close(now, code, sink);
             }
-        };
-        match message::decode(self.codec, bytes, self.max_message) {
-            Ok(frame) => {
-                tracing::trace!(?frame, "received");
-                if let Frame::Welcome(welcome) = &frame {
-                    self.frame_limit = welcome.max_frame as usize;
-                }
-                self.machine
-                    .handle_frame(now, &frame, &mut |e| self.out.on_event(e));
-            }
-            Err((Inbound::Ignore, e)) => tracing::debug!(error = %e, "frame ignored"),
-            Err((Inbound::Close(code), e)) => {
-                tracing::warn!(error = %e, %code, "undecodable frame");
-                self.lose_conn(now, Some(code));
-            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
         }
     }
 
-    /// The connection is gone (`close` is `None`), or must close with a code; either way the
-    /// machine learns it is disconnected.
-    fn lose_conn(&mut self, now: Instant, close: Option<CloseCode>) {
-        if let Some(conn) = self.conn.take() {
-            if let Some(code) = close {
-                self.close_later(conn, code);
-            }
-        }
+    /// The connection is gone without a close handshake; the machine learns it is disconnected.
+    fn lose_conn(&mut self, now: Instant) {
+        self.conn = None;
         self.machine
             .handle_disconnected(now, &mut |e| self.out.on_event(e));
     }
@@ -1192,9 +1195,7 @@ impl Task {
                 payload,
                 reply,
             } => {
-                let result = self
-                    .check_publish_size(&room, &kind, &payload)
-                    .and_then(|()| self.machine.publish(&room, &kind, &payload));
+                let result = self.machine.publish(&room, &kind, &payload);
                 tracing::debug!(
                     room,
                     kind,
@@ -1218,24 +1219,6 @@ impl Task {
                 self.machine.close(now, &mut |e| self.out.on_event(e));
             }
         }
-    }
-
-    /// Refuses a publish whose frame the server would refuse as too big: the outbox would send
-    /// it again after every reconnect, and be refused every time.
-    fn check_publish_size(
-        &mut self,
-        room: &str,
-        kind: &str,
-        payload: &[u8],
-    ) -> Result<(), CoreError> {
-        eventwire_core::client::check_publish_size(
-            self.codec,
-            room,
-            kind,
-            payload,
-            self.frame_limit,
-            &mut self.encode_buf,
-        )
     }
 
     /// The machine closed for good: refuse further commands, let the last connection close,
@@ -1270,7 +1253,9 @@ mod tests {
 
     use eventwire_core::backoff::{BackoffPolicy, Jitter};
     use eventwire_core::dashboard::{DashboardError, DashboardEvent, SystemHealth, SystemStatus};
-    use eventwire_core::frame::{Batch, BatchEvent, Close, Ping, PublishAck, Subscribed, Welcome};
+    use eventwire_core::frame::{
+        Batch, BatchEvent, Close, Frame, Ping, PublishAck, Subscribed, Welcome,
+    };
     use eventwire_core::outbox::OutboxError;
     use eventwire_core::payload::Payload;
     use eventwire_core::seq::Seq;
@@ -1450,7 +1435,9 @@ mod tests {
 
     impl FakeConn {
         async fn send(&mut self, frame: &Frame<'_>) {
-            let message = message::encode(self.codec, frame, &mut Vec::new()).unwrap();
+            let mut bytes = Vec::new();
+            self.codec.encode_into(frame, &mut bytes).unwrap();
+            let message = message::from_bytes(self.codec.is_text(), &bytes).unwrap();
             let _ = self.ws.send(message).await;
         }
 
@@ -1492,8 +1479,10 @@ mod tests {
                 tokio::select! {
                     message = self.ws.next() => {
                         let Some(Ok(message)) = message else { return };
-                        let Ok(Some(bytes)) = message::data(self.codec, &message) else {
-                            continue;
+                        let bytes = match &message {
+                            Message::Binary(b) => &b[..],
+                            Message::Text(t) => t.as_bytes(),
+                            _ => continue,
                         };
                         let frame = self.codec.decode(bytes, 1 << 20).expect("a valid frame");
                         match frame {

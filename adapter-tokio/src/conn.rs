@@ -276,6 +276,8 @@ pub(crate) async fn drive<W: Wire>(
             if conn.machine.poll_transmit(clock.now(), &mut out).is_none() {
                 break;
             }
+            // Counted before the peer can have it, so statistics never lag behind a client.
+            hub.count(conn.machine.take_counts());
             match tokio::time::timeout(write_timeout, wire.feed(&out)).await {
                 Ok(Ok(())) => wrote = true,
                 Ok(Err(e)) => {

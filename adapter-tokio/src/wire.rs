@@ -10,7 +10,7 @@ use eventwire_core::time::Instant;
 use eventwire_core::CloseCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::hub::Tokio;
@@ -93,12 +93,8 @@ where
 
     async fn feed(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         let payload = self.out.payload(bytes);
-        let message = if self.codec.is_text() {
-            // The JSON form is written by serde_json: UTF-8 always.
-            Message::Text(Utf8Bytes::try_from(payload).map_err(std::io::Error::other)?)
-        } else {
-            Message::Binary(payload)
-        };
+        let message =
+            message::from_payload(self.codec.is_text(), payload).map_err(std::io::Error::other)?;
         self.ws.feed(message).await.map_err(std::io::Error::other)
     }
 

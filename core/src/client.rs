@@ -1,5 +1,10 @@
 //! The client connection state machine.
 //!
+//! Adapters that move WebSocket messages or polling bodies drive `Connection` (feature
+//! `alloc`) instead: it owns this machine and the codec, takes and gives bytes, and decides every
+//! close code. The machine itself is for transports that carry frames some other way, and for
+//! targets without a heap.
+//!
 //! # Driving it
 //! The machine never touches a socket or a clock. An adapter runs this loop:
 //!
@@ -329,40 +334,6 @@ impl fmt::Display for ClientError {
 }
 
 impl core::error::Error for ClientError {}
-
-/// Checks, before a publish enters the outbox, that its frame fits `limit` bytes in `codec`'s
-/// form (`limit`: the `max_frame` of the server's last welcome, or the client's own before any):
-/// a frame the server refuses as too big would be sent again after every reconnect and refused
-/// every time. An invalid room or kind is refused here too; anything else (a payload the JSON
-/// form cannot carry, say) is left to the outbox. `buf` is scratch space for the encoding.
-#[cfg(feature = "alloc")]
-pub fn check_publish_size(
-    codec: crate::codec::Codec,
-    room: &str,
-    kind: &str,
-    payload: &[u8],
-    limit: usize,
-    buf: &mut alloc::vec::Vec<u8>,
-) -> Result<(), ClientError> {
-    let frame = Frame::Publish(crate::frame::Publish {
-        room,
-        // The largest id, whose varint is the longest.
-        id: MAX_SAFE_INTEGER,
-        kind,
-        payload: crate::payload::Payload(payload),
-    });
-    buf.clear();
-    match codec.encode_into(&frame, buf) {
-        Ok(()) if buf.len() > limit => Err(ClientError::Outbox(OutboxError::TooLarge {
-            size: buf.len(),
-            limit,
-        })),
-        Err(crate::error::EncodeError::Invalid(invalid)) => {
-            Err(ClientError::Outbox(OutboxError::Invalid(invalid)))
-        }
-        Ok(()) | Err(_) => Ok(()),
-    }
-}
 
 /// Counters for observability.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -1120,6 +1091,12 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
 }
 
 #[cfg(feature = "alloc")]
+mod connection;
+#[cfg(feature = "alloc")]
 mod owned;
+#[cfg(feature = "alloc")]
+pub use crate::error::TransportError;
+#[cfg(feature = "alloc")]
+pub use connection::{Connection, Counts};
 #[cfg(feature = "alloc")]
 pub use owned::{OwnedEvent, Status};

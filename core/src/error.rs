@@ -109,3 +109,36 @@ impl fmt::Display for EncodeError {
 }
 
 impl core::error::Error for EncodeError {}
+
+/// What a transport (a WebSocket library, say) refused on its own, before any frame was decoded.
+/// Client and server connections close with the same code for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// A message over the transport's size limit (closes with `MESSAGE_TOO_BIG`).
+    TooBig,
+    /// A broken transport rule, such as a malformed WebSocket frame (closes with
+    /// `PROTOCOL_ERROR`).
+    Protocol,
+}
+
+impl TransportError {
+    /// The code the connection closes with.
+    pub fn close_code(self) -> CloseCode {
+        match self {
+            TransportError::TooBig => CloseCode::MESSAGE_TOO_BIG,
+            TransportError::Protocol => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::TooBig => f.write_str("message over the transport's size limit"),
+            TransportError::Protocol => f.write_str("transport protocol violation"),
+        }
+    }
+}
+
+impl core::error::Error for TransportError {}

@@ -15,7 +15,8 @@
 //! - [`error`]: encode and decode errors.
 //!
 //! State machines (each takes `now` and returns what to do next; none reads a clock):
-//! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect.
+//! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect;
+//!   `client::Connection` (feature `alloc`): the same in bytes, with every close code decided.
 //! - `server` (feature `alloc`): one connection on the server, in bytes (`server::Connection`,
 //!   what adapters drive) around its session in frames; `hub`: the rooms it reads, each behind
 //!   its own lock from the adapter's `hub::Host` (`hub::Local` for a single loop); `history`: one
@@ -96,5 +97,5 @@ pub mod time;
 pub use heapless;
 
 pub use code::{CloseCode, ErrorCode};
-pub use error::{DecodeError, EncodeError};
+pub use error::{DecodeError, EncodeError, TransportError};
 pub use frame::{Frame, Position, PROTOCOL_VERSION};

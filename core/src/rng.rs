@@ -3,9 +3,6 @@
 //! The core draws no randomness of its own: the adapter seeds this generator (from the OS, or
 //! from a test's seed), so every run can be replayed exactly. SplitMix64 is tiny, fast, passes
 //! BigCrush, and is not cryptographic, which nothing here needs.
-//!
-//! With `std`, `std_seed` draws a seed (or a default client id) from std alone, the one way
-//! every adapter does it.
 
 /// Deterministic pseudo-random numbers from a 64-bit seed.
 #[derive(Debug, Clone)]
@@ -35,27 +32,6 @@ impl Rng {
         }
         ((self.next_u64() as u128 * (max as u128 + 1)) >> 64) as u64
     }
-}
-
-/// 64 random bits drawn from std alone (feature `std`): the wall clock, the process id and a
-/// process-wide counter, hashed with a `RandomState`. Not cryptographic; it only has to differ
-/// between calls and processes (seeds, default client ids).
-#[cfg(feature = "std")]
-pub fn std_seed() -> u64 {
-    use core::sync::atomic::{AtomicU64, Ordering};
-    use std::hash::{BuildHasher, Hash, Hasher, RandomState};
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = RandomState::new().build_hasher();
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-        .hash(&mut h);
-    std::process::id().hash(&mut h);
-    COUNTER.fetch_add(1, Ordering::Relaxed).hash(&mut h);
-    h.finish()
 }
 
 #[cfg(test)]

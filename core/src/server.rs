@@ -1245,6 +1245,5 @@ impl<H: Host> ServerSession<H> {
 }
 
 mod connection;
-pub use connection::{
-    Body, BodyError, Connection, Counts, Decision, Framing, TransportError, MAX_STREAM_FRAME,
-};
+pub use crate::error::TransportError;
+pub use connection::{Body, BodyError, Connection, Counts, Decision, Framing, MAX_STREAM_FRAME};

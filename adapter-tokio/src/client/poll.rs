@@ -42,11 +42,8 @@ use std::future::pending;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventwire_core::codec::stream::{self, StreamDecoder};
 use eventwire_core::codec::Codec;
-use eventwire_core::frame::Frame;
 use eventwire_core::time::Instant;
-use eventwire_core::CloseCode;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -58,7 +55,6 @@ use tokio::task::{JoinError, JoinHandle};
 use tracing::Instrument;
 
 use super::{Attempt, Target, Task, CLOSE_TIMEOUT};
-use crate::message::{self, Inbound};
 
 /// Frames one request may carry (the server answers more with 400, PROTOCOL 1.4).
 const MAX_FRAMES: usize = 64;
@@ -70,10 +66,6 @@ const MAX_HEAD: usize = 8 * 1024;
 const READ_BUF: usize = 64 * 1024;
 /// Connections a session keeps open between its requests: as many as can be under way at once.
 const IDLE_LINKS: usize = 2;
-/// Largest binary frame a response may hold: the machine's default `max_frame`.
-const MAX_FRAME: usize = 64 * 1024;
-/// The COBS buffer for one such frame (section 1.3).
-const DECODE_BUF: usize = MAX_FRAME + MAX_FRAME / 254 + 2;
 /// How long one request may take at most: well beyond the server's long-poll time (25 s by
 /// default). The machine's dead-link timer usually ends a stuck session first.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -281,28 +273,11 @@ impl Fallback {
         self.session.as_ref().is_some_and(|s| s.opened)
     }
 
-    /// Encodes a frame for the next request of the session (COBS-framed for the binary
-    /// codec), reusing `buf`.
-    pub(super) fn queue_frame(&mut self, codec: Codec, frame: &Frame<'_>, buf: &mut Vec<u8>) {
-        let Some(session) = self.session.as_mut() else {
-            return;
-        };
-        tracing::trace!(?frame, "send");
-        let encoded = match codec {
-            Codec::Binary => {
-                let raw = message::encode_payload(Codec::Binary, frame, buf).map(|b| b.len());
-                raw.and_then(|raw| {
-                    let mut out = vec![0; raw + raw / 254 + 2];
-                    let n = stream::encode(frame, &mut out)?.len();
-                    out.truncate(n);
-                    Ok(out)
-                })
-            }
-            codec => message::encode_payload(codec, frame, buf).map(Vec::from),
-        };
-        match encoded {
-            Ok(bytes) => session.queue.push_back(bytes),
-            Err(e) => tracing::error!(error = %e, ?frame, "cannot encode a frame; dropped"),
+    /// Queues one element of a request body (a frame in the body's form, from
+    /// `Connection::poll_transmit_body`) for the session's next request.
+    pub(super) fn queue(&mut self, element: Vec<u8>) {
+        if let Some(session) = self.session.as_mut() {
+            session.queue.push_back(element);
         }
     }
 
@@ -398,7 +373,7 @@ impl Task {
         let Some(session) = self.poll.session.as_mut() else {
             return false;
         };
-        let json = self.codec.is_text();
+        let json = self.machine.is_text();
         let mut body = Vec::new();
         let mut frames = 0;
         if json {
@@ -427,7 +402,7 @@ impl Task {
         let request = request(
             self.poll.options.as_ref().map_or("/", |o| &o.path),
             &authority,
-            self.codec,
+            self.machine.codec(),
             body,
             session.token.as_ref(),
         );
@@ -559,80 +534,10 @@ impl Task {
                 return;
             }
         }
-        let body = reply.body;
-        match self.codec {
-            Codec::Binary => {
-                let mut decoder = Box::new(StreamDecoder::<DECODE_BUF>::new());
-                let mut rest = &body[..];
-                while !rest.is_empty() {
-                    let (frame, left) = decoder.feed(rest);
-                    rest = left;
-                    let Some(frame) = frame else { continue };
-                    let frame = frame.map_err(|e| match e.close_code() {
-                        Some(code) => (Inbound::Close(code), e),
-                        None => (Inbound::Ignore, e),
-                    });
-                    if !self.poll_frame(now, frame) {
-                        return;
-                    }
-                }
-            }
-            codec => {
-                let frames: Vec<&serde_json::value::RawValue> = match serde_json::from_slice(&body)
-                {
-                    Ok(frames) => frames,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "poll response is not a JSON array");
-                        self.lose_polling(now);
-                        return;
-                    }
-                };
-                for raw in frames {
-                    let frame = message::decode(codec, raw.get().as_bytes(), self.max_message);
-                    if !self.poll_frame(now, frame) {
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Hands one decoded frame to the machine; false once the session is gone.
-    fn poll_frame(
-        &mut self,
-        now: Instant,
-        frame: Result<Frame<'_>, (Inbound, eventwire_core::DecodeError)>,
-    ) -> bool {
-        match frame {
-            Ok(frame) => {
-                tracing::trace!(?frame, "received");
-                if let Frame::Welcome(welcome) = &frame {
-                    self.frame_limit = welcome.max_frame as usize;
-                }
-                self.machine
-                    .handle_frame(now, &frame, &mut |e| self.out.on_event(e));
-            }
-            Err((Inbound::Ignore, e)) => tracing::debug!(error = %e, "frame ignored"),
-            Err((Inbound::Close(code), e)) => {
-                tracing::warn!(error = %e, %code, "undecodable frame");
-                self.queue_close(code);
-                self.lose_polling(now);
-                return false;
-            }
-        }
-        self.poll.session.is_some()
-    }
-
-    /// Tells the server, best effort, that the session ends with `code`.
-    fn queue_close(&mut self, code: CloseCode) {
-        let frame = Frame::Close(eventwire_core::frame::Close {
-            code,
-            retry_after_ms: None,
-            reason: "",
-        });
-        self.poll
-            .queue_frame(self.codec, &frame, &mut self.encode_buf);
-        self.end_polling();
+        tracing::trace!(bytes = reply.body.len(), "poll response");
+        // A body that does not decode ends the session through the connection's close.
+        self.machine
+            .handle_body(now, &reply.body, &mut |e| self.out.on_event(e));
     }
 
     /// Drops everything of the fallback (the task ends).

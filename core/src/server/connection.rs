@@ -45,7 +45,7 @@ use super::{ServerConfig, ServerEvent, ServerSession, SessionState};
 use crate::code::{CloseCode, ErrorCode};
 use crate::codec::stream::{self, StreamDecoder};
 use crate::codec::Codec;
-use crate::error::{DecodeError, EncodeError};
+use crate::error::{DecodeError, EncodeError, TransportError};
 use crate::frame::{Frame, Position};
 use crate::handshake;
 use crate::hub::{Host, Hub, Local};
@@ -95,17 +95,6 @@ impl Framing {
             out.push(b']');
         }
     }
-}
-
-/// What a transport refused on its own, before any frame was decoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TransportError {
-    /// A message over the transport's size limit (closes with `MESSAGE_TOO_BIG`).
-    TooBig,
-    /// A broken transport rule, such as a malformed WebSocket frame (closes with
-    /// `PROTOCOL_ERROR`).
-    Protocol,
 }
 
 /// What the application must decide for a connection; answer each with the method it names.
@@ -232,7 +221,7 @@ impl<'b> Body<'b> {
 
     /// Hands each frame to `on`, in order, while `on` returns `true`. Binary frames are
     /// unstuffed into `scratch` one at a time.
-    fn each(
+    pub(crate) fn each(
         &self,
         max_frame: usize,
         scratch: &mut Vec<u8>,
@@ -449,10 +438,11 @@ impl<H: Host> Connection<H> {
     /// The transport refused what the peer sent: the connection closes with the matching code,
     /// and nothing more is parsed.
     pub fn handle_transport_error(&mut self, error: TransportError) {
-        match error {
-            TransportError::TooBig => self.fail(CloseCode::MESSAGE_TOO_BIG, "message too big"),
-            TransportError::Protocol => self.fail(CloseCode::PROTOCOL_ERROR, "transport error"),
-        }
+        let reason = match error {
+            TransportError::TooBig => "message too big",
+            TransportError::Protocol => "transport error",
+        };
+        self.fail(error.close_code(), reason);
     }
 
     /// Timers that are due fire; calling it early is harmless.
