@@ -27,11 +27,12 @@ use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use crate::config::{AuthRequest, Peer};
 use crate::hub::{ConnWaker, Threads};
 use crate::message;
 use crate::pipe::Duplex;
-use crate::server::{AuthRequest, Peer, Shared};
 use crate::signal;
+use crate::state::Shared;
 
 /// Messages handled per round before the loop writes again.
 const READS_PER_ROUND: usize = 16;

@@ -65,15 +65,18 @@
 
 mod client;
 mod clock;
+mod config;
 mod conn;
 mod hub;
 mod message;
 mod pipe;
 mod server;
 mod signal;
+mod state;
 
 pub use client::{Client, ClientError, ClientOptions, Event, Events, RecvTimeoutError, Status};
+pub use config::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, ServerConfig};
 pub use eventwire_core as core;
 pub use eventwire_core::dashboard::EmitDashboard;
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
-pub use server::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, Server, ServerConfig};
+pub use server::Server;

@@ -1,0 +1,170 @@
+//! A blocking server's configuration: its limits, and the application's hooks with what they are
+//! told ([`AuthRequest`], [`Peer`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventwire_core::server::ServerConfig as SessionConfig;
+use eventwire_core::CloseCode;
+
+/// What the authentication hook gets.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    /// The client's identity from its hello.
+    pub client_id: u64,
+    /// The token from its hello.
+    pub token: Option<String>,
+    /// The HTTP headers of the WebSocket upgrade request (cookies, authorization).
+    pub headers: Vec<(String, String)>,
+    /// The peer's address.
+    pub peer: SocketAddr,
+}
+
+/// Who a connection is, for the room authorisation hook.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's identity.
+    pub client_id: u64,
+    /// Its token.
+    pub token: Option<String>,
+    /// Its address.
+    pub addr: SocketAddr,
+}
+
+/// The result of the authentication hook: `Err` closes with the given code (usually
+/// [`CloseCode::UNAUTHORIZED`]).
+pub type AuthResult = Result<(), CloseCode>;
+
+/// An authentication hook. It runs on the connection's own thread, so it may block (a database
+/// lookup, say) without holding up other connections.
+pub type AuthHook = Arc<dyn Fn(AuthRequest) -> AuthResult + Send + Sync>;
+
+/// A room authorisation hook: whether `peer` may join `room`.
+pub type RoomHook = Arc<dyn Fn(&Peer, &str) -> bool + Send + Sync>;
+
+/// Configuration of a [`Server`](crate::Server); every limit has a safe default.
+///
+/// # Limits
+/// Every limit is set deliberately, as in the tokio adapter's server:
+///
+/// | limit | default | on breach |
+/// |---|---|---|
+/// | message size (`session.max_frame`) | 64 KiB | close 1009; refused from the frame header, nothing is buffered for the message |
+/// | WebSocket upgrade time (`upgrade_timeout`) | 10 s | connection dropped (every read and write of the upgrade is bounded by what is left) |
+/// | hello + authentication time (`session.handshake_timeout`) | 10 s | close 4000 |
+/// | connections | 10,000 | close 1013 with a retry-after hint |
+/// | bytes read ahead per connection (`read_buffer`) | 4 KiB | the reader stops reading; TCP pushes back |
+/// | write buffer per connection (`write_buffer`) | 64 KiB | writes block on the socket (backpressure) |
+/// | a write that does not drain (`write_timeout`) | 30 s | connection closed as a slow consumer |
+/// | allowed Origins | any | upgrade refused with 403 |
+/// | subscriptions, publish rate | from `session` | error frames, then close 4004 |
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Session limits and timings of the core (frame size, subscriptions, publish rate,
+    /// heartbeat, batching).
+    pub session: SessionConfig,
+    /// Most open connections.
+    pub max_connections: usize,
+    /// Longest WebSocket upgrade.
+    pub upgrade_timeout: Duration,
+    /// Origins allowed to connect (the `Origin` header browsers send); `None` allows any.
+    /// Requests without an `Origin` (non-browser clients) are allowed either way.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Longest time one write may block on the socket before the peer counts as stalled.
+    pub write_timeout: Duration,
+    /// Bytes read ahead of the connection's loop.
+    pub read_buffer: usize,
+    /// tungstenite's write buffer per connection.
+    pub write_buffer: usize,
+    /// Authentication hook; `None` accepts every hello.
+    pub auth: Option<AuthHook>,
+    /// Room authorisation hook; `None` allows every room.
+    pub authorize: Option<RoomHook>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("session", &self.session)
+            .field("max_connections", &self.max_connections)
+            .field("upgrade_timeout", &self.upgrade_timeout)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("write_timeout", &self.write_timeout)
+            .field("read_buffer", &self.read_buffer)
+            .field("write_buffer", &self.write_buffer)
+            .field("auth", &self.auth.is_some())
+            .field("authorize", &self.authorize.is_some())
+            .finish()
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            session: SessionConfig::new(),
+            max_connections: 10_000,
+            upgrade_timeout: Duration::from_secs(10),
+            allowed_origins: None,
+            write_timeout: Duration::from_secs(30),
+            read_buffer: 4 * 1024,
+            write_buffer: 64 * 1024,
+            auth: None,
+            authorize: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Sets the core session configuration.
+    pub fn session(mut self, session: SessionConfig) -> Self {
+        self.session = session;
+        self
+    }
+
+    /// Sets the connection limit.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets the WebSocket upgrade timeout.
+    pub fn upgrade_timeout(mut self, timeout: Duration) -> Self {
+        self.upgrade_timeout = timeout;
+        self
+    }
+
+    /// Allows only these Origins.
+    pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        origins: I,
+    ) -> Self {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Sets the stalled-write timeout.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets the authentication hook.
+    pub fn auth<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(AuthRequest) -> AuthResult + Send + Sync + 'static,
+    {
+        self.auth = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the room authorisation hook.
+    pub fn authorize<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Peer, &str) -> bool + Send + Sync + 'static,
+    {
+        self.authorize = Some(Arc::new(hook));
+        self
+    }
+}
