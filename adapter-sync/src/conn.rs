@@ -19,7 +19,7 @@ use eventwire_core::codec::Codec;
 use eventwire_core::handshake::{self, Upgrade};
 use eventwire_core::hub::Counter;
 use eventwire_core::server::{Connection, Decision, Framing, SessionState, TransportError};
-use eventwire_core::{CloseCode, ErrorCode};
+use eventwire_core::CloseCode;
 use tracing::{debug, info_span, warn};
 use tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tungstenite::handshake::HandshakeError;
@@ -399,17 +399,7 @@ impl Conn {
                     };
                     self.machine.settle_join(hub.hub(), &room, allowed);
                 }
-                Decision::Publish { id, .. } => {
-                    // This server appends publishes itself; a session configured to hand them
-                    // over has no one to apply them.
-                    let now = hub.runtime().clock.now();
-                    let _ = self.machine.publish_done(
-                        hub.hub(),
-                        now,
-                        id,
-                        Err(ErrorCode::PUBLISH_REJECTED),
-                    );
-                }
+                // Publishes are appended by the session itself (`SharedHub::open_connection`).
                 _ => {}
             }
         }

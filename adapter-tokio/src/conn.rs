@@ -18,7 +18,7 @@ use eventwire_core::codec::Codec;
 use eventwire_core::handshake::{self, Upgrade};
 use eventwire_core::hub::Counter;
 use eventwire_core::server::{Connection, Decision, Framing, SessionState};
-use eventwire_core::{CloseCode, ErrorCode};
+use eventwire_core::CloseCode;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
@@ -399,17 +399,7 @@ impl Conn {
                     };
                     self.machine.settle_join(hub.hub(), &room, allowed);
                 }
-                Decision::Publish { id, .. } => {
-                    // This server appends publishes itself; a session configured to hand them
-                    // over has no one to apply them.
-                    let now = hub.runtime().clock.now();
-                    let _ = self.machine.publish_done(
-                        hub.hub(),
-                        now,
-                        id,
-                        Err(ErrorCode::PUBLISH_REJECTED),
-                    );
-                }
+                // Publishes are appended by the session itself (`SharedHub::open_connection`).
                 _ => {}
             }
         }

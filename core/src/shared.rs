@@ -22,7 +22,7 @@ use crate::dashboard::{DashboardEvent, EmitDashboard, EmitError};
 use crate::frame::Position;
 use crate::hub::{Counter, Host, Hub, HubConfig, RoomRef};
 use crate::payload::JsonText;
-use crate::server::{Connection, Counts, Framing, ServerConfig as SessionConfig};
+use crate::server::{Connection, Counts, Framing, PublishMode, ServerConfig as SessionConfig};
 use crate::stats::{Counters, HubStats, RoomStats};
 use crate::time::Instant;
 
@@ -137,6 +137,10 @@ impl<R: Runtime> SharedHub<R> {
     /// number of connections accepted before it; `seed` (the adapter's entropy) drives its ping
     /// nonces. A connection `over_capacity` is closed at once with `TRY_AGAIN_LATER` and a
     /// retry-after hint of one second.
+    ///
+    /// Its session appends publishes to their rooms itself ([`PublishMode::AppendToRoom`],
+    /// whatever `config` says): a shared hub's servers have no hook that applies them, so a
+    /// publish handed over would wait for an answer that never comes.
     pub fn open_connection(
         &self,
         config: SessionConfig,
@@ -147,6 +151,7 @@ impl<R: Runtime> SharedHub<R> {
     ) -> Connection<R::Host> {
         let session_id = self.inner.counters.connections_total.get();
         let now = self.inner.runtime.now();
+        let config = config.publish_mode(PublishMode::AppendToRoom);
         let mut conn = Connection::with_waker(now, config, framing, session_id, seed, waker);
         if over_capacity {
             conn.close(

@@ -411,3 +411,36 @@ fn publishes_for_the_application_are_handed_over_owned_and_settled() {
         .unwrap();
     assert_eq!(drain(&mut conn), ["welcome", "error 4"]);
 }
+
+#[test]
+fn a_shared_hub_connection_appends_publishes_whatever_its_config_says() {
+    use eventwire_core::hub::Local;
+    use eventwire_core::shared::{Runtime, SharedHub};
+
+    #[derive(Default)]
+    struct Manual;
+    impl Runtime for Manual {
+        type Host = Local;
+        fn now(&self) -> Instant {
+            T0
+        }
+        fn epoch(&self) -> u32 {
+            3
+        }
+    }
+
+    let shared = SharedHub::<Manual>::new(HubConfig::new());
+    // No adapter has a hook that applies publishes: handing them over would leave them unanswered.
+    let config = ServerConfig::new().publish_mode(PublishMode::Application);
+    let mut conn = shared.open_connection(config, Framing::Message(Codec::Binary), 1, (), false);
+    welcome(&mut conn, shared.hub(), false);
+    let publish = Frame::Publish(Publish {
+        id: 1,
+        room: "feed",
+        kind: "note",
+        payload: Payload(b"\"hi\""),
+    });
+    conn.handle_message(T0, shared.hub(), &binary(&publish), false);
+    assert_eq!(conn.poll_decision(), None);
+    assert_eq!(shared.room_stats("feed").unwrap().head, Position::new(3, 1));
+}
