@@ -1,16 +1,19 @@
-//! The `client_machine` target: `eventwire_core::client::Client` driven by an arbitrary sequence
-//! of operations, checked against the guarantees its docs and `docs/PROTOCOL.md` state after
-//! every step.
+//! The `client_machine` target: `eventwire_core::client::Connection`, the byte-level client
+//! connection both adapters drive, fed an arbitrary sequence of operations and checked against
+//! the guarantees its docs and `docs/PROTOCOL.md` state after every step.
 //!
 //! An operation is an application call (subscribe, unsubscribe, publish, connect, close), a
-//! transport event (opened, closed), time passing, or a frame from the server: either raw bytes
-//! through a decoder, or a well-formed frame built from arbitrary fields relative to the
-//! client's state (offsets just after, at or before its position, the epoch it holds or
-//! another, the ids it has in flight) and sent through the binary or JSON form. The server is
-//! arbitrary, not honest: the checks are what the client keeps whatever it is sent.
+//! transport event (opened, closed, closed by the server with a code, a transport error), time
+//! passing, or a WebSocket message from the server: either raw bytes of either message type, or
+//! a well-formed frame built from arbitrary fields relative to the client's state (offsets just
+//! after, at or before its position, the epoch it holds or another, the ids it has in flight)
+//! and encoded in the connection's form, or in the binary or JSON form whatever the
+//! connection's. The server is arbitrary, not honest: the checks are what the client keeps
+//! whatever it is sent.
 //!
-//! After every input the harness drains `poll_transmit` and `poll_action` (the driving contract)
-//! and, like an adapter, calls `handle_timeout` while `poll_timeout` is not in the future.
+//! After every input the harness drains `poll_transmit` (decoding every message it appends) and
+//! `poll_action` (the driving contract) and, like an adapter, calls `handle_timeout` while
+//! `poll_timeout` is not in the future.
 //!
 //! # Invariants checked
 //! - Delivery (per room, from what the sink saw): events only of rooms the application holds;
@@ -29,13 +32,22 @@
 //!   `Connect` action only when connecting; a deadline exactly in the states that wait for one,
 //!   and handling it at the same instant settles in a few rounds (no busy loop).
 //! - Stats: events, gaps and sessions count exactly what the sink saw.
+//! - Bytes: every message appended is one message of the connection's type that decodes in its
+//!   form; the counts add up (bytes in are the bytes fed while reading, bytes out the bytes
+//!   appended). A message of the other type closes the transport with `UNSUPPORTED_DATA`, a
+//!   transport error with `MESSAGE_TOO_BIG` or `PROTOCOL_ERROR`, the server's close with its
+//!   code echoed when sendable (`NORMAL` without one, `PROTOCOL_ERROR` otherwise): one
+//!   `Disconnect` action with that code, and nothing of that transport is read after it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use arbitrary::Arbitrary;
-use eventwire_core::client::{Action, Client, ClientConfig, ClientError, ClientEvent, ConnState};
+use eventwire_core::client::{
+    Action, ClientConfig, ClientError, ClientEvent, ConnState, Connection, Counts,
+};
 use eventwire_core::code::{CloseCode, ErrorCode};
-use eventwire_core::codec::{binary, json};
+use eventwire_core::codec::{binary, json, Codec};
+use eventwire_core::error::TransportError;
 use eventwire_core::frame::{
     Batch, BatchEvent, Close, ErrorFrame, Event, Frame, Gap, Missed, Ping, Position, PublishAck,
     Subscribed, Welcome,
@@ -55,7 +67,10 @@ pub const OUTBOX: usize = 8;
 /// Outbox capacity in bytes.
 pub const OUTBOX_BYTES: usize = 256;
 
-type Machine = Client<ROOMS, OUTBOX, OUTBOX_BYTES>;
+/// Largest message the connection accepts.
+const MAX_MESSAGE: usize = 65_536;
+
+type Conn = Connection<ROOMS, OUTBOX, OUTBOX_BYTES>;
 
 /// The client's configuration, read first.
 #[derive(Debug, Clone, PartialEq, Eq, Arbitrary)]
@@ -74,6 +89,8 @@ pub struct Setup {
     pub max_attempts: Option<u8>,
     /// Whether the hello carries a token.
     pub token: bool,
+    /// Whether the connection speaks the JSON form (text messages) rather than binary.
+    pub json: bool,
 }
 
 impl Encode for Setup {
@@ -85,6 +102,7 @@ impl Encode for Setup {
         self.connect_timeout_ms.encode(out);
         self.max_attempts.encode(out);
         self.token.encode(out);
+        self.json.encode(out);
     }
 }
 
@@ -199,12 +217,21 @@ pub enum Op {
     Unsubscribe { room: u8 },
     /// `publish` of `len` bytes of JSON digits (none when 0).
     Publish { room: u8, kind: u8, len: u8 },
-    /// A frame from the server built from fields.
+    /// A frame from the server built from fields, as a message: `Direct` in the connection's
+    /// form, `Binary` and `Json` in that form (and message type) whatever the connection's.
     Server { frame: ServerFrame, via: Via },
-    /// A message from the server as raw bytes, decoded in the binary or JSON form; fed if it
-    /// decodes (a decode error closes the transport in an adapter, which `Disconnected` models).
+    /// A message from the server as raw bytes, a text message when `json`, binary otherwise.
     Raw { json: bool, bytes: Bytes },
+    /// The server closed the WebSocket with this code (from a table of codes that may and may
+    /// not be sent), or without one.
+    PeerClose { code: Option<u8> },
+    /// The transport refused what the server sent: a message over its limit, or a broken
+    /// WebSocket rule.
+    TransportError { too_big: bool },
 }
+
+/// Close codes a server may put in its WebSocket close, sendable and not (RFC 6455 7.4).
+const PEER_CODES: [u16; 8] = [1000, 1001, 1005, 1006, 1011, 1015, 2999, 4001];
 
 /// The input of the `client_machine` target.
 pub type Input = ops::Scenario<Setup, Op>;
@@ -282,7 +309,18 @@ struct RoomModel {
     known: bool,
 }
 struct Harness {
-    client: Machine,
+    client: Conn,
+    codec: Codec,
+    /// The message `poll_transmit` appends to.
+    buf: Vec<u8>,
+    /// What the counts must add up to since the start.
+    counted: Counts,
+    /// Bytes fed while the connection was reading.
+    fed: u64,
+    /// Bytes appended by `poll_transmit`.
+    appended: u64,
+    /// The close this connection owes the adapter after the last input, if it decided one.
+    expect_close: Option<CloseCode>,
     now: Instant,
     window: u64,
     /// Rooms the application holds.
@@ -315,8 +353,19 @@ impl Harness {
             };
         }
         let window = u64::from(config.publish_window);
+        let codec = if setup.json {
+            Codec::Json
+        } else {
+            Codec::Binary
+        };
         Harness {
-            client: Machine::new(config, setup.seed),
+            client: Conn::new(config, codec, MAX_MESSAGE, setup.seed),
+            codec,
+            buf: Vec::new(),
+            counted: Counts::default(),
+            fed: 0,
+            appended: 0,
+            expect_close: None,
             now: Instant::ZERO,
             window,
             rooms: BTreeMap::new(),
@@ -367,30 +416,69 @@ impl Harness {
                 let frame = self.build(frame, &mut events);
                 self.feed(&frame, *via, &mut seen_events);
             }
-            Op::Raw { json, bytes } => {
-                let max = self.client.config().max_frame as usize;
-                let decoded = if *json {
-                    json::decode(&bytes.0, max)
-                } else {
-                    binary::decode(&bytes.0, max)
-                };
-                if let Ok(frame) = decoded {
-                    self.client
-                        .handle_frame(now, &frame, &mut |e| seen_events.push(seen(&e)));
+            Op::Raw { json, bytes } => self.message(&bytes.0, *json, &mut seen_events),
+            Op::PeerClose { code } => {
+                let code = code.map(|c| CloseCode(PEER_CODES[usize::from(c) % PEER_CODES.len()]));
+                if self.client.is_reading() {
+                    self.expect_close = Some(match code {
+                        None => CloseCode::NORMAL,
+                        Some(c) if matches!(c.0, 1000..=1003 | 1007..=1014 | 3000..=4999) => c,
+                        Some(_) => CloseCode::PROTOCOL_ERROR,
+                    });
                 }
+                self.client
+                    .handle_peer_close(now, code, &mut |e| seen_events.push(seen(&e)));
+            }
+            Op::TransportError { too_big } => {
+                let (error, code) = if *too_big {
+                    (TransportError::TooBig, CloseCode::MESSAGE_TOO_BIG)
+                } else {
+                    (TransportError::Protocol, CloseCode::PROTOCOL_ERROR)
+                };
+                if self.client.is_reading() {
+                    self.expect_close = Some(code);
+                }
+                self.client
+                    .handle_transport_error(now, error, &mut |e| seen_events.push(seen(&e)));
             }
         }
         self.after_input(&seen_events);
         self.settle();
     }
 
-    /// Feeds a built frame the way `via` says.
+    /// Feeds a built frame as a message in the form `via` says. A frame the JSON form cannot
+    /// carry (a payload that is not JSON text) is no message a server could send: it is skipped.
     fn feed(&mut self, frame: &Frame<'_>, via: Via, seen_events: &mut Vec<Seen>) {
+        let json = match via {
+            Via::Direct => self.codec.is_text(),
+            Via::Binary => false,
+            Via::Json => true,
+        };
+        let mut bytes = Vec::new();
+        if json {
+            match json::encode(frame) {
+                Ok(text) => bytes = text,
+                Err(_) => return,
+            }
+        } else if let Err(e) = binary::encode_into(frame, &mut bytes) {
+            panic!("a built frame {frame:?} does not encode: {e:?}");
+        }
+        self.message(&bytes, json, seen_events);
+    }
+
+    /// Feeds one data message and works out what the connection must decide about it.
+    fn message(&mut self, bytes: &[u8], text: bool, seen_events: &mut Vec<Seen>) {
         let now = self.now;
-        let client = &mut self.client;
-        ops::feed_via(frame, via, |f| {
-            client.handle_frame(now, f, &mut |e| seen_events.push(seen(&e)))
-        });
+        if self.client.is_reading() {
+            self.fed += bytes.len() as u64;
+            if text != self.codec.is_text() {
+                self.expect_close = Some(CloseCode::UNSUPPORTED_DATA);
+            } else if let Err(e) = self.codec.decode(bytes, MAX_MESSAGE) {
+                self.expect_close = e.close_code();
+            }
+        }
+        self.client
+            .handle_message(now, bytes, text, &mut |e| seen_events.push(seen(&e)));
     }
 
     fn subscribe(&mut self, room: &str, from: Option<(u8, u16)>) {
@@ -430,7 +518,7 @@ impl Harness {
 
     fn publish(&mut self, room: &str, kind: &str, len: usize) {
         let payload = vec![b'7'; len];
-        let before_bytes = self.client.outbox_bytes();
+        let before_bytes = self.client.machine().outbox_bytes();
         let size = room.len() + kind.len() + len;
         match self.client.publish(room, kind, &payload) {
             Ok(id) => {
@@ -445,6 +533,13 @@ impl Harness {
                     room == "bad/room" || kind == "no kind",
                     "valid names refused"
                 )
+            }
+            Err(ClientError::Outbox(OutboxError::TooLarge { size: s, limit }))
+                if limit == self.client.frame_limit() =>
+            {
+                // The connection's check: the frame with the longest id is over what the
+                // server takes.
+                assert!(s > limit, "a publish frame that fits refused as too large");
             }
             Err(ClientError::Outbox(OutboxError::TooLarge { size: s, limit })) => {
                 assert_eq!((s, limit), (size, OUTBOX_BYTES), "TooLarge misreported");
@@ -723,9 +818,27 @@ impl Harness {
         let mut sent = 0;
         let mut ping = None;
         let mut publishes = Vec::new();
-        while let Some(frame) = self.client.poll_transmit(now) {
+        let text = self.client.is_text();
+        assert_eq!(
+            text,
+            self.codec.is_text(),
+            "message type is not the codec's"
+        );
+        let mut buf = core::mem::take(&mut self.buf);
+        buf.clear();
+        while let Some(len) = self.client.poll_transmit(now, &mut buf) {
             sent += 1;
             assert!(sent < 10_000, "poll_transmit never returns None");
+            assert_eq!(
+                len,
+                buf.len(),
+                "poll_transmit appended another length than it said"
+            );
+            self.appended += len as u64;
+            let frame = match self.codec.decode(&buf, usize::MAX) {
+                Ok(frame) => frame,
+                Err(e) => panic!("a message sent does not decode in its form: {e:?}"),
+            };
             check_sent_frame(&frame);
             match &frame {
                 Frame::Hello(h) => {
@@ -746,7 +859,9 @@ impl Harness {
                 )),
                 _ => {}
             }
+            buf.clear();
         }
+        self.buf = buf;
         if ping.is_some() {
             self.last_ping = ping;
         }
@@ -767,7 +882,18 @@ impl Harness {
                 );
             }
         }
+        let owed = self.expect_close.take();
+        let mut first = true;
         while let Some(action) = self.client.poll_action() {
+            if let Some(code) = owed.filter(|_| first) {
+                assert_eq!(
+                    action,
+                    Action::Disconnect { code },
+                    "the transport is not closed with the code its input calls for"
+                );
+                assert!(!self.client.is_reading(), "reading a transport closed");
+            }
+            first = false;
             if action == Action::Connect {
                 assert_eq!(
                     self.client.state(),
@@ -776,6 +902,21 @@ impl Harness {
                 );
             }
         }
+        if let Some(code) = owed {
+            assert!(!first, "no Disconnect for a transport closed with {code}");
+        }
+        let counts = self.client.take_counts();
+        let c = &mut self.counted;
+        c.bytes_in += counts.bytes_in;
+        c.bytes_out += counts.bytes_out;
+        assert_eq!(
+            c.bytes_in, self.fed,
+            "bytes in are not the bytes fed while reading"
+        );
+        assert_eq!(
+            c.bytes_out, self.appended,
+            "bytes out are not the bytes appended"
+        );
     }
 
     fn check_state(&self) {
@@ -786,19 +927,25 @@ impl Harness {
         assert_eq!(rooms, held, "rooms() is not what the application holds");
         assert!(rooms.len() <= ROOMS);
         assert_eq!(
-            c.outbox_len(),
+            c.machine().outbox_len(),
             self.outstanding.len(),
             "outbox_len() is not the number of publishes awaiting an answer"
         );
-        assert!(c.outbox_len() <= OUTBOX, "outbox over its capacity");
-        assert!(c.outbox_bytes() <= OUTBOX_BYTES, "outbox over its bytes");
+        assert!(
+            c.machine().outbox_len() <= OUTBOX,
+            "outbox over its capacity"
+        );
+        assert!(
+            c.machine().outbox_bytes() <= OUTBOX_BYTES,
+            "outbox over its bytes"
+        );
         let held_bytes: usize = self
             .outstanding
             .values()
             .map(|(r, k, p)| r.len() + k.len() + p.len())
             .sum();
         assert!(
-            c.outbox_bytes() >= held_bytes,
+            c.machine().outbox_bytes() >= held_bytes,
             "outbox holds fewer bytes than its unanswered publishes"
         );
         assert_eq!(
@@ -1022,7 +1169,7 @@ impl Encode for ServerFrame {
 
 impl Encode for Op {
     fn encode(&self, out: &mut Vec<u8>) {
-        const N: u32 = 10;
+        const N: u32 = 12;
         match self {
             Op::Connect => variant(out, 0, N),
             Op::Connected => variant(out, 1, N),
@@ -1056,6 +1203,14 @@ impl Encode for Op {
                 variant(out, 9, N);
                 json.encode(out);
                 bytes.encode(out);
+            }
+            Op::PeerClose { code } => {
+                variant(out, 10, N);
+                code.encode(out);
+            }
+            Op::TransportError { too_big } => {
+                variant(out, 11, N);
+                too_big.encode(out);
             }
         }
     }

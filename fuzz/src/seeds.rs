@@ -178,7 +178,7 @@ fn index_of(room: &str) -> u8 {
 }
 
 fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
-    let setup = cm::Setup {
+    let setup = |json: bool| cm::Setup {
         seed: 7,
         window: 3,
         max_batch: 50,
@@ -186,6 +186,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
         connect_timeout_ms: 10_000,
         max_attempts: None,
         token: true,
+        json,
     };
     let at = |epoch: u32, offset: u64| cm::PosSel {
         epoch: cm::EpochSel::Other(epoch),
@@ -239,7 +240,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
                 seeds,
                 "client_machine",
                 format!("{name}.{form}"),
-                &setup,
+                &setup(json),
                 &script,
             );
         }
@@ -264,7 +265,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
         cm::Op::Disconnected,
         cm::Op::Advance(Advance::ToDeadline),
         cm::Op::Connected,
-        raw_client(vectors, "welcome", true),
+        raw_client(vectors, "welcome", false),
         joined("agents", 3, 120),
         next("agents", 0, 7),
         cm::Op::Server {
@@ -275,7 +276,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
                     offset: cm::OffsetSel::Abs(0),
                 },
             },
-            via: Via::Json,
+            via: Via::Direct,
         },
         next("agents", 1, 1),
     ]);
@@ -283,7 +284,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
         seeds,
         "client_machine",
         "resume.ops".into(),
-        &setup,
+        &setup(false),
         &script,
     );
 
@@ -295,7 +296,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
                 id: cm::IdSel::Outstanding(0),
                 position: at(3, 301),
             },
-            via: Via::Json,
+            via: Via::Direct,
         },
         cm::Op::Advance(Advance::ToDeadline),
         cm::Op::Server {
@@ -303,7 +304,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
                 echo: true,
                 nonce: 0,
             },
-            via: Via::Binary,
+            via: Via::Direct,
         },
         cm::Op::Advance(Advance::ToDeadline),
         cm::Op::Advance(Advance::ToDeadline),
@@ -314,7 +315,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
         seeds,
         "client_machine",
         "heartbeat.ops".into(),
-        &setup,
+        &setup(false),
         &script,
     );
 
@@ -336,7 +337,7 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
         joined("agents", 3, 5),
         cm::Op::Unsubscribe { room: 1 },
         joined("tasks", 3, 9),
-        raw_client(vectors, "error", true),
+        raw_client(vectors, "error", false),
     ]);
     for len in [200, 40, 40, 0, 255] {
         script.push(cm::Op::Publish {
@@ -355,7 +356,35 @@ fn client_seeds(vectors: &Vectors, seeds: &mut Vec<Seed>) {
         seeds,
         "client_machine",
         "rooms_and_outbox.ops".into(),
-        &setup,
+        &setup(false),
+        &script,
+    );
+
+    // The transport's own endings, each followed by a resume: a message of the other type, the
+    // server's close (sendable, absent, not sendable), the transport's refusals.
+    let mut script = open(true);
+    let resume = [
+        cm::Op::Advance(Advance::ToDeadline),
+        cm::Op::Connected,
+        raw_client(vectors, "welcome", true),
+    ];
+    for ending in [
+        raw_client(vectors, "event", false),
+        cm::Op::PeerClose { code: Some(7) },
+        cm::Op::PeerClose { code: None },
+        cm::Op::PeerClose { code: Some(3) },
+        cm::Op::TransportError { too_big: true },
+        cm::Op::TransportError { too_big: false },
+    ] {
+        script.push(ending);
+        script.extend(resume.iter().cloned());
+    }
+    script.push(raw_client(vectors, "event", true));
+    push(
+        seeds,
+        "client_machine",
+        "transport_endings.ops".into(),
+        &setup(true),
         &script,
     );
 }
