@@ -9,7 +9,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub use eventwire_core::dashboard::EmitError;
 use eventwire_core::hub::{self, Counter, Host};
@@ -61,10 +61,9 @@ impl Runtime for Threads {
     }
 
     fn epoch(&self) -> u32 {
-        // The seconds since 1970: a restarted server gets a later epoch.
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as u32)
+        // Keyed by the process's random hasher keys (drawn from the OS), over the time.
+        use std::hash::BuildHasher;
+        hub::epoch_from_random(std::hash::RandomState::new().hash_one(SystemTime::now()))
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 pub use eventwire_core::dashboard::EmitError;
 use eventwire_core::hub::{self, Counter, Host};
@@ -55,7 +55,7 @@ impl Runtime for Tokio {
     }
 
     fn epoch(&self) -> u32 {
-        epoch_from_clock()
+        hub::epoch_from_random(entropy())
     }
 }
 
@@ -75,11 +75,11 @@ impl Host for Tokio {
     }
 }
 
-/// The seconds since 1970: a restarted server gets a later epoch.
-pub(crate) fn epoch_from_clock() -> u32 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as u32)
+/// 64 bits from the process's random hasher keys (drawn from the OS), over the time: what a
+/// hub's epoch is drawn from.
+fn entropy() -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::RandomState::new().hash_one(SystemTime::now())
 }
 
 /// A room's lock: readers (sessions copying a batch) share it, an append takes it alone. A

@@ -297,6 +297,70 @@ async fn a_restarted_server_announces_a_reset() {
     server2.shutdown(Duration::from_millis(100)).await;
 }
 
+/// Servers restarted twice within a second, each with a fresh hub (`Hub::new`, the epoch the
+/// adapter draws) and more events than the last run before the client is back. A resuming client
+/// gets a reset and every event of each new run. With epochs in whole seconds (before), two of
+/// the three runs shared an epoch, and the client, resuming at offset n, silently skipped events
+/// 1..=n of the next run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_within_a_second_never_reuse_an_epoch() {
+    let hub = Hub::new(Default::default());
+    let mut server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
+        .await
+        .unwrap();
+    let proxy = Proxy::start(server.local_addr()).await;
+    let client = Client::connect(&proxy.url(), options(12)).unwrap();
+    client.subscribe("feed").await.unwrap();
+    let (seen, _task) = collect(client);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for n in 0..3 {
+        hub.emit_raw("feed", "test.event", format!("1.{n}").as_bytes(), None)
+            .unwrap();
+    }
+    wait_for(&seen, "feed", 3).await;
+    let mut epochs = vec![hub.epoch()];
+    let mut expected: Vec<(u32, u64, String)> = (0..3)
+        .map(|n| (hub.epoch(), n + 1, format!("1.{n}")))
+        .collect();
+
+    for run in 2..=3u64 {
+        server.shutdown(Duration::from_millis(20)).await;
+        // The new run's history holds more than the client has of the last one, before it is
+        // back: a reused epoch would look like the continuation.
+        let hub = Hub::new(Default::default());
+        let count = 3 * run;
+        for n in 0..count {
+            hub.emit_raw("feed", "test.event", format!("{run}.{n}").as_bytes(), None)
+                .unwrap();
+        }
+        server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
+            .await
+            .unwrap();
+        proxy.target.send(server.local_addr()).unwrap();
+        proxy.cut_all();
+        expected.extend((0..count).map(|n| (hub.epoch(), n + 1, format!("{run}.{n}"))));
+        wait_for(&seen, "feed", expected.len()).await;
+        epochs.push(hub.epoch());
+    }
+    server.shutdown(Duration::from_millis(50)).await;
+
+    let seen = seen.lock().unwrap();
+    let got: Vec<(u32, u64, String)> = seen.events["feed"]
+        .iter()
+        .map(|(p, payload)| (p.epoch, p.offset, payload.clone()))
+        .collect();
+    assert_eq!(got, expected, "every event of every run, once, in order");
+    let resets: Vec<Missed> = epochs[1..]
+        .iter()
+        .map(|&epoch| Missed::Reset {
+            position: Position::new(epoch, 0),
+        })
+        .collect();
+    assert_eq!(seen.gaps["feed"], resets, "one reset per restart");
+    let distinct: std::collections::BTreeSet<u32> = epochs.iter().copied().collect();
+    assert_eq!(distinct.len(), 3, "epochs {epochs:?} repeat");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_delays_nobody_and_gets_a_gap() {
     let history = HistoryConfig::new()

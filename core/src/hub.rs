@@ -35,6 +35,22 @@ use crate::history::{AppendError, HistoryConfig, RoomLog};
 use crate::text::{check_name, Invalid};
 use crate::time::Instant;
 
+/// The epoch of a new hub, drawn from 64 bits of the adapter's entropy: any `u32` but 0.
+///
+/// An epoch must not repeat across runs of a server, or a client resuming at offset `n` of the
+/// old run would take offsets `n + 1..` of the new one as the continuation and silently miss
+/// `1..=n`. The wall clock cannot promise that (two starts within its resolution, a clock set
+/// back), and a counter would need storage: 32 random bits can. Two given runs share an epoch
+/// with probability 2^-32, and a client only ever compares the epoch it holds with the server's
+/// (PROTOCOL.md, "Epochs"). Epochs are compared for equality only, never ordered.
+#[must_use]
+pub fn epoch_from_random(bits: u64) -> u32 {
+    // Both halves, so entropy in either reaches the epoch; 0 is left out so that a zeroed
+    // position never names a run.
+    let folded = (bits ^ (bits >> 32)) as u32;
+    folded.max(1)
+}
+
 /// Where the core's shared state lives: the adapter (or the single-threaded [`Local`]) chooses
 /// the lock, the shared handle and the waker.
 pub trait Host: Sized + 'static {

@@ -33,8 +33,8 @@ pub trait Runtime: Sized + 'static {
     type Host: Host;
     /// The adapter's current time, on the clock its connections run on.
     fn now(&self) -> Instant;
-    /// An epoch for a new hub, different from the epochs of this server's earlier runs (an
-    /// adapter derives it from the wall clock).
+    /// An epoch for a new hub, different from the epochs of this server's earlier runs: an
+    /// adapter passes fresh entropy through [`epoch_from_random`](crate::hub::epoch_from_random).
     fn epoch(&self) -> u32;
 }
 

@@ -203,3 +203,21 @@ fn a_session_reads_its_rooms_without_the_directory() {
     );
     assert!(read.iter().all(|&(_, write)| !write), "readers only read");
 }
+
+/// An epoch is any `u32` but 0, and entropy in either half of the bits reaches it.
+#[test]
+fn epochs_come_from_every_random_bit_and_are_never_zero() {
+    use eventwire_core::hub::epoch_from_random;
+    assert_eq!(epoch_from_random(0), 1);
+    assert_eq!(
+        epoch_from_random(1 << 32 | 1),
+        1,
+        "equal halves cancel, and 0 is left out"
+    );
+    let low: std::collections::BTreeSet<u32> = (0..64).map(|i| epoch_from_random(1 << i)).collect();
+    assert_eq!(low.len(), 32, "each bit of a half moves the epoch");
+    assert_ne!(
+        epoch_from_random(0xdead_beef),
+        epoch_from_random(0xdead_beef << 32 | 7)
+    );
+}
