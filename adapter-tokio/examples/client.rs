@@ -1,7 +1,9 @@
 //! The smallest eventwire client: joins rooms and prints each event as one JSON line.
 //!
 //! Run: `cargo run -p eventwire-tokio --example client -- ws://127.0.0.1:9001 agents tasks system`
-use eventwire_tokio::{Client, ClientOptions, Event};
+//!
+//! Ctrl-c or SIGTERM closes the session normally (close 1000), so the server frees it at once.
+use eventwire_tokio::{shutdown_signal, Client, ClientOptions, Event};
 use futures_util::StreamExt;
 
 #[tokio::main]
@@ -12,7 +14,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for room in args {
         client.subscribe(&room).await?;
     }
-    while let Some(event) = client.next().await {
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let event = tokio::select! {
+            event = client.next() => event,
+            () = &mut signal => {
+                client.close().await;
+                return Ok(());
+            }
+        };
+        let Some(event) = event else { break };
         match event {
             Event::Event {
                 room,
