@@ -53,6 +53,9 @@ pub(crate) struct WsWire<T> {
     ws: WebSocketStream<T>,
     codec: Codec,
     out: Outgoing,
+    /// tungstenite failed to parse what the peer sent: it must not read again (its buffer state
+    /// is undefined), and the rest of the message is still arriving as raw bytes.
+    unparsed: bool,
 }
 
 impl<T> WsWire<T> {
@@ -61,6 +64,7 @@ impl<T> WsWire<T> {
             ws,
             codec,
             out: Outgoing::default(),
+            unparsed: false,
         }
     }
 }
@@ -103,15 +107,30 @@ where
     }
 
     async fn close(&mut self, code: CloseCode) {
+        // After the peer's own close this fails (tungstenite already queued the echo); the
+        // flush sends that echo either way.
         let close = Message::Close(Some(message::close_frame(code, code.name())));
         let _ = self.ws.send(close).await;
+        let _ = self.ws.flush().await;
         // Closing a socket with unread bytes makes the kernel reset the connection, which can
-        // destroy the close frames just sent (after an oversize message, the rest of it is still
-        // arriving). Read and discard what the peer still sends, briefly and boundedly.
-        let socket = self.ws.get_mut();
-        let mut scratch = [0u8; 4096];
+        // destroy the close frames just sent. So read what the peer still sends, briefly and
+        // boundedly: through the WebSocket until the close handshake completes (the peer's
+        // close, or its reply to ours), after which the server closes TCP at once (RFC 6455
+        // 7.1.1) instead of waiting for the peer to; or, after a message tungstenite could not
+        // parse (an oversize one, whose rest is still arriving), as raw bytes until EOF.
         let mut budget = 256 * 1024usize;
         let drain = async {
+            if !self.unparsed {
+                while budget > 0 {
+                    match self.ws.next().await {
+                        Some(Ok(message)) => budget = budget.saturating_sub(message.len().max(1)),
+                        Some(Err(_)) | None => return,
+                    }
+                }
+                return;
+            }
+            let socket = self.ws.get_mut();
+            let mut scratch = [0u8; 4096];
             while budget > 0 {
                 match socket.read(&mut scratch).await {
                     Ok(0) | Err(_) => return,
@@ -129,8 +148,14 @@ where
             // Control messages are answered by tungstenite itself.
             Some(Ok(_)) => Recv::Nothing,
             // tungstenite refuses an oversize message from its header, before buffering it.
-            Some(Err(WsError::Capacity(_))) => Recv::Violation(TransportError::TooBig),
-            Some(Err(_)) => Recv::Violation(TransportError::Protocol),
+            Some(Err(WsError::Capacity(_))) => {
+                self.unparsed = true;
+                Recv::Violation(TransportError::TooBig)
+            }
+            Some(Err(_)) => {
+                self.unparsed = true;
+                Recv::Violation(TransportError::Protocol)
+            }
         }
     }
 
