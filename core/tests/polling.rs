@@ -433,8 +433,8 @@ fn a_first_request_over_capacity_gets_the_close_frame_and_no_token() {
 #[test]
 fn tokens_come_from_the_seeds_and_read_back() {
     let mut table: Sessions<u32> = Sessions::new(8, LIMITS.idle);
-    let a = table.vacant(T0, [1, 2]).unwrap().insert(1);
-    let b = table.vacant(T0, [3, 4]).unwrap().insert(2);
+    let a = table.vacant(T0, [1, 2]).unwrap().insert(1).0;
+    let b = table.vacant(T0, [3, 4]).unwrap().insert(2).0;
     assert_ne!(a, b);
     let mut again: Sessions<u32> = Sessions::new(8, LIMITS.idle);
     assert_eq!(
@@ -449,7 +449,7 @@ fn tokens_come_from_the_seeds_and_read_back() {
         .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     assert_eq!(Token::parse(text.as_bytes()), Some(a));
     // The same seeds again (an adapter with a poor source): another token, not a clash.
-    let c = table.vacant(T0, [1, 2]).unwrap().insert(3);
+    let c = table.vacant(T0, [1, 2]).unwrap().insert(3).0;
     assert!(c != a && c != b);
     assert_eq!(table.len(), 3);
 }
@@ -457,7 +457,7 @@ fn tokens_come_from_the_seeds_and_read_back() {
 #[test]
 fn the_table_refuses_beyond_its_capacity() {
     let mut table: Sessions<u32> = Sessions::new(2, LIMITS.idle);
-    let a = table.vacant(T0, [1, 1]).unwrap().insert(1);
+    let (a, _) = table.vacant(T0, [1, 1]).unwrap().insert(1);
     table.vacant(T0, [2, 2]).unwrap().insert(2);
     assert!(table.vacant(T0, [3, 3]).is_none(), "full");
     assert_eq!(table.remove(a), Some(1));
@@ -471,25 +471,23 @@ fn the_table_refuses_beyond_its_capacity() {
 fn requests_in_flight_keep_a_session_and_the_latest_is_held() {
     let idle = LIMITS.idle;
     let mut table: Sessions<&str> = Sessions::new(4, idle);
-    let a = table.vacant(T0, [1, 1]).unwrap().insert("a");
-    let b = table.vacant(T0, [2, 2]).unwrap().insert("b");
+    // A new session's first request is in flight from the start, and is its latest.
+    let (a, first) = table.vacant(T0, [1, 1]).unwrap().insert("a");
+    let (b, _) = table.vacant(T0, [2, 2]).unwrap().insert("b");
+    assert!(!table.superseded(a, first));
     let unknown = Token::parse(b"ffffffffffffffffffffffffffffffff").unwrap();
     assert!(table.begin(unknown).is_none());
-    let (value, first) = table.begin(a).unwrap();
+    let (value, second) = table.begin(a).unwrap();
     assert_eq!(*value, "a");
-    assert!(!table.superseded(a, first));
-    let (_, second) = table.begin(a).unwrap();
     assert!(
         table.superseded(a, first),
         "a newer request releases the held one"
     );
     assert!(!table.superseded(a, second));
-    // Idle time passes: `b` expires, `a` has requests in flight and stays.
+    // `b`'s request ends; idle time passes: `b` expires, `a` has requests in flight and stays.
+    table.end(b, T0);
     let later = T0 + idle;
-    assert_eq!(
-        table.expire(later - Duration::from_micros(1)),
-        Vec::<&str>::new()
-    );
+    assert!(table.expire(later - Duration::from_micros(1)).is_empty());
     assert_eq!(table.expire(later), vec!["b"]);
     assert!(table.begin(b).is_none(), "an expired session is unknown");
     table.end(a, later);
@@ -501,19 +499,25 @@ fn requests_in_flight_keep_a_session_and_the_latest_is_held() {
     assert_eq!(table.expire(later + idle), vec!["a"]);
     assert!(table.is_empty());
     // A removed session supersedes nothing: its held request ends with its close.
-    let c = table.vacant(T0, [3, 3]).unwrap().insert("c");
-    let (_, ticket) = table.begin(c).unwrap();
+    let (c, ticket) = table.vacant(T0, [3, 3]).unwrap().insert("c");
     table.remove(c);
     assert!(!table.superseded(c, ticket));
     table.end(c, T0);
+    assert!(
+        table.is_empty(),
+        "ending a request of a removed session is harmless"
+    );
 }
 
 #[test]
 fn a_session_idles_from_its_last_request() {
     let idle = LIMITS.idle;
     let mut table: Sessions<u8> = Sessions::new(4, idle);
-    let a = table.vacant(T0, [1, 1]).unwrap().insert(1);
-    table.begin(a).unwrap();
+    let (a, _) = table.vacant(T0, [1, 1]).unwrap().insert(1);
+    assert!(
+        table.expire(T0 + idle * 2).is_empty(),
+        "its first request is in flight"
+    );
     let t1 = T0 + Duration::from_secs(20);
     table.end(a, t1);
     assert!(

@@ -15,10 +15,10 @@
 //!    most the checked length; [`Refusal::TooLarge`], [`Refusal::BodyTooSlow`] and
 //!    [`Refusal::BodyNotReceived`] when that fails) and parses it with [`Body::parse`].
 //! 3. Without a token: asks [`begins_session`], then opens a session ([`Sessions::vacant`];
-//!    `None` is the capacity refusal: the connection's `TRY_AGAIN_LATER` close frame answers the
-//!    request). With one: finds it ([`Sessions::begin`], `None` is [`Refusal::UnknownSession`]).
-//!    [`Sessions::begin`] marks a request in flight and supersedes the session's held request,
-//!    which the adapter wakes.
+//!    `None` is the capacity refusal: [`capacity_refusal`], the connection's `TRY_AGAIN_LATER`
+//!    close frame, answers the request; [`Vacant::insert`] begins its first request). With one:
+//!    finds it ([`Sessions::begin`], `None` is [`Refusal::UnknownSession`]), which marks a request
+//!    in flight and supersedes the session's held request, which the adapter wakes.
 //! 4. Hands the body to the connection with [`feed`] (an `Err` ends the session: remove it
 //!    and answer the refusal) and answers the connection's decisions as on a socket.
 //! 5. Holds the request: [`Hold::poll`] with `now` after every wake (an append to a room the
@@ -414,18 +414,19 @@ impl<T> Vacant<'_, T> {
         self.token
     }
 
-    /// Puts the session in the table; its idle time starts now.
-    pub fn insert(self, value: T) -> Token {
+    /// Puts the session in the table with its first request in flight (as if
+    /// [`Sessions::begin`]): its token, and the request's ticket.
+    pub fn insert(self, value: T) -> (Token, Ticket) {
         self.table.slots.insert(
             self.token,
             Slot {
                 value,
-                in_flight: 0,
+                in_flight: 1,
                 last: self.now,
-                latest: 0,
+                latest: 1,
             },
         );
-        self.token
+        (self.token, Ticket(1))
     }
 }
 
