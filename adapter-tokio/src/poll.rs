@@ -25,6 +25,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use eventwire_core::codec::Codec;
 use eventwire_core::hub::Counter;
 use eventwire_core::server::http::{cors, preflight, Answer, Refusal};
 use eventwire_core::server::polling::{
@@ -210,7 +211,7 @@ fn open_session(
     peer: SocketAddr,
     headers: &hyper::HeaderMap,
     counted: bool,
-    codec: eventwire_core::codec::Codec,
+    codec: Codec,
 ) -> Result<(Token, Arc<Entry>, Ticket), Answer> {
     let counters = &shared.hub.counters();
     let open = counters.connections.add(1);
@@ -259,7 +260,7 @@ async fn hold(
     entry: &Entry,
     token: Token,
     ticket: Ticket,
-    codec: eventwire_core::codec::Codec,
+    codec: Codec,
 ) -> Answer {
     let clock = shared.hub.runtime().clock;
     let waker = entry.conn.lock().await.waker.clone();
