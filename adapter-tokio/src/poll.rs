@@ -155,12 +155,12 @@ where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
-    let config = &shared.config;
+    let (config, limits) = (&shared.config, &shared.polls.limits);
     let allowed = config.allowed_origins.as_deref();
-    let checked = check_head(allowed, config.max_poll_body, head)?;
+    let checked = check_head(allowed, limits.max_body, head)?;
     let codec = checked.codec;
-    let bytes = http::read_body(body, config.max_poll_body, config.upgrade_timeout).await?;
-    let parsed = Body::parse(codec, &bytes, config.max_poll_frames);
+    let bytes = http::read_body(body, limits.max_body, config.upgrade_timeout).await?;
+    let parsed = Body::parse(codec, &bytes, limits.max_frames);
     let (token, entry, ticket) = match checked.session {
         Some(token) => {
             let begun = shared
