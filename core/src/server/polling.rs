@@ -60,7 +60,7 @@ pub const BINARY_TYPE: &str = "application/octet-stream";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest request body, in bytes (413 above, before any of it is read); also the budget
-    /// of a response's frames.
+    /// of a response's frames (no frame is appended once a body has reached it).
     pub max_body: usize,
     /// Most frames in one request body (400 above, and the session ends).
     pub max_frames: usize,
@@ -457,8 +457,9 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// A request in `codec`'s form held from `now`, at most `limits.long_poll`, its answer's
-    /// frames within `limits.max_body` bytes.
+    /// A request in `codec`'s form held from `now`, at most `limits.long_poll`; frames are
+    /// appended to its answer while it is under `limits.max_body` bytes (so the last one may go
+    /// past it by at most one frame, itself bounded by the session's `max_frame`).
     pub fn new(now: Instant, codec: Codec, limits: &Limits) -> Hold {
         Hold {
             codec,
