@@ -24,11 +24,13 @@
 //!   `into_make_service_with_connect_info::<SocketAddr>()` (`0.0.0.0:0` otherwise);
 //! - after [`EventwireService::shutdown`] has begun, upgrade requests get 503 with `Retry-After`.
 //!
-//! `upgrade_timeout` does not apply: the HTTP part belongs to the app's own server.
+//! `upgrade_timeout` does not bound request heads: the HTTP part belongs to the app's own server.
 //!
 //! [`EventwireService::poll_route`] is the HTTP long-polling fallback (PROTOCOL.md 1.4) to route
 //! at a path of its own (`POST`, and the CORS preflight `OPTIONS` for pages on other allowed
-//! origins), with the polling limits of [`ServerConfig`]. [`EventwireService::client_route`]
+//! origins), with the polling limits of [`ServerConfig`]; it serves each request exactly as the
+//! standalone server does (the same code), a polling body's arrival bounded by
+//! `upgrade_timeout` (408). [`EventwireService::client_route`]
 //! serves the browser client `eventwire.js` ([`crate::js`]) at a path you pick.
 //!
 //! ```no_run
@@ -65,35 +67,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::axum::body::Body;
 use ::axum::extract::connect_info::ConnectInfo;
 use ::axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use ::axum::extract::State;
-use ::axum::http::header::{
-    ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ORIGIN, RETRY_AFTER,
-    SEC_WEBSOCKET_PROTOCOL,
-};
-use ::axum::http::HeaderName;
-use ::axum::http::{HeaderMap, HeaderValue, StatusCode};
-use ::axum::response::{IntoResponse, Response};
+use ::axum::extract::{Request, State};
+use ::axum::http::header::{ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE};
+use ::axum::http::{HeaderMap, HeaderValue};
+use ::axum::response::Response;
 use ::axum::routing::{get, post, MethodRouter};
 use ::axum::Extension;
 use eventwire_core::codec::Codec;
-use eventwire_core::handshake;
 use eventwire_core::hub::Counter;
 use eventwire_core::hub::Hub as CoreHub;
+use eventwire_core::server::polling::Kind;
 use eventwire_core::server::{Connection, Framing, TransportError};
 use eventwire_core::time::Instant;
 use eventwire_core::CloseCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, info_span, Instrument};
 
-use crate::conn::drive;
+use crate::conn::{self, drive, Buffers};
 use crate::hub::Hub;
 use crate::hub::Tokio;
-use crate::poll;
-use crate::server::{new_shared, ServerConfig, Shared};
+use crate::server::{new_shared, wait_for_connections, ServerConfig, Shared};
 use crate::wire::{Outgoing, Recv, Wire};
+use crate::{http, poll};
 
 /// eventwire mounted in an axum app: a cheap handle (clone it freely) to route, and to shut
 /// down. See the [module docs](self).
@@ -188,21 +187,7 @@ impl EventwireService {
     pub async fn shutdown(&self, retry_after: Duration) {
         let mount = &self.mount;
         mount.stop.send_replace(Some(retry_after));
-        let wait = async {
-            loop {
-                let idle = mount.shared.idle.notified();
-                if mount.open.load(Ordering::Acquire) == 0 {
-                    return;
-                }
-                idle.await;
-            }
-        };
-        if tokio::time::timeout(mount.shared.config.write_timeout, wait)
-            .await
-            .is_err()
-        {
-            warn!("shutdown: connections still open after the write timeout");
-        }
+        wait_for_connections(&mount.shared, || mount.open.load(Ordering::Acquire)).await;
     }
 }
 
@@ -216,51 +201,26 @@ pub async fn handler(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let mount = service.mount;
-    let config = &mount.shared.config;
-    if let Some(retry_after) = *mount.stop.borrow() {
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(RETRY_AFTER, HeaderValue::from(secs))],
-            "server shutting down",
-        )
-            .into_response();
+    let shared = &mount.shared;
+    if let Some(refusal) = conn::shutting_down(shared) {
+        return refusal.map(Body::new);
     }
-    let decided = handshake::decide(
-        config.allowed_origins.as_deref(),
-        headers.get(ORIGIN).map(|v| v.as_bytes()),
-        headers
-            .get_all(SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .map(|v| v.as_bytes()),
-    );
-    let (codec, subprotocol) = match decided {
+    let (codec, subprotocol) = match conn::decide(shared, &headers) {
         Ok(upgrade) => (upgrade.codec, upgrade.subprotocol),
-        Err(refusal) => {
-            let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return (status, refusal.reason()).into_response();
-        }
+        Err(refusal) => return http::response(refusal).map(Body::new),
     };
-    let max = config.session.max_frame as usize;
+    let buffers = Buffers::of(&shared.config);
     let mut upgrade = upgrade
-        .read_buffer_size(config.read_buffer)
+        .read_buffer_size(buffers.read)
         .write_buffer_size(0)
-        .max_write_buffer_size(config.write_buffer.max(max + 1024))
-        .max_message_size(max)
-        .max_frame_size(max);
+        .max_write_buffer_size(buffers.max_write)
+        .max_message_size(buffers.max_message)
+        .max_frame_size(buffers.max_message);
     if let Some(name) = subprotocol {
         upgrade.set_selected_protocol(HeaderValue::from_static(name));
     }
-    let peer = connect_info.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0 .0);
-    let headers = headers
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let peer = peer(connect_info);
+    let headers = http::header_pairs(&headers);
     // Counted from here, so that a failed upgrade (the callback dropped unrun) uncounts too.
     let (open, over_capacity) = Open::count(mount);
     upgrade
@@ -284,79 +244,42 @@ pub async fn handler(
         })
 }
 
+/// The peer's address: axum's `ConnectInfo` when the app is served with it, else `0.0.0.0:0`.
+fn peer(connect_info: Option<Extension<ConnectInfo<SocketAddr>>>) -> SocketAddr {
+    connect_info.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0 .0)
+}
+
 /// The axum handler of eventwire's long-polling route, for routers whose state gives an
 /// [`EventwireService`]. Most apps use [`EventwireService::poll_route`] instead.
 pub async fn poll_handler(
     State(service): State<EventwireService>,
     connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    body: ::axum::body::Body,
+    request: Request,
 ) -> Response {
-    let shared = &service.mount.shared;
-    let text = |name: ::axum::http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let content_length = match text(CONTENT_LENGTH).map(|v| v.trim().parse::<u64>()) {
-        None => None,
-        Some(Ok(n)) => Some(n),
-        Some(Err(_)) => return (StatusCode::BAD_REQUEST, "bad Content-Length").into_response(),
-    };
-    let answer = match poll::check_head(shared, content_length, text(CONTENT_TYPE), text(ORIGIN)) {
-        Err(answer) => answer,
-        Ok((codec, length)) => match ::axum::body::to_bytes(body, length).await {
-            Err(e) => {
-                debug!(error = %e, "polling request body not received");
-                return (StatusCode::BAD_REQUEST, "body not received").into_response();
-            }
-            Ok(bytes) => {
-                let peer = connect_info.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0 .0);
-                let headers = headers
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect();
-                poll::exchange(shared, peer, headers, codec, &bytes, false).await
-            }
-        },
-    };
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = (status, answer.body).into_response();
-    let out = response.headers_mut();
-    out.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
-    out.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(token) = answer.token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        out.insert(poll::SESSION_HEADER, token);
-    }
-    if let Some(secs) = answer.retry_after {
-        out.insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
-    insert_headers(out, poll::cors(shared, origin));
-    response
+    serve_poll(Kind::Exchange, &service, connect_info, request).await
 }
 
 /// The axum handler of the CORS preflight of the long-polling route, for routers whose state
 /// gives an [`EventwireService`]; [`EventwireService::poll_route`] includes it.
 pub async fn preflight_handler(
     State(service): State<EventwireService>,
-    headers: HeaderMap,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request: Request,
 ) -> Response {
-    let origin = headers.get(ORIGIN).and_then(|v| v.to_str().ok());
-    let answer = poll::preflight(&service.mount.shared, origin);
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::FORBIDDEN);
-    let mut response = status.into_response();
-    insert_headers(response.headers_mut(), answer.headers);
-    response
+    serve_poll(Kind::Preflight, &service, connect_info, request).await
 }
 
-fn insert_headers(out: &mut HeaderMap, headers: Vec<(&'static str, String)>) {
-    for (name, value) in headers {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            out.insert(HeaderName::from_static(name), value);
-        }
-    }
+/// A polling request, served as the standalone server serves it (`poll::serve`).
+async fn serve_poll(
+    kind: Kind,
+    service: &EventwireService,
+    connect_info: Option<Extension<ConnectInfo<SocketAddr>>>,
+    request: Request,
+) -> Response {
+    let peer = peer(connect_info);
+    poll::serve(kind, request, peer, &service.mount.shared, false)
+        .await
+        .map(Body::new)
 }
 
 /// One counted connection; uncounts when dropped.

@@ -17,12 +17,13 @@ use std::sync::Arc;
 use eventwire_core::codec::Codec;
 use eventwire_core::handshake::{self, Upgrade};
 use eventwire_core::hub::Counter;
+use eventwire_core::server::http::{Answer, Refusal};
 use eventwire_core::server::{Connection, Decision, Framing, SessionState};
 use eventwire_core::CloseCode;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, CONNECTION, ORIGIN, RETRY_AFTER, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    HeaderMap, HeaderValue, CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::upgrade::OnUpgrade;
@@ -37,7 +38,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::http::{self, Plain, Response};
 use crate::hub::Tokio;
-use crate::server::{shutdown_requested, AuthRequest, Peer, Shared};
+use crate::server::{shutdown_requested, AuthRequest, Peer, ServerConfig, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
 /// An upgrade answered 101, until hyper hands the connection over.
@@ -55,14 +56,56 @@ pub(crate) struct Upgraded {
     pub(crate) headers: Vec<(String, String)>,
 }
 
+/// The WebSocket's buffers and limits from the configuration, for tungstenite here and inside
+/// axum: frames and messages within `session.max_frame`; writes go straight to the write buffer,
+/// which holds at least one largest frame.
+pub(crate) struct Buffers {
+    pub(crate) read: usize,
+    pub(crate) max_write: usize,
+    pub(crate) max_message: usize,
+}
+
+impl Buffers {
+    pub(crate) fn of(config: &ServerConfig) -> Buffers {
+        let max_message = config.session.max_frame as usize;
+        Buffers {
+            read: config.read_buffer,
+            max_write: config.write_buffer.max(max_message + 1024),
+            max_message,
+        }
+    }
+}
+
 fn ws_config(shared: &Shared) -> WebSocketConfig {
-    let max = shared.config.session.max_frame as usize;
+    let b = Buffers::of(&shared.config);
     WebSocketConfig::default()
-        .read_buffer_size(shared.config.read_buffer)
+        .read_buffer_size(b.read)
         .write_buffer_size(0)
-        .max_write_buffer_size(shared.config.write_buffer.max(max + 1024))
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max))
+        .max_write_buffer_size(b.max_write)
+        .max_message_size(Some(b.max_message))
+        .max_frame_size(Some(b.max_message))
+}
+
+/// During shutdown, the answer to an upgrade request: 503 with `Retry-After`.
+pub(crate) fn shutting_down(shared: &Shared) -> Option<Response> {
+    let retry_after = (*shared.shutdown.borrow())?;
+    Some(http::response(
+        Refusal::ShuttingDown { retry_after }.answer(),
+    ))
+}
+
+/// The core's decision on an upgrade request's `Origin` and `Sec-WebSocket-Protocol`
+/// (`handshake::decide`), its refusal as the answer (403 or 400).
+pub(crate) fn decide(shared: &Shared, headers: &HeaderMap) -> Result<Upgrade, Answer> {
+    handshake::decide(
+        shared.config.allowed_origins.as_deref(),
+        headers.get(ORIGIN).map(|v| v.as_bytes()),
+        headers
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .map(|v| v.as_bytes()),
+    )
+    .map_err(|refusal| Answer::text(refusal.status(), refusal.reason()))
 }
 
 /// Answers a WebSocket upgrade request: 101 with the subprotocol the core picked
@@ -80,30 +123,16 @@ pub(crate) fn upgrade(
             None,
         );
     }
-    if let Some(retry) = *shared.shutdown.borrow() {
-        let mut refusal = http::error(503, "server shutting down");
-        let secs = retry.as_secs() + u64::from(retry.subsec_nanos() > 0);
-        refusal
-            .headers_mut()
-            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    if let Some(refusal) = shutting_down(shared) {
         return (refusal, None);
     }
     let key = match check_rfc6455(req) {
         Ok(key) => key,
         Err(not) => return (not.response(), None),
     };
-    let headers = req.headers();
-    let decided = handshake::decide(
-        config.allowed_origins.as_deref(),
-        headers.get(ORIGIN).map(|v| v.as_bytes()),
-        headers
-            .get_all(SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .map(|v| v.as_bytes()),
-    );
-    let Upgrade { codec, subprotocol } = match decided {
+    let Upgrade { codec, subprotocol } = match decide(shared, req.headers()) {
         Ok(upgrade) => upgrade,
-        Err(refusal) => return (http::error(refusal.status(), refusal.reason()), None),
+        Err(refusal) => return (http::response(refusal), None),
     };
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

@@ -3,8 +3,8 @@
 //!
 //! | request | served by |
 //! |---|---|
-//! | `POST <poll_path>` | long-polling (`poll::exchange`), with CORS headers for allowed origins |
-//! | `OPTIONS <poll_path>` | the CORS preflight of a cross-origin polling request |
+//! | `POST <poll_path>` | long-polling (`poll::serve`), with CORS headers for allowed origins |
+//! | `OPTIONS <poll_path>` | the CORS preflight of a cross-origin polling request (`poll::serve`) |
 //! | `Upgrade: websocket` | the WebSocket upgrade (`conn::upgrade`), after which the connection leaves hyper; 403 when [`ServerConfig::websocket`](crate::ServerConfig::websocket) is off |
 //! | a path with a [`Route`] | the route's handler, with the body read (at most [`MAX_ROUTE_BODY`]); `HEAD` as `GET` without the body |
 //! | anything else | 404 |
@@ -20,8 +20,12 @@
 //! peer does not read within the write timeout ends the connection ([`HttpIo`]). On shutdown,
 //! idle connections are closed at once and busy ones after their response (a held polling
 //! request returns the close frame first).
+//!
+//! Every answer the core decides (polling, refusals, CORS: `server::http::Answer`) becomes a
+//! response in one place, [`response`], for this front and the axum mount alike.
 
 use std::convert::Infallible;
+use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -33,11 +37,12 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventwire_core::server::http::{Answer, Refusal};
+use eventwire_core::server::polling::Kind;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::Incoming;
 use hyper::header::{
-    HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE,
-    ORIGIN, RETRY_AFTER, TRANSFER_ENCODING, UPGRADE,
+    HeaderMap, HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING, UPGRADE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -48,7 +53,7 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
 use crate::conn::{self, Upgraded, Upgrading};
-use crate::poll::{self, Answer};
+use crate::poll;
 use crate::server::{shutdown_requested, Shared};
 
 /// Largest request head (request line and headers); hyper answers 431 above.
@@ -235,12 +240,10 @@ async fn handle(
 ) -> Response {
     let config = &shared.config;
     let path = req.uri().path();
-    if path == config.poll_path && req.method() == Method::POST {
-        return serve_poll(req, peer, shared).await;
-    }
-    if path == config.poll_path && req.method() == Method::OPTIONS {
-        let origin = header_text(req.headers(), ORIGIN);
-        return answer(poll::preflight(shared, origin.as_deref()));
+    if path == config.poll_path {
+        if let Some(kind) = Kind::of(req.method().as_str()) {
+            return poll::serve(kind, req, peer, shared, true).await;
+        }
     }
     if is_websocket(req.headers()) {
         let (response, upgrading) = conn::upgrade(&mut req, shared);
@@ -253,7 +256,7 @@ async fn handle(
         let route = route.clone();
         return serve_route(req, peer, shared, &route).await;
     }
-    answer(Answer::error(404, "not found"))
+    error(404, "not found")
 }
 
 /// Whether the request asks for a WebSocket (`Upgrade: websocket`, among other protocols).
@@ -271,44 +274,6 @@ pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
-/// A polling request: the head checks of `poll::check_head`, its body read with the
-/// `max_poll_body` limit, then `poll::exchange`.
-async fn serve_poll(req: Request<Incoming>, peer: SocketAddr, shared: &Arc<Shared>) -> Response {
-    let (parts, body) = req.into_parts();
-    let origin = header_text(&parts.headers, ORIGIN);
-    let content_type = header_text(&parts.headers, CONTENT_TYPE);
-    // A request without the header (chunked, or no body at all) is told it needs one (411);
-    // hyper has already refused a malformed value.
-    let content_length = match header_text(&parts.headers, CONTENT_LENGTH) {
-        None => None,
-        Some(text) => match text.trim().parse::<u64>() {
-            Ok(n) => Some(n),
-            Err(_) => return answer(Answer::error(400, "bad Content-Length")),
-        },
-    };
-    let checked = poll::check_head(
-        shared,
-        content_length,
-        content_type.as_deref(),
-        origin.as_deref(),
-    );
-    let mut reply = match checked {
-        Err(refused) => refused,
-        Ok((codec, _)) => {
-            let limit = shared.config.max_poll_body;
-            match read_body(body, limit, shared.config.upgrade_timeout).await {
-                Err(refused) => refused,
-                Ok(body) => {
-                    let headers = header_pairs(&parts.headers);
-                    poll::exchange(shared, peer, headers, codec, &body, true).await
-                }
-            }
-        }
-    };
-    reply.headers = poll::cors(shared, origin.as_deref());
-    answer(reply)
-}
-
 /// A request to a [`Route`]: its body read (at most [`MAX_ROUTE_BODY`]), then the handler.
 async fn serve_route(
     req: Request<Incoming>,
@@ -319,7 +284,7 @@ async fn serve_route(
     let (parts, body) = req.into_parts();
     let body = match read_body(body, MAX_ROUTE_BODY, shared.config.upgrade_timeout).await {
         Ok(body) => body,
-        Err(refused) => return answer(refused),
+        Err(refused) => return response(refused.answer()),
     };
     let head = parts.method == Method::HEAD;
     let method = if head { "GET" } else { parts.method.as_str() };
@@ -335,29 +300,26 @@ async fn serve_route(
     route_response(route(&request))
 }
 
-/// Reads a body of at most `limit` bytes as it arrives, within `time`: 413 when it is announced
-/// or goes over the limit, 408 when it is too slow, 400 when the connection fails mid-body.
-async fn read_body(body: Incoming, limit: usize, time: Duration) -> Result<Bytes, Answer> {
+/// Reads a body (hyper's, or axum's) of at most `limit` bytes as it arrives, within `time`: too
+/// large when it is announced or goes over the limit (413), too slow (408), or not received
+/// when the connection fails mid-body (400).
+pub(crate) async fn read_body<B>(body: B, limit: usize, time: Duration) -> Result<Bytes, Refusal>
+where
+    B: hyper::body::Body,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
     if body.size_hint().lower() > limit as u64 {
-        return Err(Answer::error(413, "body too large"));
+        return Err(Refusal::TooLarge);
     }
     match tokio::time::timeout(time, Limited::new(body, limit).collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Answer::error(413, "body too large")),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(Refusal::TooLarge),
         Ok(Err(e)) => {
             debug!(error = %e, "request body not received");
-            Err(Answer::error(400, "body not received"))
+            Err(Refusal::BodyNotReceived)
         }
-        Err(_) => Err(Answer::error(408, "body too slow")),
+        Err(_) => Err(Refusal::BodyTooSlow),
     }
-}
-
-/// The first value of a header, as text (bytes outside UTF-8 replaced, so that an unusual
-/// `Origin` is compared, and refused, rather than ignored).
-fn header_text(headers: &HeaderMap, name: HeaderName) -> Option<String> {
-    headers
-        .get(name)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
 }
 
 /// The headers as pairs, names in lower case, for the auth hook and routes.
@@ -373,35 +335,29 @@ pub(crate) fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A polling answer (or a refusal) as a response: its content type, not cached, the session
-/// token, `Retry-After`, and the CORS headers.
-pub(crate) fn answer(answer: Answer) -> Response {
+/// An answer of the core (a polling answer, a refusal, a preflight) as a response: its status,
+/// its headers and its body, nothing added. The axum mount uses it too.
+pub(crate) fn response(answer: Answer) -> Response {
     let mut response = hyper::Response::new(Full::new(Bytes::from(answer.body)));
     *response.status_mut() = status(answer.status);
     let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(token) = answer.token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        headers.insert(poll::SESSION_HEADER, token);
-    }
-    if let Some(secs) = answer.retry_after {
-        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
-    }
-    for (name, value) in answer.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) else {
-            continue;
-        };
-        headers.insert(name, value);
+    for header in &answer.headers {
+        if let Some((name, value)) = header_parts(header.name(), &header.value()) {
+            headers.insert(name, value);
+        }
     }
     response
 }
 
+/// A header as hyper's types; `None` for a name or value HTTP does not allow (a route's).
+fn header_parts(name: &str, value: &str) -> Option<(HeaderName, HeaderValue)> {
+    let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
+    Some((name, HeaderValue::from_str(value).ok()?))
+}
+
 /// A plain-text refusal, not cached.
 pub(crate) fn error(status: u16, why: &str) -> Response {
-    answer(Answer::error(status, why))
+    response(Answer::text(status, why))
 }
 
 /// A route's answer as a response; the framing headers are the server's.
@@ -418,10 +374,7 @@ fn route_response(r: HttpResponse) -> Response {
     *response.status_mut() = status(r.status);
     let headers = response.headers_mut();
     for (name, value) in r.headers {
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&value),
-        ) else {
+        let Some((name, value)) = header_parts(&name, &value) else {
             continue;
         };
         if name != CONTENT_LENGTH && name != TRANSFER_ENCODING && name != CONNECTION {

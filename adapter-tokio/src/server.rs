@@ -357,10 +357,10 @@ pub(crate) fn new_shared(
     let (stop, shutdown) = watch::channel(None);
     let shared = Arc::new(Shared {
         hub,
+        polls: poll::Registry::new(&config),
         config,
         shutdown,
         idle: Notify::new(),
-        polls: poll::Registry::default(),
         cuts: watch::channel(Cut::default()).0,
     });
     (shared, stop)
@@ -479,21 +479,27 @@ impl Server {
     pub async fn shutdown(self, retry_after: Duration) {
         let _ = self.stop.send(Some(retry_after));
         let counters = &self.shared.hub.counters();
-        let wait = async {
-            loop {
-                let idle = self.shared.idle.notified();
-                if counters.connections.get() == 0 {
-                    return;
-                }
-                idle.await;
+        wait_for_connections(&self.shared, || counters.connections.get()).await;
+    }
+}
+
+/// Waits until `open` connections are none (each end notifies `idle`), at most the write
+/// timeout: the end of a shutdown, for the standalone server and the axum mount.
+pub(crate) async fn wait_for_connections(shared: &Shared, open: impl Fn() -> u64) {
+    let wait = async {
+        loop {
+            let idle = shared.idle.notified();
+            if open() == 0 {
+                return;
             }
-        };
-        if tokio::time::timeout(self.shared.config.write_timeout, wait)
-            .await
-            .is_err()
-        {
-            warn!("shutdown: connections still open after the write timeout");
+            idle.await;
         }
+    };
+    if tokio::time::timeout(shared.config.write_timeout, wait)
+        .await
+        .is_err()
+    {
+        warn!("shutdown: connections still open after the write timeout");
     }
 }
 

@@ -428,3 +428,39 @@ async fn serves_the_browser_client_and_answers_polling_preflights() {
     assert!(!head.contains("access-control-allow-origin"), "{head}");
     app.stop().await;
 }
+
+/// The polling route answers as the standalone server does (one code path): refusals are plain
+/// text and not cached, a refused origin gets no CORS header, a malformed token is an unknown
+/// session, and a body that does not arrive within the request time gets 408.
+#[tokio::test]
+async fn polling_refusals_match_the_standalone_server() {
+    let config = ServerConfig::default()
+        .allowed_origins(["http://page.test"])
+        .upgrade_timeout(Duration::from_millis(300));
+    let app = App::start(config).await;
+    let json = "Content-Type: application/json\r\n";
+
+    let evil = format!("{json}Content-Length: 2\r\nOrigin: http://other.test\r\n");
+    let (status, head, body) = app.request("POST", "/eventwire/poll", &evil).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (403, "origin not allowed"),
+        "{head}"
+    );
+    assert!(!head.contains("access-control-allow-origin"), "{head}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+
+    let bad_token = format!("{json}Content-Length: 2\r\nEventwire-Session: not-a-token\r\n");
+    let (status, head, body) = app.request("POST", "/eventwire/poll", &bad_token).await;
+    assert_eq!((status, body.as_str()), (404, "unknown session"), "{head}");
+    assert!(head.contains("content-type: text/plain"), "{head}");
+
+    let stalled = format!("{json}Content-Length: 10\r\nOrigin: http://page.test\r\n");
+    let (status, head, body) = app.request("POST", "/eventwire/poll", &stalled).await;
+    assert_eq!((status, body.as_str()), (408, "body too slow"), "{head}");
+    assert!(
+        head.contains("access-control-allow-origin: http://page.test"),
+        "{head}"
+    );
+    app.stop().await;
+}

@@ -18,7 +18,9 @@
 //! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect;
 //!   `client::Connection` (feature `alloc`): the same in bytes, with every close code decided.
 //! - `server` (feature `alloc`): one connection on the server, in bytes (`server::Connection`,
-//!   what adapters drive) around its session in frames; `hub`: the rooms it reads, each behind
+//!   what adapters drive) around its session in frames; `server::polling`: HTTP long-polling
+//!   (request checks, the session table, held requests) and `server::http`: a server's HTTP
+//!   answers (refusals, CORS), decided once for every front; `hub`: the rooms it reads, each behind
 //!   its own lock from the adapter's `hub::Host` (`hub::Local` for a single loop); `history`: one
 //!   room's bounded log; `dedup`: the publish deduplication window.
 //! - [`backoff`]: reconnect delays; [`rtt`]: RTT smoothing and link quality;

@@ -2,7 +2,9 @@
 //! [`Hub`], and the [`Connection`] around it that adapters drive in bytes.
 //!
 //! Adapters use [`Connection`] (its module docs give the loop); the session below is the protocol
-//! logic it wraps, driven in frames, which the tests and the simulation drive directly.
+//! logic it wraps, driven in frames, which the tests and the simulation drive directly. HTTP
+//! long-polling sessions (their requests' checks, the session table, held requests) are
+//! [`polling`]'s; the HTTP answers of a server (refusals, CORS) are [`http`]'s.
 //!
 //! # Driving it
 //! Like the client, the session never touches a socket or a clock. Per connection an adapter:
@@ -1245,5 +1247,7 @@ impl<H: Host> ServerSession<H> {
 }
 
 mod connection;
+pub mod http;
+pub mod polling;
 pub use crate::error::TransportError;
 pub use connection::{Body, BodyError, Connection, Counts, Decision, Framing, MAX_STREAM_FRAME};
