@@ -158,8 +158,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             }
         };
         let _ = tcp.set_nodelay(true);
-        let counters = &shared.hub.counters();
-        let over = counters.opened() >= shared.config.max_connections as u64;
+        let over = shared
+            .hub
+            .counters()
+            .admit(shared.config.max_connections, 0);
         *shared.open() += 1;
         let conn_shared = shared.clone();
         let spawned = std::thread::Builder::new()

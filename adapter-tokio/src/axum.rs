@@ -290,11 +290,12 @@ struct Open {
 impl Open {
     /// Counts a connection; `true` when it is over the limit.
     fn count(mount: Arc<Mount>) -> (Open, bool) {
-        let counters = &mount.shared.hub.counters();
-        let open = counters.connections.add(1);
-        counters.connections_total.add(1);
+        let over = mount
+            .shared
+            .hub
+            .counters()
+            .admit(mount.shared.config.max_connections, 0);
         mount.open.fetch_add(1, Ordering::AcqRel);
-        let over = open >= mount.shared.config.max_connections as u64;
         (Open { mount }, over)
     }
 }

@@ -264,11 +264,10 @@ where
 /// Whether a connection that just became a WebSocket is over `max_connections`: the others
 /// open, less those speaking plain HTTP (polling sessions count for their requests).
 fn over_capacity(shared: &Shared) -> bool {
-    let open = shared.hub.counters().connections.get();
-    let others = open
-        .saturating_sub(1)
-        .saturating_sub(shared.polls.requests());
-    others >= shared.config.max_connections as u64
+    shared
+        .hub
+        .counters()
+        .over_limit(shared.config.max_connections, shared.polls.requests())
 }
 
 /// A core connection and what the application's hooks are told about its peer; shared by the

@@ -213,11 +213,11 @@ fn open_session(
     counted: bool,
     codec: Codec,
 ) -> Result<(Token, Arc<Entry>, Ticket), Answer> {
-    let counters = &shared.hub.counters();
-    let open = counters.connections.add(1);
-    counters.connections_total.add(1);
     let busy = if counted { shared.polls.requests() } else { 0 };
-    let over = open.saturating_sub(busy) >= shared.config.max_connections as u64;
+    let over = shared
+        .hub
+        .counters()
+        .admit(shared.config.max_connections, busy);
     let now = shared.hub.runtime().clock.now();
     let headers = http::header_pairs(headers);
     let mut table = shared.polls.lock();

@@ -514,7 +514,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
                     match &transport {
                         Transport::WebSocket => {
                             let plain = http::Plain::new(shared.clone());
-                            count(&shared);
+                            let _ = count(&shared);
                             let stream = std::future::ready(Ok(stream));
                             let serve = conn::serve(stream, peer, shared.clone(), plain);
                             tokio::spawn(counted(shared, serve));
@@ -522,14 +522,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
                         #[cfg(feature = "tls")]
                         Transport::Tls(acceptor) => {
                             let plain = http::Plain::new(shared.clone());
-                            count(&shared);
+                            let _ = count(&shared);
                             let stream = acceptor.accept(stream);
                             let serve = conn::serve(stream, peer, shared.clone(), plain);
                             tokio::spawn(counted(shared, serve));
                         }
                         Transport::Cobs => {
-                            let open = count(&shared);
-                            let over = open >= shared.config.max_connections as u64;
+                            let over = count(&shared);
                             let serve = tcp::serve(stream, peer, shared.clone(), over);
                             tokio::spawn(counted(shared, serve));
                         }
@@ -546,14 +545,15 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
     }
 }
 
-/// Counts an accepted connection; the connections open before it that count toward
-/// `max_connections`: those speaking plain HTTP are left out (a WebSocket is checked when it
-/// upgrades, `conn::serve`; a polling session counts for its requests).
-fn count(shared: &Shared) -> u64 {
-    let counters = &shared.hub.counters();
-    let open = counters.connections.add(1);
-    counters.connections_total.add(1);
-    open.saturating_sub(shared.polls.requests())
+/// Counts an accepted connection in; `true` when it is over `max_connections`, polling requests
+/// in flight left out. A WebSocket's own verdict comes when it upgrades (`conn::serve`), since a
+/// connection speaking plain HTTP does not count toward the limit; a COBS stream's is this one.
+#[must_use = "a COBS stream's admission"]
+fn count(shared: &Shared) -> bool {
+    shared
+        .hub
+        .counters()
+        .admit(shared.config.max_connections, shared.polls.requests())
 }
 
 /// Runs a connection counted by [`count`], and uncounts it at its end.

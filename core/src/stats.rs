@@ -139,6 +139,23 @@ impl<H: Host> Counters<H> {
         self.connections.add(1)
     }
 
+    /// Counts an accepted connection in and decides whether it is over the limit `max`: the
+    /// connections open before it, less `uncounted` of them, reached it. `uncounted` is what
+    /// stands for a connection counted elsewhere (a polling request in flight belongs to a
+    /// session already counted). A connection over the limit stays counted until it is closed;
+    /// the adapter refuses it with `TRY_AGAIN_LATER`. Every adapter admits through here, so the
+    /// limit means the same on every transport.
+    pub fn admit(&self, max: usize, uncounted: u64) -> bool {
+        self.opened().saturating_sub(uncounted) >= max as u64
+    }
+
+    /// Whether a connection already counted in (by [`Counters::admit`]) is over the limit `max`
+    /// now: the others open, less `uncounted` of them, reached it.
+    pub fn over_limit(&self, max: usize, uncounted: u64) -> bool {
+        let others = self.connections.get().saturating_sub(1);
+        others.saturating_sub(uncounted) >= max as u64
+    }
+
     /// Counts a connection that ended; returns whether it was the last one open.
     pub fn closed(&self) -> bool {
         self.connections.sub(1) == 1

@@ -221,3 +221,20 @@ fn epochs_come_from_every_random_bit_and_are_never_zero() {
         epoch_from_random(0xdead_beef << 32 | 7)
     );
 }
+
+/// The connection limit every adapter admits through: a connection is over it when the others
+/// open (less those that stand for a counted session) reached it, and stays counted until closed.
+#[test]
+fn admission_counts_in_and_refuses_at_the_limit() {
+    let counters = eventwire_core::stats::Counters::<hub::Local>::default();
+    assert!(!counters.admit(2, 0), "the first of two");
+    assert!(!counters.admit(2, 0), "the second of two");
+    assert!(counters.admit(2, 0), "a third over a limit of two");
+    assert!(!counters.admit(2, 2), "two polling requests in flight do not count");
+    assert_eq!(counters.connections.get(), 4, "refused ones stay counted until closed");
+    assert!(counters.over_limit(2, 0), "counted in: three others open");
+    assert!(!counters.closed() && !counters.closed());
+    assert!(!counters.over_limit(2, 0), "counted in: one other open");
+    assert!(!counters.closed());
+    assert!(counters.closed(), "the last one");
+}
