@@ -11,9 +11,9 @@ use common::{client, Log, Proxy, Side, TestServer};
 
 /// The scenario list: each is a function of (server side, client side).
 mod scenarios {
+    use eventwire_core::backoff::Rng;
     use eventwire_core::codec::Codec;
     use eventwire_core::frame::{Missed, Position};
-    use eventwire_core::rng::Rng;
 
     use super::*;
 

@@ -1253,12 +1253,12 @@ mod tests {
 
     use eventwire_core::backoff::{BackoffPolicy, Jitter};
     use eventwire_core::dashboard::{DashboardError, DashboardEvent, SystemHealth, SystemStatus};
+    use eventwire_core::frame::Seq;
     use eventwire_core::frame::{
         Batch, BatchEvent, Close, Frame, Ping, PublishAck, Subscribed, Welcome,
     };
     use eventwire_core::outbox::OutboxError;
     use eventwire_core::payload::Payload;
-    use eventwire_core::seq::Seq;
     use eventwire_core::text::MAX_SAFE_INTEGER;
     use serde_json::{json, Value};
     use tokio::io::AsyncReadExt;

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use eventwire_core::backoff::BackoffPolicy;
+use eventwire_core::backoff::Rng;
 use eventwire_core::client::ClientConfig;
 use eventwire_core::codec::{binary, Codec};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Frame, Hello, Missed, Position, Resume};
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::HubConfig;
-use eventwire_core::rng::Rng;
-use eventwire_core::seq::Seq;
 use eventwire_core::server::ServerConfig as SessionConfig;
 use eventwire_tokio::{Client, ClientOptions, Event, Hub, Server, ServerConfig};
 use futures_util::{SinkExt, StreamExt};

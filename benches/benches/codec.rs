@@ -3,9 +3,9 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use eventwire_benches::STATUS_PAYLOAD;
 use eventwire_core::codec::{binary, json, stream};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Batch, BatchEvent, Event, Frame, Position};
 use eventwire_core::payload::Payload;
-use eventwire_core::seq::Seq;
 use std::hint::black_box;
 
 fn event() -> Frame<'static> {

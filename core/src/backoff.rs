@@ -31,7 +31,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::rng::Rng;
+pub use crate::rng::Rng;
 
 /// How the base delay is randomised, so that many clients dropped at once do not all come back
 /// at the same instant.
@@ -175,7 +175,7 @@ fn micros(d: Duration) -> u64 {
 /// ```
 /// use core::time::Duration;
 /// use eventwire_core::backoff::{Backoff, BackoffPolicy, Jitter};
-/// use eventwire_core::rng::Rng;
+/// use eventwire_core::backoff::Rng;
 ///
 /// let mut backoff = Backoff::new(BackoffPolicy::new().jitter(Jitter::None).max_attempts(Some(3)));
 /// let mut rng = Rng::new(7);

@@ -25,7 +25,7 @@
 //! use eventwire_core::client::{Action, Client, ClientConfig, ClientEvent};
 //! use eventwire_core::frame::{Batch, BatchEvent, Frame, Position, Subscribed, Welcome};
 //! use eventwire_core::payload::Payload;
-//! use eventwire_core::seq::Seq;
+//! use eventwire_core::frame::Seq;
 //! use eventwire_core::time::Instant;
 //!
 //! let mut client: Client = Client::new(ClientConfig::new(42), 7);

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::code::{CloseCode, ErrorCode};
 use crate::error::DecodeError;
 use crate::payload::Payload;
-use crate::seq::Seq;
+pub use crate::seq::Seq;
 use crate::text::{check_int, check_name, check_reason, check_token, Invalid};
 
 /// The protocol version this crate speaks.

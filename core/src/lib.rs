@@ -11,7 +11,7 @@
 //! - [`text`]: the rules for strings on the wire (names, tokens, reasons).
 //! - [`code`]: close and error codes.
 //! - [`handshake`]: the WebSocket upgrade decision (allowed `Origin`, subprotocol).
-//! - [`payload`], [`seq`]: borrowed payload bytes and lists inside frames.
+//! - [`payload`]: borrowed payload bytes; lists inside frames are [`frame::Seq`]s.
 //! - [`error`]: encode and decode errors.
 //!
 //! State machines (each takes `now` and returns what to do next; none reads a clock):
@@ -29,7 +29,7 @@
 //!   the `EmitDashboard` helpers every adapter's hub offers.
 //! - `stats` (feature `alloc`): a server's counters and statistics, kept alike by every adapter;
 //!   `shared` (feature `json`): the hub handle every adapter's `Hub` is.
-//! - [`time`]: the `Instant` every input carries; [`rng`]: the seeded PRNG for jitter.
+//! - [`time`]: the `Instant` every input carries; [`backoff::Rng`]: the seeded PRNG for jitter.
 //!
 //! # Features
 //! - `alloc`: the server side (`server`, `hub`, `history`, `dedup`), whose storage is allocated once
@@ -82,9 +82,9 @@ pub mod hub;
 mod json_text;
 pub mod outbox;
 pub mod payload;
-pub mod rng;
+mod rng;
 pub mod rtt;
-pub mod seq;
+mod seq;
 #[cfg(feature = "alloc")]
 pub mod server;
 #[cfg(feature = "json")]

@@ -24,7 +24,9 @@ enum Repr<'a, T> {
     /// counted by the session that copied them: postcard back to back (iterated, written by the
     /// binary form) and, when the log keeps them, the JSON texts separated by commas (written as
     /// they are by the JSON codec, see [`Seq::json_text`]). Not parsed again to be validated or
-    /// counted: the session sends a batch of them per socket write.
+    /// counted: the session sends a batch of them per socket write. Only the server (`alloc`)
+    /// builds one.
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     Log {
         encoded: &'a [u8],
         count: usize,
@@ -91,6 +93,7 @@ impl<'a, T> Seq<'a, T> {
     /// `json` (feature `json`), the same elements as JSON texts separated by commas. Only the
     /// server session builds one, from forms a room log wrote and checked at append, because
     /// neither is checked again (the JSON codec writes `json` out as it is).
+    #[cfg_attr(not(feature = "alloc"), allow(dead_code))]
     pub(crate) const fn from_log(
         encoded: &'a [u8],
         count: usize,

@@ -6,8 +6,8 @@ mod common;
 
 use common::cases;
 use core::time::Duration;
+use eventwire_core::backoff::Rng;
 use eventwire_core::backoff::{Backoff, BackoffPolicy, Jitter};
-use eventwire_core::rng::Rng;
 use eventwire_core::rtt::{LinkQuality, Quality, QualityConfig, RttEstimator};
 use proptest::prelude::*;
 

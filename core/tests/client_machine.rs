@@ -9,6 +9,7 @@ use eventwire_core::backoff::{BackoffPolicy, Jitter};
 use eventwire_core::client::{Action, Client, ClientConfig, ClientError, ClientEvent, ConnState};
 use eventwire_core::code::{CloseCode, ErrorCode};
 use eventwire_core::codec::binary;
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{
     Batch, BatchEvent, Close, ErrorFrame, Event, Frame, Gap, Missed, Ping, Position, PublishAck,
     Subscribed, Welcome, PROTOCOL_VERSION,
@@ -16,7 +17,6 @@ use eventwire_core::frame::{
 use eventwire_core::outbox::OutboxError;
 use eventwire_core::payload::Payload;
 use eventwire_core::rtt::Quality;
-use eventwire_core::seq::Seq;
 use eventwire_core::time::Instant;
 
 /// Eight rooms, an outbox of four publishes (1 KiB), so that "full" is easy to reach.

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use eventwire_core::code::{CloseCode, ErrorCode};
 use eventwire_core::codec::{json, stream, Codec};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Frame, Hello, Ping, Position, Publish, Resume, Subscribe};
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::{Hub, HubConfig};
 use eventwire_core::payload::Payload;
-use eventwire_core::seq::Seq;
 use eventwire_core::server::{
     Body, BodyError, Connection, Decision, Framing, PublishMode, ServerConfig, SessionState,
     TransportError, MAX_STREAM_FRAME,

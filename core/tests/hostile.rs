@@ -137,7 +137,7 @@ fn batches_must_be_ordered() {
     let frame = Frame::Batch(Batch {
         room: "r",
         epoch: 1,
-        events: eventwire_core::seq::Seq::from_slice(&events),
+        events: eventwire_core::frame::Seq::from_slice(&events),
     });
     assert!(binary::encode(&frame, &mut [0u8; 64]).is_err());
     let text = br#"{"batch":{"room":"r","epoch":1,"events":[{"offset":5,"kind":"k","payload":1},{"offset":4,"kind":"k","payload":2}]}}"#;

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use eventwire_core::code::CloseCode;
 use eventwire_core::codec::{stream, Codec};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Frame, Hello, Ping};
 use eventwire_core::hub::{Hub, HubConfig};
-use eventwire_core::seq::Seq;
 use eventwire_core::server::http::{cors, preflight, Answer, Cors, Header, Refusal};
 use eventwire_core::server::polling::{
     begins_session, capacity_refusal, check_head, content_type, feed, Checked, Head, Hold, Kind,

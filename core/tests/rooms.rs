@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use eventwire_core::codec::{binary, Codec};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Frame, Hello, Resume};
 use eventwire_core::hub::{self, Host, Hub, HubConfig};
-use eventwire_core::seq::Seq;
 use eventwire_core::server::{Connection, Decision, Framing, ServerConfig};
 use eventwire_core::time::Instant;
 
@@ -230,8 +230,15 @@ fn admission_counts_in_and_refuses_at_the_limit() {
     assert!(!counters.admit(2, 0), "the first of two");
     assert!(!counters.admit(2, 0), "the second of two");
     assert!(counters.admit(2, 0), "a third over a limit of two");
-    assert!(!counters.admit(2, 2), "two polling requests in flight do not count");
-    assert_eq!(counters.connections.get(), 4, "refused ones stay counted until closed");
+    assert!(
+        !counters.admit(2, 2),
+        "two polling requests in flight do not count"
+    );
+    assert_eq!(
+        counters.connections.get(),
+        4,
+        "refused ones stay counted until closed"
+    );
     assert!(counters.over_limit(2, 0), "counted in: three others open");
     assert!(!counters.closed() && !counters.closed());
     assert!(!counters.over_limit(2, 0), "counted in: one other open");

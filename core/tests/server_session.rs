@@ -8,6 +8,7 @@ use std::time::Duration;
 use eventwire_core::client::{Action, Client, ClientConfig, ClientEvent, ConnState};
 use eventwire_core::code::{CloseCode, ErrorCode};
 use eventwire_core::codec::{binary, json, Codec};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{
     Close, Frame, Hello, Missed, Ping, Position, Publish, Resume, Subscribe, Unsubscribe, Welcome,
     PROTOCOL_VERSION,
@@ -16,7 +17,6 @@ use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::{Hub, HubConfig};
 use eventwire_core::payload::Payload;
 use eventwire_core::rtt::Quality;
-use eventwire_core::seq::Seq;
 use eventwire_core::server::{
     DecisionError, PublishMode, ServerConfig, ServerEvent, ServerSession, SessionState,
     CONTROL_CAPACITY,

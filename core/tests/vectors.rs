@@ -12,9 +12,9 @@ use std::path::PathBuf;
 
 use eventwire_core::code::{CloseCode, ErrorCode};
 use eventwire_core::codec::{binary, json};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::*;
 use eventwire_core::payload::Payload;
-use eventwire_core::seq::Seq;
 
 const STATUS: &[u8] = br#"{"agent_id":"agent-7","old_status":"idle","new_status":"busy","details":{"task":"task-42"}}"#;
 

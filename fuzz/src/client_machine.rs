@@ -48,13 +48,13 @@ use eventwire_core::client::{
 use eventwire_core::code::{CloseCode, ErrorCode};
 use eventwire_core::codec::{binary, json, Codec};
 use eventwire_core::error::TransportError;
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{
     Batch, BatchEvent, Close, ErrorFrame, Event, Frame, Gap, Missed, Ping, Position, PublishAck,
     Subscribed, Welcome,
 };
 use eventwire_core::outbox::OutboxError;
 use eventwire_core::payload::Payload;
-use eventwire_core::seq::Seq;
 use eventwire_core::text::MAX_SAFE_INTEGER;
 use eventwire_core::time::Instant;
 

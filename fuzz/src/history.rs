@@ -27,9 +27,9 @@
 
 use arbitrary::Arbitrary;
 use eventwire_core::codec::{binary, json};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Batch, Frame};
 use eventwire_core::history::{AppendError, Entry, HistoryConfig, Read, RoomLog, JSON_OVERHEAD};
-use eventwire_core::seq::Seq;
 use eventwire_core::time::Instant;
 
 use super::ops::{self, variant, Advance, Bytes, Encode};

@@ -47,13 +47,13 @@ use arbitrary::Arbitrary;
 use eventwire_core::code::{CloseCode, ErrorCode};
 use eventwire_core::codec::{binary, json, Codec};
 use eventwire_core::dedup::DedupConfig;
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{
     Close, Frame, Hello, Missed, Ping, Position, Publish, Resume, Subscribe, Unsubscribe, Welcome,
 };
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::{Hub, HubConfig, Room};
 use eventwire_core::payload::Payload;
-use eventwire_core::seq::Seq;
 use eventwire_core::server::{
     PublishMode, ServerConfig, ServerEvent, ServerSession, SessionState, CONTROL_CAPACITY,
 };

@@ -31,12 +31,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use eventwire_core::backoff::Rng;
 use eventwire_core::dashboard::{
     AgentCreated, AgentMetrics, AgentStatus, AlertLevel, Capabilities, SystemAlert, SystemHealth,
     SystemPerformance, SystemStatus, TaskAssigned, TaskCompleted, TaskFailed, TaskQueued,
 };
 use eventwire_core::frame::Position;
-use eventwire_core::rng::Rng;
 use eventwire_tokio::{
     shutdown_signal, EmitDashboard, EmitError, HttpRequest, HttpResponse, Hub, Server, ServerConfig,
 };

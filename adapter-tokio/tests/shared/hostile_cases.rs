@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use eventwire_core::code::{CloseCode, ErrorCode};
 use eventwire_core::codec::binary;
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Frame, Hello, Ping, Subscribe, PROTOCOL_VERSION};
-use eventwire_core::seq::Seq;
 use eventwire_core::server::ServerConfig as SessionConfig;
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use eventwire_core::codec::binary;
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Frame, Hello, Resume};
-use eventwire_core::seq::Seq;
 use tungstenite::client::IntoClientRequest;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};

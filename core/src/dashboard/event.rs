@@ -75,7 +75,7 @@ impl From<SystemStatus> for DashboardEvent<'_> {
 }
 
 impl<'a> DashboardEvent<'a> {
-    /// The event's kind, for the frame's `kind` field: one of [`KINDS`], each a valid
+    /// The event's kind, for the frame's `kind` field: one of [`KINDS`](super::KINDS), each a valid
     /// [`Name`](crate::text::Name).
     pub fn kind(&self) -> &'static str {
         match self {
@@ -136,7 +136,7 @@ impl<'a> DashboardEvent<'a> {
     /// `agent.metrics` gives `agent.metrics:<agent_id>`; `system.performance` and `system.status`
     /// give their kind; all others give `None`. The key is a valid [`Name`](crate::text::Name),
     /// built inline without allocating. An `agent.metrics` whose `agent_id` is not a name of at
-    /// most [`MAX_KEYED_AGENT_ID_LEN`] bytes gives [`DashboardError::InvalidAgentId`]: the caller
+    /// most [`MAX_KEYED_AGENT_ID_LEN`](super::MAX_KEYED_AGENT_ID_LEN) bytes gives [`DashboardError::InvalidAgentId`]: the caller
     /// decides whether to reject the event or deliver it uncoalesced.
     pub fn coalesce_key(&self) -> Result<Option<CoalesceKey>, DashboardError> {
         match self {
@@ -189,7 +189,7 @@ impl<'a> DashboardEvent<'a> {
 
     /// Decodes a postcard payload of the given kind, borrowing its strings from `payload`.
     ///
-    /// A kind not in [`KINDS`] gives [`DashboardError::UnknownKind`] without looking at the
+    /// A kind not in [`KINDS`](super::KINDS) gives [`DashboardError::UnknownKind`] without looking at the
     /// payload; a payload that does not decode as the kind's struct gives
     /// [`DashboardError::Malformed`]. Bytes after the struct are ignored.
     pub fn decode_postcard(kind: &str, payload: &'a [u8]) -> Result<Self, DashboardError> {

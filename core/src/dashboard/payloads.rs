@@ -73,7 +73,7 @@ pub struct AgentCreated<'a> {
     pub name: &'a str,
     /// What sort of agent it is, for example `researcher`.
     pub agent_type: &'a str,
-    /// What the agent can do, at most [`MAX_CAPABILITIES`]. Optional in JSON (empty when absent).
+    /// What the agent can do, at most [`MAX_CAPABILITIES`](super::MAX_CAPABILITIES). Optional in JSON (empty when absent).
     #[serde(borrow, default)]
     pub capabilities: Capabilities<'a>,
 }
@@ -99,7 +99,7 @@ pub struct AgentStatusChanged<'a> {
     pub old_status: AgentStatus,
     /// The status after the change.
     pub new_status: AgentStatus,
-    /// Free-form context, at most [`MAX_DETAILS`] pairs in the order given, for example
+    /// Free-form context, at most [`MAX_DETAILS`](super::MAX_DETAILS) pairs in the order given, for example
     /// `task = analysis`. A JSON object in the JSON form (optional there; empty when absent).
     #[serde(borrow, default, with = "details_map")]
     pub details: Details<'a>,
@@ -109,7 +109,7 @@ pub struct AgentStatusChanged<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AgentMetrics<'a> {
     /// The agent's identifier; it also forms the coalescing key, so it must be a
-    /// [`Name`](crate::text::Name) of at most [`MAX_KEYED_AGENT_ID_LEN`] bytes.
+    /// [`Name`](crate::text::Name) of at most [`MAX_KEYED_AGENT_ID_LEN`](super::MAX_KEYED_AGENT_ID_LEN) bytes.
     pub agent_id: &'a str,
     /// CPU use in percent, where 100 is one core fully used (so above 100 on several cores).
     pub cpu_percent: f32,

@@ -14,7 +14,7 @@
 //!   [`RoomLog::expire`] then (calling it early or twice is a no-op).
 //! - Output: for each subscriber, [`RoomLog::read`] from its cursor, copy the visited entries'
 //!   [`Entry::encoded`] bytes back to back into a batch
-//!   ([`Seq::from_encoded`](crate::seq::Seq::from_encoded)) and store the returned cursor;
+//!   ([`Seq::from_encoded`](crate::frame::Seq::from_encoded)) and store the returned cursor;
 //!   repeat until [`Read::UpToDate`]. On [`Read::Gap`] send a gap notice and continue from `last`;
 //!   on [`Read::Ahead`] (a cursor past the head) send a reset.
 //!
@@ -50,7 +50,7 @@
 //! use eventwire_core::codec::binary;
 //! use eventwire_core::frame::{Batch, Frame};
 //! use eventwire_core::history::{HistoryConfig, Read, RoomLog};
-//! use eventwire_core::seq::Seq;
+//! use eventwire_core::frame::Seq;
 //! use eventwire_core::time::Instant;
 //!
 //! let mut log = RoomLog::new(7, HistoryConfig::new().max_events(100));

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use eventwire_core::code::{CloseCode, ErrorCode};
+use eventwire_core::frame::Seq;
 use eventwire_core::frame::*;
 use eventwire_core::payload::Payload;
-use eventwire_core::seq::Seq;
 use eventwire_core::text::MAX_SAFE_INTEGER;
 use proptest::collection::{btree_set, vec};
 use proptest::option;

@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use eventwire_core::backoff::BackoffPolicy;
+use eventwire_core::backoff::Rng;
 use eventwire_core::client::{Action, Client, ClientConfig, ClientEvent, ConnState};
 use eventwire_core::code::CloseCode;
 use eventwire_core::codec::stream::{self, StreamDecoder};
@@ -21,7 +22,6 @@ use eventwire_core::codec::{binary, json, Codec};
 use eventwire_core::frame::{Frame, Missed, Position};
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::{Hub, HubConfig};
-use eventwire_core::rng::Rng;
 use eventwire_core::server::{ServerConfig, ServerEvent, ServerSession, CONTROL_CAPACITY};
 use eventwire_core::time::Instant;
 

@@ -10,6 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use eventwire_core::backoff::Rng;
 use eventwire_core::dashboard::EmitError;
 use eventwire_core::dashboard::{
     AgentCreated, AgentMetrics, AgentStatus, AlertLevel, Capabilities, DashboardEvent,
@@ -17,7 +18,6 @@ use eventwire_core::dashboard::{
     TaskCompleted, TaskFailed, TaskQueued,
 };
 use eventwire_core::frame::Position;
-use eventwire_core::rng::Rng;
 use serde::Serialize;
 
 /// The tick of the simulation.
