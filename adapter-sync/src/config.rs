@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventwire_core::server::ServerConfig as SessionConfig;
+use eventwire_core::server::{Grants, ServerConfig as SessionConfig};
 use eventwire_core::CloseCode;
 
 /// What the authentication hook gets.
@@ -32,9 +32,10 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
-/// The result of the authentication hook: `Err` closes with the given code (usually
+/// The result of the authentication hook: the connection's [`Grants`] (what it may publish;
+/// [`Grants::none`] for a read-only client), or `Err` to close with the given code (usually
 /// [`CloseCode::UNAUTHORIZED`]).
-pub type AuthResult = Result<(), CloseCode>;
+pub type AuthResult = Result<Grants, CloseCode>;
 
 /// An authentication hook. It runs on the connection's own thread, so it may block (a database
 /// lookup, say) without holding up other connections.
@@ -82,6 +83,9 @@ pub struct ServerConfig {
     pub auth: Option<AuthHook>,
     /// Room authorisation hook; `None` allows every room.
     pub authorize: Option<RoomHook>,
+    /// What every connection may publish when there is no authentication hook (with one, its
+    /// verdict decides). Default [`Grants::none`]: clients only read.
+    pub grants: Grants,
 }
 
 impl std::fmt::Debug for ServerConfig {
@@ -96,6 +100,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("write_buffer", &self.write_buffer)
             .field("auth", &self.auth.is_some())
             .field("authorize", &self.authorize.is_some())
+            .field("grants", &self.grants)
             .finish()
     }
 }
@@ -112,6 +117,7 @@ impl Default for ServerConfig {
             write_buffer: 64 * 1024,
             auth: None,
             authorize: None,
+            grants: Grants::none(),
         }
     }
 }
@@ -156,6 +162,13 @@ impl ServerConfig {
         F: Fn(AuthRequest) -> AuthResult + Send + Sync + 'static,
     {
         self.auth = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets what every connection may publish when there is no authentication hook, for
+    /// example `Grants::publish_to(["notes"])`. Without this, clients cannot publish at all.
+    pub fn grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
         self
     }
 

@@ -78,5 +78,6 @@ pub use client::{Client, ClientError, ClientOptions, Event, Events, RecvTimeoutE
 pub use config::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, ServerConfig};
 pub use eventwire_core as core;
 pub use eventwire_core::dashboard::EmitDashboard;
+pub use eventwire_core::server::Grants;
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
 pub use server::Server;

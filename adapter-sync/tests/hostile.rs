@@ -2,6 +2,7 @@
 //! server's (`adapter-tokio/tests/shared/hostile_cases.rs`, included here), sent by
 //! tokio-tungstenite peers over real sockets on 127.0.0.1.
 
+use eventwire_sync::Grants;
 use std::time::Duration;
 
 use eventwire_core::code::CloseCode;
@@ -14,14 +15,16 @@ use cases::{Limits, Target};
 
 impl Target for Server {
     async fn start(limits: Limits) -> (Server, String) {
-        let mut config = ServerConfig::default().session(cases::session());
+        let mut config = ServerConfig::default()
+            .session(cases::session())
+            .grants(Grants::publish_any());
         if limits.origins {
             config = config.allowed_origins([cases::ALLOWED_ORIGIN]);
         }
         if limits.auth {
             config = config.auth(|req| {
                 if req.token.as_deref() == Some(cases::TOKEN) {
-                    Ok(())
+                    Ok(Grants::publish_any())
                 } else {
                     Err(CloseCode::UNAUTHORIZED)
                 }

@@ -416,7 +416,7 @@ impl Conn {
                     };
                     let verdict = match &shared.config.auth {
                         Some(hook) => hook(request).await,
-                        None => Ok(()),
+                        None => Ok(shared.config.grants.clone()),
                     };
                     self.machine.settle_auth(hub.runtime().clock.now(), verdict);
                 }

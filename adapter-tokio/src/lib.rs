@@ -68,6 +68,7 @@ mod wire;
 
 pub use eventwire_core as core;
 pub use eventwire_core::dashboard::EmitDashboard;
+pub use eventwire_core::server::Grants;
 pub use http::{HttpRequest, HttpResponse, Route, MAX_ROUTE_BODY};
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
 pub use server::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, Server, ServerConfig};

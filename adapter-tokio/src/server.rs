@@ -40,7 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventwire_core::hub::Counter;
-use eventwire_core::server::ServerConfig as SessionConfig;
+use eventwire_core::server::{Grants, ServerConfig as SessionConfig};
 use eventwire_core::CloseCode;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::{watch, Notify};
@@ -74,9 +74,10 @@ pub struct Peer {
     pub addr: SocketAddr,
 }
 
-/// The result of the authentication hook: `Err` closes with the given code (usually
+/// The result of the authentication hook: the connection's [`Grants`] (what it may publish;
+/// [`Grants::none`] for a read-only client), or `Err` to close with the given code (usually
 /// [`CloseCode::UNAUTHORIZED`]).
-pub type AuthResult = Result<(), CloseCode>;
+pub type AuthResult = Result<Grants, CloseCode>;
 
 /// An asynchronous authentication hook.
 pub type AuthHook =
@@ -110,6 +111,9 @@ pub struct ServerConfig {
     pub auth: Option<AuthHook>,
     /// Room authorisation hook; `None` allows every room.
     pub authorize: Option<RoomHook>,
+    /// What every connection may publish when there is no authentication hook (with one, its
+    /// verdict decides). Default [`Grants::none`]: clients only read.
+    pub grants: Grants,
     /// Path of HTTP long-polling requests on the standalone server (the axum mount uses the
     /// path it is routed at).
     pub poll_path: String,
@@ -141,6 +145,7 @@ impl Default for ServerConfig {
             write_buffer: 64 * 1024,
             auth: None,
             authorize: None,
+            grants: Grants::none(),
             poll_path: "/eventwire/poll".to_owned(),
             max_poll_body: 256 * 1024,
             max_poll_frames: 64,
@@ -287,6 +292,13 @@ impl ServerConfig {
                 crate::js::DTS_CONTENT_TYPE,
                 crate::js::CLIENT_DTS,
             )
+    }
+
+    /// Sets what every connection may publish when there is no authentication hook, for
+    /// example `Grants::publish_to(["notes"])`. Without this, clients cannot publish at all.
+    pub fn grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
     }
 
     /// Sets the room authorisation hook.

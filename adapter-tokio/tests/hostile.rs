@@ -2,6 +2,7 @@
 //! gets its documented close code or error, the server keeps serving everyone else, and nothing
 //! panics. The cases live in `shared/hostile_cases.rs`, shared with the blocking adapter's test.
 
+use eventwire_tokio::Grants;
 use std::time::Duration;
 
 use eventwire_core::code::CloseCode;
@@ -14,14 +15,16 @@ use cases::{Limits, Target};
 
 impl Target for Server {
     async fn start(limits: Limits) -> (Server, String) {
-        let mut config = ServerConfig::default().session(cases::session());
+        let mut config = ServerConfig::default()
+            .session(cases::session())
+            .grants(Grants::publish_any());
         if limits.origins {
             config = config.allowed_origins([cases::ALLOWED_ORIGIN]);
         }
         if limits.auth {
             config = config.auth(|req| async move {
                 if req.token.as_deref() == Some(cases::TOKEN) {
-                    Ok(())
+                    Ok(Grants::publish_any())
                 } else {
                     Err(CloseCode::UNAUTHORIZED)
                 }

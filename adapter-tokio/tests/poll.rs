@@ -1,6 +1,7 @@
 //! HTTP long-polling on the standalone server (PROTOCOL.md 1.4), with hand-written HTTP/1.1
 //! requests.
 
+use eventwire_tokio::Grants;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,8 @@ fn hello(room: &str) -> String {
 }
 
 async fn server(config: ServerConfig) -> Server {
+    // These tests publish over polling: clients are granted every room.
+    let config = config.grants(Grants::publish_any());
     Server::bind("127.0.0.1:0", Hub::new(Default::default()), config)
         .await
         .unwrap()

@@ -2,6 +2,7 @@
 //! client machine driven by a small loop in this file, the core's `bare_loop` example as a real
 //! process, hostile bytes, and the shared limits, hooks and shutdown.
 
+use eventwire_tokio::Grants;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -466,7 +467,7 @@ async fn shutdown_and_connection_limit_apply() {
 async fn auth_hook_sees_the_token_and_no_headers() {
     let config = config().auth(|req| async move {
         if req.headers.is_empty() && req.token.as_deref() == Some("secret") {
-            Ok(())
+            Ok(Grants::none())
         } else {
             Err(CloseCode::UNAUTHORIZED)
         }

@@ -211,6 +211,13 @@ pub enum ServerEvent<'a> {
         /// Its bytes.
         payload: &'a [u8],
     },
+    /// A publish outside the connection's [`Grants`] was refused with `FORBIDDEN_ROOM`.
+    PublishRefused {
+        /// The room it named.
+        room: &'a str,
+        /// Its id.
+        id: u64,
+    },
     /// A publish was appended to its room (in [`PublishMode::AppendToRoom`]).
     Published {
         /// Its room.
@@ -280,6 +287,8 @@ pub struct SessionStats {
     pub publishes: u64,
     /// Publishes answered as duplicates.
     pub duplicates: u64,
+    /// Publishes refused: outside the connection's [`Grants`].
+    pub refused: u64,
 }
 
 type Name = String<MAX_NAME_LEN>;
@@ -348,6 +357,8 @@ pub struct ServerSession<H: Host = Local> {
     max_batch: u16,
     subs: Vec<Sub<H>>,
     joins: VecDeque<(Name, Option<Position>)>,
+    /// What the application granted the connection ([`ServerSession::grant`]); none until then.
+    grants: Grants,
     publishes: Vec<u64>,
     control: VecDeque<Control>,
     /// The control frame being sent; frames borrow from it.
@@ -408,6 +419,7 @@ impl<H: Host> ServerSession<H> {
             // connection costs only what it uses.
             subs: Vec::new(),
             joins: VecDeque::new(),
+            grants: Grants::none(),
             publishes: Vec::new(),
             control: VecDeque::new(),
             current: None,
@@ -533,6 +545,13 @@ impl<H: Host> ServerSession<H> {
         }
         self.close_with(code, None, reason);
         Ok(())
+    }
+
+    /// Sets what the connection may do beyond reading (see [`Grants`]): usually with
+    /// [`ServerSession::accept`], from the application's authentication verdict. A session starts
+    /// with [`Grants::none`].
+    pub fn grant(&mut self, grants: Grants) {
+        self.grants = grants;
     }
 
     /// Allows a join asked for by [`ServerEvent::Authorize`].
@@ -981,6 +1000,23 @@ impl<H: Host> ServerSession<H> {
         hub: &Hub<H>,
         sink: &mut impl FnMut(ServerEvent<'_>),
     ) {
+        // First: a publish the connection may not make touches neither the deduplication window
+        // nor the rate, and a retry of it is refused again.
+        if !self.grants.may_publish(p.room) {
+            self.stats.refused += 1;
+            self.push(Control::Error {
+                code: ErrorCode::FORBIDDEN_ROOM,
+                id: Some(p.id),
+                room: Some(name(p.room)),
+                retry_after_ms: None,
+                reason: "not allowed to publish into this room",
+            });
+            sink(ServerEvent::PublishRefused {
+                room: p.room,
+                id: p.id,
+            });
+            return;
+        }
         match hub.dedup(|d| d.check(self.client_id, p.id)) {
             Verdict::Duplicate(position) => {
                 self.stats.duplicates += 1;
@@ -1247,7 +1283,9 @@ impl<H: Host> ServerSession<H> {
 }
 
 mod connection;
+mod grants;
 pub mod http;
 pub mod polling;
 pub use crate::error::TransportError;
 pub use connection::{Body, BodyError, Connection, Counts, Decision, Framing, MAX_STREAM_FRAME};
+pub use grants::{Grants, GrantsError, MAX_RULES};

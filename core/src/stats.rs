@@ -68,6 +68,8 @@ pub struct HubStats {
     pub gaps_sent: u64,
     /// Connections closed because they stopped reading.
     pub slow_consumers: u64,
+    /// Publishes refused as outside their connection's grants.
+    pub publishes_refused: u64,
     /// Every room.
     pub rooms: Vec<RoomStats>,
 }
@@ -90,6 +92,8 @@ pub struct Counters<H: Host> {
     pub gaps_sent: H::Counter,
     /// Connections closed because they stopped reading.
     pub slow_consumers: H::Counter,
+    /// Publishes refused as outside their connection's grants.
+    pub publishes_refused: H::Counter,
 }
 
 impl<H: Host> Default for Counters<H> {
@@ -103,6 +107,7 @@ impl<H: Host> Default for Counters<H> {
             bytes_out: Default::default(),
             gaps_sent: Default::default(),
             slow_consumers: Default::default(),
+            publishes_refused: Default::default(),
         }
     }
 }
@@ -126,6 +131,7 @@ impl<H: Host> Counters<H> {
             (&self.events_out, counts.events_out),
             (&self.gaps_sent, counts.gaps_sent),
             (&self.events_in, counts.events_in),
+            (&self.publishes_refused, counts.publishes_refused),
         ] {
             if n > 0 {
                 counter.add(n);
@@ -172,6 +178,7 @@ impl<H: Host> Counters<H> {
             bytes_out: self.bytes_out.get(),
             gaps_sent: self.gaps_sent.get(),
             slow_consumers: self.slow_consumers.get(),
+            publishes_refused: self.publishes_refused.get(),
             rooms: hub.rooms().iter().map(|r| RoomStats::of(r)).collect(),
         }
     }

@@ -1,6 +1,7 @@
 //! The steady-state paths allocate nothing per event: hub emit, the server connection's batch
 //! (session and encoding into the adapter's buffer), binary decode, client delivery. Counted with a global allocator in this test binary.
 
+use eventwire_core::server::Grants;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -52,7 +53,9 @@ fn drive(
             server.handle_message(now, hub, &wire[..n], false);
             while let Some(decision) = server.poll_decision() {
                 match decision {
-                    Decision::Authenticate { .. } => server.settle_auth(now, Ok(())),
+                    Decision::Authenticate { .. } => {
+                        server.settle_auth(now, Ok(Grants::publish_any()))
+                    }
                     Decision::Authorize { room } => server.settle_join(hub, &room, true),
                     other => panic!("unexpected {other:?}"),
                 }

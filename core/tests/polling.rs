@@ -3,6 +3,7 @@
 //! requests in flight, supersession, expiry), the hold, feeding bodies, and CORS. Virtual time
 //! and fixed seeds: every run is the same.
 
+use eventwire_core::server::Grants;
 use std::time::Duration;
 
 use eventwire_core::code::CloseCode;
@@ -245,7 +246,7 @@ fn session(codec: Codec) -> (Connection, Hub) {
 fn settle(conn: &mut Connection) {
     while let Some(decision) = conn.poll_decision() {
         if let eventwire_core::server::Decision::Authenticate { .. } = decision {
-            conn.settle_auth(T0, Ok(()));
+            conn.settle_auth(T0, Ok(Grants::publish_any()));
         }
     }
 }

@@ -2,6 +2,7 @@
 //! read of the directory), and wakes only the sessions holding that room. Checked with a host
 //! whose locks record every acquisition and whose wakers count.
 
+use eventwire_core::server::Grants;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -95,7 +96,7 @@ fn subscriber(hub: &Hub<Recording>, rooms: &[&str]) -> (Connection<Recording>, R
     conn.handle_message(T0, hub, &bytes, false);
     while let Some(decision) = conn.poll_decision() {
         match decision {
-            Decision::Authenticate { .. } => conn.settle_auth(T0, Ok(())),
+            Decision::Authenticate { .. } => conn.settle_auth(T0, Ok(Grants::publish_any())),
             Decision::Authorize { room } => conn.settle_join(hub, &room, true),
             other => panic!("unexpected {other:?}"),
         }

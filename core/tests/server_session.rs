@@ -3,6 +3,7 @@
 //! Every frame crosses the "wire": it is encoded with the binary codec and decoded again, in both
 //! directions, so sizes are measured as a client would receive them.
 
+use eventwire_core::server::Grants;
 use std::time::Duration;
 
 use eventwire_core::client::{Action, Client, ClientConfig, ClientEvent, ConnState};
@@ -53,6 +54,7 @@ enum SEv {
         position: Position,
         payload: Vec<u8>,
     },
+    Refused(String, u64),
     Quality(Quality),
     Closed(CloseCode),
     Other(String),
@@ -83,6 +85,7 @@ impl From<ServerEvent<'_>> for SEv {
                 position,
                 payload: payload.to_vec(),
             },
+            ServerEvent::PublishRefused { room, id } => SEv::Refused(room.to_string(), id),
             ServerEvent::Quality(q) => SEv::Quality(q),
             ServerEvent::Closed { code } => SEv::Closed(code),
             other => SEv::Other(format!("{other:?}")),
@@ -165,9 +168,13 @@ struct Harness {
 impl Harness {
     fn new(config: ServerConfig, history: HistoryConfig) -> Self {
         let now = Instant::from_millis(1_000);
+        let mut session = ServerSession::new(now, config, SESSION_ID, 5);
+        // These tests publish; `publishes_outside_the_grants_are_refused_and_never_appended`
+        // narrows the grants.
+        session.grant(Grants::publish_any());
         Harness {
             hub: Hub::new(EPOCH, HubConfig::new().history(history)),
-            session: ServerSession::new(now, config, SESSION_ID, 5),
+            session,
             now,
             events: Vec::new(),
         }
@@ -1008,6 +1015,88 @@ fn publish_is_appended_once_and_a_retry_gets_the_same_ack() {
     assert_eq!(h.head("cmd"), Some(Position::new(EPOCH, 2)));
     assert_eq!(h.session.stats().duplicates, 1);
     assert_eq!(h.session.stats().publishes, 1);
+}
+
+/// A session writes only where it was granted: a publish elsewhere gets `FORBIDDEN_ROOM` with its
+/// id, is counted, and never reaches the room or the deduplication window; a retry is refused
+/// again. Before grants existed every publish was appended.
+#[test]
+fn publishes_outside_the_grants_are_refused_and_never_appended() {
+    let mut h = Harness::new(ServerConfig::new(), history());
+    h.session
+        .grant(Grants::publish_to(["tasks", "agent:*"]).unwrap());
+    h.open(&[]);
+    let into = |room: &'static str, id: u64| {
+        Frame::Publish(Publish {
+            room,
+            id,
+            kind: "task.create",
+            payload: Payload(b"{\"go\":1}"),
+        })
+    };
+    for (id, room) in [(1, "cmd"), (2, "agent"), (1, "cmd")] {
+        h.feed(&into(room, id));
+        assert_eq!(
+            h.drain(),
+            [Down::Error {
+                code: ErrorCode::FORBIDDEN_ROOM,
+                id: Some(id),
+                room: Some(room.into()),
+                retry_after_ms: None,
+            }],
+            "publish {id} into {room}"
+        );
+        assert_eq!(h.head(room), None, "{room} was written");
+    }
+    assert_eq!(
+        h.take_events(),
+        [
+            SEv::Refused("cmd".into(), 1),
+            SEv::Refused("agent".into(), 2),
+            SEv::Refused("cmd".into(), 1)
+        ],
+        "refusals are reported, nothing else"
+    );
+    assert_eq!(h.session.stats().refused, 3);
+    h.feed(&into("tasks", 3));
+    h.feed(&into("agent:7", 4));
+    let acks: Vec<_> = h.drain();
+    assert!(
+        matches!(acks[..], [Down::Ack(3, _), Down::Ack(4, _)]),
+        "{acks:?}"
+    );
+    assert_eq!(h.session.stats().publishes, 2);
+
+    let mut none = Harness::new(ServerConfig::new(), history());
+    none.session.grant(Grants::none());
+    none.open(&[]);
+    none.feed(&publish(1));
+    assert!(matches!(
+        none.drain()[..],
+        [Down::Error {
+            code: ErrorCode::FORBIDDEN_ROOM,
+            id: Some(1),
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn grants_name_rooms_or_prefixes_and_nothing_else() {
+    assert!(Grants::publish_to(["ok", "bad/room"]).is_err());
+    assert!(
+        Grants::publish_to(["*"]).is_err(),
+        "an empty prefix is not a room name"
+    );
+    assert!(Grants::publish_to((0..33).map(|i| format!("r{i}"))).is_err());
+    let g = Grants::publish_to(["tasks", "agent:*"]).unwrap();
+    assert!(g.may_publish("tasks") && g.may_publish("agent:7") && g.may_publish("agent:"));
+    assert!(!g.may_publish("task") && !g.may_publish("tasks2") && !g.may_publish("agents"));
+    assert!(Grants::publish_any().may_publish("anything"));
+    assert!(
+        !Grants::default().may_publish("tasks"),
+        "nothing unless granted"
+    );
 }
 
 #[test]

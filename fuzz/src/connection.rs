@@ -30,7 +30,7 @@ use eventwire_core::frame::{Direction, Frame};
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::{Hub, HubConfig};
 use eventwire_core::server::{
-    Body, Connection, Decision, Framing, ServerConfig, SessionState, TransportError,
+    Body, Connection, Decision, Framing, Grants, ServerConfig, SessionState, TransportError,
 };
 use eventwire_core::time::Instant;
 
@@ -205,8 +205,11 @@ impl Harness {
                         Decision::Authenticate { .. } => {
                             auths += 1;
                             assert!(auths <= 1, "two authentications pending at once");
+                            // Odd: accepted, publishing into "agents" only (so both
+                            // granted and refused publishes happen).
                             let verdict = if len % 2 == 1 {
-                                Ok(())
+                                Grants::publish_to(["agents"])
+                                    .map_err(|_| CloseCode::INTERNAL_ERROR)
                             } else {
                                 Err(CloseCode::UNAUTHORIZED)
                             };

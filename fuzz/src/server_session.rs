@@ -55,7 +55,7 @@ use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::{Hub, HubConfig, Room};
 use eventwire_core::payload::Payload;
 use eventwire_core::server::{
-    PublishMode, ServerConfig, ServerEvent, ServerSession, SessionState, CONTROL_CAPACITY,
+    Grants, PublishMode, ServerConfig, ServerEvent, ServerSession, SessionState, CONTROL_CAPACITY,
 };
 use eventwire_core::text::MAX_SAFE_INTEGER;
 use eventwire_core::time::Instant;
@@ -97,6 +97,9 @@ pub struct Setup {
     pub max_rooms: u8,
     /// Whether the session speaks JSON.
     pub json: bool,
+    /// What the sessions may publish, modulo 3: every room; the first room of the operations'
+    /// table and the `agent:` prefix; nothing.
+    pub grants: u8,
 }
 
 impl Encode for Setup {
@@ -117,6 +120,7 @@ impl Encode for Setup {
         self.json_form.encode(out);
         self.max_rooms.encode(out);
         self.json.encode(out);
+        self.grants.encode(out);
     }
 }
 
@@ -284,6 +288,8 @@ struct View {
 }
 
 struct Harness {
+    /// What every session of the run may publish.
+    grants: Grants,
     hub: Hub,
     session: ServerSession,
     config: ServerConfig,
@@ -337,7 +343,16 @@ impl Harness {
                 // and the window is allocated per input cheaply.
                 .dedup(DedupConfig::new().clients(3).window(8)),
         );
+        let grants = match s.grants % 3 {
+            0 => Grants::publish_any(),
+            1 => match Grants::publish_to([ops::ROOMS[0], "agent:*"]) {
+                Ok(g) => g,
+                Err(e) => panic!("the operations' first room is not a grant: {e}"),
+            },
+            _ => Grants::none(),
+        };
         let mut h = Harness {
+            grants,
             hub,
             session: ServerSession::new(Instant::ZERO, config, 0, s.seed),
             config,
@@ -364,6 +379,7 @@ impl Harness {
             self.sessions,
             self.seed.wrapping_add(self.sessions),
         );
+        self.session.grant(self.grants.clone());
         if self.json {
             self.session.set_codec(Codec::Json);
         }
@@ -562,6 +578,10 @@ impl Harness {
                 }
                 Owned::Publish(id, room, kind, payload) => {
                     assert!(
+                        self.grants.may_publish(room),
+                        "a publish into {room}, outside the grants, was handed over"
+                    );
+                    assert!(
                         !self.view.publishes.iter().any(|p| p.0 == *id),
                         "publish {id} handed to the application twice"
                     );
@@ -569,7 +589,15 @@ impl Harness {
                         .publishes
                         .push((*id, room.clone(), kind.clone(), payload.clone()));
                 }
+                Owned::Refused(room) => assert!(
+                    !self.grants.may_publish(room),
+                    "a publish into {room}, which the grants allow, was refused"
+                ),
                 Owned::Published(room, position, kind, payload) => {
+                    assert!(
+                        self.grants.may_publish(room),
+                        "a publish into {room}, outside the grants, was appended"
+                    );
                     let handle = self.hub.room(room);
                     let Some(log) = handle.as_deref().map(Room::log) else {
                         panic!("published into {room}, which the hub does not have");
@@ -804,6 +832,7 @@ enum Owned {
     Authorize(String),
     Publish(u64, String, String, Vec<u8>),
     Published(String, Position, String, Vec<u8>),
+    Refused(String),
     Other,
 }
 
@@ -827,6 +856,7 @@ fn owned(e: &ServerEvent<'_>) -> Owned {
             kind.to_string(),
             payload.to_vec(),
         ),
+        ServerEvent::PublishRefused { room, .. } => Owned::Refused(room.to_string()),
         _ => Owned::Other,
     }
 }
@@ -1291,6 +1321,7 @@ mod tests {
             json_form: true,
             max_rooms: 3,
             json: false,
+            grants: 0,
         }
     }
 

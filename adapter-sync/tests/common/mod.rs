@@ -89,7 +89,9 @@ impl TestServer {
         match side {
             Side::Sync => {
                 let hub = eventwire_sync::Hub::with_epoch(epoch, config);
-                let server_config = eventwire_sync::ServerConfig::default().session(session());
+                let server_config = eventwire_sync::ServerConfig::default()
+                    .session(session())
+                    .grants(eventwire_sync::Grants::publish_any());
                 let server =
                     eventwire_sync::Server::bind("127.0.0.1:0", hub.clone(), server_config)
                         .expect("bind");
@@ -100,7 +102,9 @@ impl TestServer {
             }
             Side::Tokio => {
                 let hub = eventwire_tokio::Hub::with_epoch(epoch, config);
-                let server_config = eventwire_tokio::ServerConfig::default().session(session());
+                let server_config = eventwire_tokio::ServerConfig::default()
+                    .session(session())
+                    .grants(eventwire_tokio::Grants::publish_any());
                 let server = RT
                     .block_on(eventwire_tokio::Server::bind(
                         "127.0.0.1:0",

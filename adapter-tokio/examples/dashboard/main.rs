@@ -38,7 +38,8 @@ use eventwire_core::dashboard::{
 };
 use eventwire_core::frame::Position;
 use eventwire_tokio::{
-    shutdown_signal, EmitDashboard, EmitError, HttpRequest, HttpResponse, Hub, Server, ServerConfig,
+    shutdown_signal, EmitDashboard, EmitError, Grants, HttpRequest, HttpResponse, Hub, Server,
+    ServerConfig,
 };
 use serde_json::{json, Value};
 
@@ -373,6 +374,9 @@ fn lock(board: &Shared) -> MutexGuard<'_, Board> {
     board.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The one room clients may publish into.
+const NOTES_ROOM: &str = "notes";
+
 fn config(options: &Options, board: &Shared) -> ServerConfig {
     let snapshot = board.clone();
     let pause = board.clone();
@@ -387,6 +391,9 @@ fn config(options: &Options, board: &Shared) -> ServerConfig {
         }
     };
     ServerConfig::default()
+        // Clients read the swarm's rooms; they may write only into `notes` (the operators'
+        // notes), never into `agents`, `tasks` or `system`, which the dashboard trusts.
+        .grants(Grants::publish_to([NOTES_ROOM]).expect("a valid room name"))
         .websocket(options.websocket)
         .serve_client("/eventwire.js")
         .serve_static("/", HTML, INDEX_HTML)

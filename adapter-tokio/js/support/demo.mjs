@@ -9,9 +9,10 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 /** The workspace root: adapter-tokio/js/support -> ../../.. */
 export const REPO_ROOT = path.resolve(here, '../../..');
 
-/** The demo binary: `EVENTWIRE_DEMO_BIN`, else the workspace's debug build. */
+/** The demo binary: `EVENTWIRE_DEMO_BIN`, else the workspace's debug build (in `CARGO_TARGET_DIR` when set). */
 export function demoBinary() {
-  return process.env.EVENTWIRE_DEMO_BIN || path.join(REPO_ROOT, 'target/debug/examples/dashboard');
+  const target = process.env.CARGO_TARGET_DIR ? path.resolve(REPO_ROOT, process.env.CARGO_TARGET_DIR) : path.join(REPO_ROOT, 'target');
+  return process.env.EVENTWIRE_DEMO_BIN || path.join(target, 'debug/examples/dashboard');
 }
 
 /** Builds the demo if its binary is missing (one cargo build; minutes on a cold cache). */

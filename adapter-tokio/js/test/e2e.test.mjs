@@ -3,7 +3,7 @@
 // WebSocket. Each scenario is bounded in time and kills what it spawned.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { Client } from '../eventwire.js';
+import { Client, ErrorCode, PublishRejectedError } from '../eventwire.js';
 import { ensureDemoBuilt, startDemo, waitFor, sleep, RoomOracle } from '../support/demo.mjs';
 
 const FAST = { backoff: { initial: 50, factor: 2, cap: 500 } };
@@ -179,6 +179,26 @@ test('(e) publish: 20 notes land at distinct increasing positions, seen exactly 
 test('(e) publish under chaos: every note still lands exactly once', { timeout: 20000 }, async () => {
   const { publisher } = await publishScenario(['--agents', '5', '--chaos', '0.6'], 20, 200);
   assert.ok(publisher.stats().sessions >= 2, 'the publisher reconnected at least once');
+});
+
+test('(e) the demo grants notes only: a publish into a swarm room is refused with FORBIDDEN_ROOM', { timeout: 20000 }, async () => {
+  const demo = await startDemo(['--agents', '5']);
+  const publisher = new Client(demo.ws, { ...FAST });
+  try {
+    await waitFor(() => publisher.status.state === 'connected', 8000, 'connected');
+    for (const room of ['agents', 'tasks', 'system']) {
+      await assert.rejects(publisher.publish(room, 'agent.status_changed', { agent_id: 'forged' }), (e) => {
+        assert.ok(e instanceof PublishRejectedError, `${room}: ${e}`);
+        assert.equal(e.code, ErrorCode.FORBIDDEN_ROOM, room);
+        return true;
+      });
+    }
+    const position = await publisher.publish('notes', 'note', { text: 'allowed' });
+    assert.ok(position.offset >= 1);
+  } finally {
+    publisher.close();
+    await demo.stop();
+  }
 });
 
 test('(f) upgrade back: a polling client moves to WebSocket once the server accepts it', { timeout: 20000 }, async () => {

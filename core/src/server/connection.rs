@@ -41,7 +41,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{ServerConfig, ServerEvent, ServerSession, SessionState};
+use super::{Grants, ServerConfig, ServerEvent, ServerSession, SessionState};
 use crate::code::{CloseCode, ErrorCode};
 use crate::codec::stream::{self, StreamDecoder};
 use crate::codec::Codec;
@@ -141,6 +141,8 @@ pub struct Counts {
     pub gaps_sent: u64,
     /// Publishes the session appended to rooms.
     pub events_in: u64,
+    /// Publishes refused as outside the connection's [`Grants`].
+    pub publishes_refused: u64,
 }
 
 /// Why a polling request's body was refused before any of its frames reached the session.
@@ -456,14 +458,17 @@ impl<H: Host> Connection<H> {
         self.session.close(code, retry_after, reason);
     }
 
-    /// Settles [`Decision::Authenticate`] with the application's verdict: the welcome, or a close
-    /// with the verdict's code. Accepting asks for the joins the hello listed.
-    pub fn settle_auth(&mut self, now: Instant, verdict: Result<(), CloseCode>) {
+    /// Settles [`Decision::Authenticate`] with the application's verdict: the welcome with what
+    /// the connection may publish ([`Grants`]), or a close with the verdict's code. Accepting asks
+    /// for the joins the hello listed.
+    pub fn settle_auth(&mut self, now: Instant, verdict: Result<Grants, CloseCode>) {
         let decisions = &mut self.decisions;
         let _ = match verdict {
-            Ok(()) => self
-                .session
-                .accept(now, &mut |event| record(decisions, event)),
+            Ok(grants) => {
+                self.session.grant(grants);
+                self.session
+                    .accept(now, &mut |event| record(decisions, event))
+            }
             Err(code) => self.session.reject(code, "authentication failed"),
         };
     }
@@ -556,8 +561,10 @@ impl<H: Host> Connection<H> {
             Ok(frame) => {
                 let (decisions, counts) = (&mut self.decisions, &mut self.counts);
                 self.session.handle_frame(now, &frame, hub, &mut |event| {
-                    if let ServerEvent::Published { .. } = event {
-                        counts.events_in += 1;
+                    match event {
+                        ServerEvent::Published { .. } => counts.events_in += 1,
+                        ServerEvent::PublishRefused { .. } => counts.publishes_refused += 1,
+                        _ => {}
                     }
                     record(decisions, event)
                 });
