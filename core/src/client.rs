@@ -1093,10 +1093,14 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
 #[cfg(feature = "alloc")]
 mod connection;
 #[cfg(feature = "alloc")]
+pub mod fallback;
+#[cfg(feature = "alloc")]
 mod owned;
 #[cfg(feature = "alloc")]
 pub use crate::error::TransportError;
 #[cfg(feature = "alloc")]
 pub use connection::{Connection, Counts};
+#[cfg(feature = "alloc")]
+pub use fallback::{Fallback, PollingConfig, Transport};
 #[cfg(feature = "alloc")]
 pub use owned::{OwnedEvent, Status};

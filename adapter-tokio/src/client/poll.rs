@@ -1,24 +1,11 @@
-//! The HTTP long-polling fallback of the client (PROTOCOL.md section 1.4).
+//! The HTTP of the long-polling fallback (PROTOCOL.md section 1.4).
 //!
-//! A polling **session** plays the part of a WebSocket connection for the core machine: when the
-//! machine asks for a connection ([`Action::Connect`](eventwire_core::client::Action)) and the
-//! last [`PollingOptions::after_failures`] WebSocket attempts failed in a row, the task opens a
-//! polling session instead, tells the machine it is connected, and from then on:
-//!
-//! - every request carries the frames `poll_transmit` gave since the last one (at most 64, and
-//!   none when there are none: a plain long-poll), and every response's frames go to
-//!   `handle_frame`, in order;
-//! - the next request goes out as soon as a response came back, so one request is always held by
-//!   the server. Frames to send while one is held go out in a second request at once (the
-//!   server then returns the held one); responses are handled in the order of their requests;
-//! - any failure (connection error, non-200 status, a body that does not decode) abandons the
-//!   session and tells the machine it is disconnected: it backs off and reconnects with resume,
-//!   so nothing is lost.
-//!
-//! While the fallback is in use, a WebSocket attempt runs in the background every
-//! [`PollingOptions::upgrade_every`]. Once one succeeds it is closed again, the polling session
-//! is abandoned like a lost connection, and the failure count starts over, so the machine's next
-//! connection is a WebSocket. The switch is a reconnect with resume: lossless by positions.
+//! Every decision is the core's [`Fallback`] (when to poll, when a request goes out and which
+//! frames it carries, which responses end a session, when to try a WebSocket again); this module
+//! moves its bodies over HTTP and reports what came back. A session's requests each run in a
+//! task; their responses are handed over in the order of the requests. A successful probe (a
+//! WebSocket attempt in the background) is closed again at once: the server sees a connection
+//! that ends before its hello.
 //!
 //! HTTP/1.1 is hyper's client connection (`hyper::client::conn::http1`) over the byte stream a
 //! WebSocket attempt would use: plain TCP for `ws://`; for `wss://`, HTTPS: TLS through the same
@@ -42,6 +29,8 @@ use std::future::pending;
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventwire_core::client::fallback::Reply as Verdict;
+use eventwire_core::client::{Fallback, Transport};
 use eventwire_core::codec::Codec;
 use eventwire_core::time::Instant;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -56,10 +45,6 @@ use tracing::Instrument;
 
 use super::{Attempt, Target, Task, CLOSE_TIMEOUT};
 
-/// Frames one request may carry (the server answers more with 400, PROTOCOL 1.4).
-const MAX_FRAMES: usize = 64;
-/// Bytes of frames one request carries when it has more than one (the server's default limit).
-const MAX_BODY: usize = 256 * 1024;
 /// Largest response head.
 const MAX_HEAD: usize = 8 * 1024;
 /// Largest read buffer of a connection: a body arrives through it in pieces of at most this.
@@ -71,70 +56,6 @@ const IDLE_LINKS: usize = 2;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The header that carries the session token.
 const SESSION_HEADER: &str = "Eventwire-Session";
-
-/// When and how the client falls back to HTTP long-polling (PROTOCOL.md section 1.4). Set with
-/// [`ClientOptions::polling`](super::ClientOptions::polling); the fallback is on by default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PollingOptions {
-    /// Failed WebSocket attempts in a row after which the client polls instead. Default 3.
-    pub after_failures: u32,
-    /// How often a polling client tries a WebSocket again. Default 30 s.
-    pub upgrade_every: Duration,
-    /// The polling endpoint's path on the server of the URL. Default `/eventwire/poll`.
-    pub path: String,
-}
-
-impl Default for PollingOptions {
-    fn default() -> Self {
-        PollingOptions {
-            after_failures: 3,
-            upgrade_every: Duration::from_secs(30),
-            path: "/eventwire/poll".to_owned(),
-        }
-    }
-}
-
-impl PollingOptions {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the failed WebSocket attempts in a row before polling (at least 1).
-    pub fn after_failures(mut self, attempts: u32) -> Self {
-        self.after_failures = attempts.max(1);
-        self
-    }
-
-    /// Sets how often a polling client tries a WebSocket again.
-    pub fn upgrade_every(mut self, interval: Duration) -> Self {
-        self.upgrade_every = interval;
-        self
-    }
-
-    /// Sets the polling endpoint's path (`/` is prepended if missing).
-    pub fn path(mut self, path: &str) -> Self {
-        self.path = if path.starts_with('/') {
-            path.to_owned()
-        } else {
-            format!("/{path}")
-        };
-        self
-    }
-}
-
-/// The transport of the client's current (or last) session; see [`Client::transport`].
-///
-/// [`Client::transport`]: super::Client::transport
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Transport {
-    /// A WebSocket.
-    WebSocket,
-    /// HTTP long-polling.
-    Polling,
-}
 
 /// An HTTP response, as far as polling cares.
 pub(super) struct Reply {
@@ -196,13 +117,10 @@ impl Drop for Link {
     }
 }
 
-/// One polling session: what plays the part of a connection.
+/// The HTTP side of one polling session (the core's `Fallback` keeps its decisions).
+#[derive(Default)]
 struct Session {
-    /// The machine was told the session is open.
-    opened: bool,
     token: Option<HeaderValue>,
-    /// Encoded frames waiting for a request, oldest first.
-    queue: VecDeque<Vec<u8>>,
     /// Requests under way, oldest first; their responses are handled in this order.
     requests: VecDeque<Exchange>,
     /// Connections the server kept open, for the next requests (at most [`IDLE_LINKS`]).
@@ -223,79 +141,46 @@ pub(super) enum PollWake {
     Opened,
     /// The oldest request finished.
     Reply(Result<Reply, PollError>),
-    /// It is time for a WebSocket attempt in the background.
-    ProbeDue,
     /// The background WebSocket attempt finished: whether it opened.
     Probed(bool),
 }
 
-/// The fallback's state, kept by the task.
-pub(super) struct Fallback {
-    options: Option<PollingOptions>,
-    /// Failed WebSocket attempts in a row.
-    failures: u32,
+/// The fallback, kept by the task: the core's decisions and the HTTP they ask for.
+pub(super) struct Polling {
+    pub(super) core: Fallback,
     session: Option<Session>,
     probe: Option<Attempt>,
-    next_probe: Option<tokio::time::Instant>,
     transport: watch::Sender<Transport>,
+    /// The next request's body.
+    body: Vec<u8>,
 }
 
-impl Fallback {
-    pub(super) fn new(
-        options: Option<PollingOptions>,
-        transport: watch::Sender<Transport>,
-    ) -> Self {
-        Fallback {
-            options,
-            failures: 0,
+impl Polling {
+    pub(super) fn new(core: Fallback, transport: watch::Sender<Transport>) -> Self {
+        Polling {
+            core,
             session: None,
             probe: None,
-            next_probe: None,
             transport,
+            body: Vec::new(),
         }
-    }
-
-    /// A WebSocket attempt failed (or was abandoned by the connect timeout).
-    pub(super) fn ws_failed(&mut self) {
-        self.failures = self.failures.saturating_add(1);
     }
 
     /// A WebSocket connection opened.
     pub(super) fn ws_opened(&mut self) {
-        self.failures = 0;
-        self.next_probe = None;
+        self.core.handle_ws_opened();
         self.probe = None;
         self.transport.send_replace(Transport::WebSocket);
-    }
-
-    /// Whether a polling session is open (frames go to it).
-    pub(super) fn in_session(&self) -> bool {
-        self.session.as_ref().is_some_and(|s| s.opened)
-    }
-
-    /// Queues one element of a request body (a frame in the body's form, from
-    /// `Connection::poll_transmit_body`) for the session's next request.
-    pub(super) fn queue(&mut self, element: Vec<u8>) {
-        if let Some(session) = self.session.as_mut() {
-            session.queue.push_back(element);
-        }
     }
 
     /// Waits for whatever of the fallback comes first. Cancel-safe: the requests and the probe
     /// are kept in `self`.
     pub(super) async fn wake(&mut self) -> PollWake {
-        let Fallback {
-            session,
-            probe,
-            next_probe,
-            ..
-        } = self;
-        let request = match session {
-            Some(s) if !s.opened => return PollWake::Opened,
-            Some(s) => s.requests.front_mut(),
-            None => None,
-        };
-        let probe_at = next_probe.filter(|_| probe.is_none());
+        if self.core.is_opening() {
+            return PollWake::Opened;
+        }
+        let request = self.session.as_mut().and_then(|s| s.requests.front_mut());
+        let probe = self.probe.as_mut();
         tokio::select! {
             reply = async {
                 match request {
@@ -304,103 +189,65 @@ impl Fallback {
                 }
             } => PollWake::Reply(reply),
             opened = async {
-                match probe.as_mut() {
+                match probe {
                     Some(probe) => probe.await.is_ok(),
                     None => pending().await,
                 }
             } => PollWake::Probed(opened),
-            () = async {
-                match probe_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => pending().await,
-                }
-            } => PollWake::ProbeDue,
         }
     }
 }
 
 impl Task {
-    /// Opens a polling session instead of a WebSocket attempt if the fallback is due; returns
+    /// Opens a polling session instead of a WebSocket attempt if the core says so; returns
     /// whether it did.
-    pub(super) fn start_polling(&mut self) -> bool {
-        let Some(options) = &self.poll.options else {
-            return false;
-        };
-        // `ws://`, or `wss://` (which `parse_url` only lets through with a TLS config).
-        if self.poll.failures < options.after_failures
-            || !matches!(self.target.uri.scheme_str(), Some("ws" | "wss"))
-        {
+    pub(super) fn start_polling(&mut self, now: Instant) -> bool {
+        if self.poll.core.connect(now) != Transport::Polling {
             return false;
         }
         tracing::info!(
-            failures = self.poll.failures,
+            failures = self.poll.core.failures(),
             "falling back to long-polling"
         );
-        self.poll.session = Some(Session {
-            opened: false,
-            token: None,
-            queue: VecDeque::new(),
-            requests: VecDeque::new(),
-            idle: Vec::new(),
-        });
-        if self.poll.next_probe.is_none() && self.poll.probe.is_none() {
-            self.poll.next_probe = Some(tokio::time::Instant::now() + options.upgrade_every);
-        }
+        self.poll.session = Some(Session::default());
         true
     }
 
-    /// Sends the queued frames of the polling session, and keeps one request held: a request
-    /// goes out when none is under way, or when frames wait and at most one is (a session's
-    /// first request is answered before any other goes out: it brings the token).
+    /// Starts the WebSocket probe if the core says one is due.
+    pub(super) fn probe_if_due(&mut self, now: Instant) {
+        if !self.poll.core.poll_probe(now) {
+            return;
+        }
+        // The same attempt a `Connect` would start, taken out of the task's slot.
+        let current = self.attempt.take();
+        self.start_attempt();
+        self.poll.probe = self.attempt.take();
+        self.attempt = current;
+        tracing::debug!("trying a WebSocket again");
+    }
+
+    /// Sends every request the core asks for.
     pub(super) fn send_polls(&mut self) {
-        loop {
-            let Some(session) = self.poll.session.as_ref().filter(|s| s.opened) else {
-                return;
-            };
-            let limit = if session.token.is_some() { 2 } else { 1 };
-            let idle = session.requests.is_empty();
-            if session.requests.len() >= limit || (session.queue.is_empty() && !idle) {
-                return;
-            }
-            if !self.send_one_poll() {
-                return;
-            }
+        let codec = self.machine.codec();
+        while let Some(frames) = self.poll.core.poll_request(codec, &mut self.poll.body) {
+            self.send_poll(frames);
         }
     }
 
-    /// Spawns one request with as many queued frames as fit; false if there is no session.
-    fn send_one_poll(&mut self) -> bool {
+    /// Spawns one request carrying the body the core filled.
+    fn send_poll(&mut self, frames: usize) {
         let Some(session) = self.poll.session.as_mut() else {
-            return false;
+            return;
         };
-        let json = self.machine.is_text();
-        let mut body = Vec::new();
-        let mut frames = 0;
-        if json {
-            body.push(b'[');
-        }
-        while let Some(frame) = session.queue.front() {
-            if frames == MAX_FRAMES || (frames > 0 && body.len() + frame.len() + 2 > MAX_BODY) {
-                break;
-            }
-            if json && frames > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(frame);
-            session.queue.pop_front();
-            frames += 1;
-        }
-        if json {
-            body.push(b']');
-        }
         let Some(authority) = authority(&self.target.uri) else {
             // Cannot happen: the URL was checked at connect.
-            return false;
+            return;
         };
+        let body = std::mem::take(&mut self.poll.body);
         let target = self.target.clone();
         tracing::trace!(frames, bytes = body.len(), "poll request");
         let request = request(
-            self.poll.options.as_ref().map_or("/", |o| &o.path),
+            self.poll.core.config().map_or("/", |o| &o.path),
             &authority,
             self.machine.codec(),
             body,
@@ -418,20 +265,18 @@ impl Task {
             }
             .instrument(span),
         ));
-        true
     }
 
     /// The machine asked to disconnect: the last requests (one may carry a close frame) get a
     /// moment to finish, then the session is gone.
     pub(super) fn end_polling(&mut self) {
+        let codec = self.machine.codec();
+        if let Some(frames) = self.poll.core.disconnect(codec, &mut self.poll.body) {
+            self.send_poll(frames);
+        }
         let Some(mut session) = self.poll.session.take() else {
             return;
         };
-        if session.opened && !session.queue.is_empty() && session.token.is_some() {
-            self.poll.session = Some(session);
-            self.send_one_poll();
-            session = self.poll.session.take().expect("put back above");
-        }
         let requests: Vec<Exchange> = session.requests.drain(..).collect();
         if requests.is_empty() {
             return;
@@ -458,9 +303,7 @@ impl Task {
     pub(super) fn on_poll(&mut self, now: Instant, wake: PollWake) {
         match wake {
             PollWake::Opened => {
-                if let Some(session) = self.poll.session.as_mut() {
-                    session.opened = true;
-                }
+                self.poll.core.handle_session_opened();
                 tracing::info!("polling session open");
                 self.poll.transport.send_replace(Transport::Polling);
                 self.machine
@@ -471,25 +314,14 @@ impl Task {
                     session.requests.pop_front();
                 }
                 match reply {
-                    Ok(reply) if reply.status == 200 => self.on_poll_reply(now, reply),
-                    Ok(reply) => {
-                        tracing::warn!(status = reply.status, "poll request refused");
-                        self.lose_polling(now);
-                    }
+                    Ok(reply) => self.on_poll_reply(now, reply),
                     Err(e) => {
                         tracing::warn!(error = %e, "poll request failed");
-                        self.lose_polling(now);
+                        if self.poll.core.handle_request_failed() {
+                            self.lose_polling(now);
+                        }
                     }
                 }
-            }
-            PollWake::ProbeDue => {
-                self.poll.next_probe = None;
-                // The same attempt a `Connect` would start, taken out of the task's slot.
-                let current = self.attempt.take();
-                self.start_attempt();
-                self.poll.probe = self.attempt.take();
-                self.attempt = current;
-                tracing::debug!("trying a WebSocket again");
             }
             PollWake::Probed(opened) => {
                 // Dropping the probe closes its socket; the server sees a connection that ends
@@ -497,54 +329,58 @@ impl Task {
                 self.poll.probe = None;
                 if opened {
                     tracing::info!("a WebSocket opens again; leaving long-polling");
-                    self.poll.failures = 0;
-                    if self.poll.session.take().is_some() {
-                        self.machine
-                            .handle_disconnected(now, &mut |e| self.out.on_event(e));
-                    }
-                } else if let Some(options) = &self.poll.options {
-                    self.poll.next_probe =
-                        Some(tokio::time::Instant::now() + options.upgrade_every);
+                }
+                if self.poll.core.handle_probe(now, opened) {
+                    self.lose_polling(now);
                 }
             }
         }
     }
 
-    /// The session failed: its requests are dropped and the machine learns it is disconnected.
+    /// The core abandoned the session: its requests are dropped and the machine learns it is
+    /// disconnected.
     fn lose_polling(&mut self, now: Instant) {
-        if self.poll.session.take().is_some() {
-            self.machine
-                .handle_disconnected(now, &mut |e| self.out.on_event(e));
-        }
+        self.poll.session = None;
+        self.machine
+            .handle_disconnected(now, &mut |e| self.out.on_event(e));
     }
 
     fn on_poll_reply(&mut self, now: Instant, reply: Reply) {
-        if let Some(session) = self.poll.session.as_mut() {
-            if let Some(link) = reply.link {
-                if session.idle.len() < IDLE_LINKS {
-                    session.idle.push(link);
+        match self
+            .poll
+            .core
+            .handle_response(reply.status, reply.token.is_some())
+        {
+            Verdict::Deliver => {
+                if let Some(session) = self.poll.session.as_mut() {
+                    if let Some(link) = reply.link {
+                        if session.idle.len() < IDLE_LINKS {
+                            session.idle.push(link);
+                        }
+                    }
+                    if reply.token.is_some() {
+                        session.token = reply.token;
+                    }
                 }
+                tracing::trace!(bytes = reply.body.len(), "poll response");
+                // A body that does not decode ends the session through the connection's close.
+                self.machine
+                    .handle_body(now, &reply.body, &mut |e| self.out.on_event(e));
             }
-            if reply.token.is_some() {
-                session.token = reply.token;
-            }
-            if session.token.is_none() {
-                tracing::warn!("poll response without a session token");
+            Verdict::Lost(why) => {
+                tracing::warn!(?why, "poll response refused");
                 self.lose_polling(now);
-                return;
             }
+            // The session ended before its response came: nothing of it is wanted.
+            _ => {}
         }
-        tracing::trace!(bytes = reply.body.len(), "poll response");
-        // A body that does not decode ends the session through the connection's close.
-        self.machine
-            .handle_body(now, &reply.body, &mut |e| self.out.on_event(e));
     }
 
     /// Drops everything of the fallback (the task ends).
     pub(super) fn stop_polling(&mut self) {
         self.end_polling();
+        self.poll.core.stop();
         self.poll.probe = None;
-        self.poll.next_probe = None;
     }
 }
 
@@ -1044,24 +880,10 @@ mod tests {
     }
 
     #[test]
-    fn options_and_authority() {
+    fn authority_has_no_user_info() {
         let uri: Uri = "ws://[::1]:9/x".parse().unwrap();
         assert_eq!(authority(&uri), Some("[::1]:9".to_owned()));
         let uri: Uri = "wss://user:pw@example.com/x".parse().unwrap();
         assert_eq!(authority(&uri), Some("example.com".to_owned()));
-        let defaults = PollingOptions::new();
-        assert_eq!(defaults.after_failures, 3);
-        assert_eq!(defaults.upgrade_every, Duration::from_secs(30));
-        assert_eq!(defaults.path, "/eventwire/poll");
-        assert_eq!(defaults.path("p").after_failures(0).after_failures, 1);
-        assert_eq!(PollingOptions::new().path("p").path, "/p");
-        assert_eq!(
-            super::super::ClientOptions::new(1).polling,
-            Some(PollingOptions::default())
-        );
-        assert_eq!(
-            super::super::ClientOptions::new(1).polling(None).polling,
-            None
-        );
     }
 }
