@@ -68,7 +68,8 @@ use std::time::Duration;
 use bytes::Bytes;
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Fallback, OwnedEvent,
+    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Fallback, Level,
+    OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -380,10 +381,11 @@ impl Client {
             #[cfg(feature = "tls")]
             tls,
         } = options;
-        #[cfg(feature = "tls")]
-        let target = Target::new(parse_url(url, tls.is_some())?, tls)?;
-        #[cfg(not(feature = "tls"))]
-        let target = Target::new(parse_url(url, false)?);
+        let target = Target::new(
+            url,
+            #[cfg(feature = "tls")]
+            tls,
+        )?;
         let uri = &target.uri;
         let seed = seed.unwrap_or_else(fresh_seed);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
@@ -568,42 +570,15 @@ impl Stream for Client {
     }
 }
 
-/// Checks that `url` is `ws://` with a host, or `wss://` when TLS is configured (`tls`).
-fn parse_url(url: &str, tls: bool) -> Result<Uri, ClientError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") if cfg!(feature = "tls") && tls => {}
-        Some("wss") if cfg!(feature = "tls") => {
-            return Err(ClientError::InvalidUrl("wss needs ClientOptions::tls"))
-        }
-        Some("wss") => {
-            return Err(ClientError::InvalidUrl(
-                "wss needs the `tls` feature of eventwire-tokio",
-            ))
-        }
-        _ => {
-            return Err(ClientError::InvalidUrl(
-                "the scheme must be ws:// or wss://",
-            ))
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(ClientError::InvalidUrl("no host"));
-    }
-    // Whatever tungstenite would refuse at each attempt is refused now.
-    uri.clone()
-        .into_client_request()
-        .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
-    Ok(uri)
-}
-
 /// Where each attempt connects, and for `wss://` how it secures the connection.
 #[derive(Clone)]
 struct Target {
     uri: Uri,
+    /// The host to connect to (an IPv6 address without brackets) and the port.
+    host: String,
+    port: u16,
+    /// The `Host` header value of polling requests.
+    authority: String,
     /// The connector and the name the server's certificate must match (the URL's host).
     #[cfg(feature = "tls")]
     tls: Option<(
@@ -613,36 +588,55 @@ struct Target {
 }
 
 impl Target {
-    #[cfg(not(feature = "tls"))]
-    fn new(uri: Uri) -> Target {
-        Target { uri }
-    }
-
-    /// `uri` is checked by `parse_url`: `wss://` only with a `config`.
-    #[cfg(feature = "tls")]
+    /// Checks `url` (the core's `WsUrl`: `ws://` or `wss://` with a host) and that this client
+    /// can open it: `wss://` needs the `tls` feature and a `config`.
     fn new(
-        uri: Uri,
-        config: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        url: &str,
+        #[cfg(feature = "tls")] config: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Result<Target, ClientError> {
+        let parts = WsUrl::parse(url).map_err(|e| ClientError::InvalidUrl(e.as_str()))?;
+        #[cfg(feature = "tls")]
         let tls = match config {
-            Some(config) if uri.scheme_str() == Some("wss") => {
+            Some(config) if parts.secure => {
                 let name =
-                    tokio_rustls::rustls::pki_types::ServerName::try_from(host(&uri).to_owned())
+                    tokio_rustls::rustls::pki_types::ServerName::try_from(parts.host.to_owned())
                         .map_err(|_| {
                             ClientError::InvalidUrl("the host is not a valid TLS server name")
                         })?;
                 Some((tokio_rustls::TlsConnector::from(config), name))
             }
-            _ => None,
+            Some(_) => None,
+            None if parts.secure => {
+                return Err(ClientError::InvalidUrl("wss needs ClientOptions::tls"))
+            }
+            None => None,
         };
-        Ok(Target { uri, tls })
+        #[cfg(not(feature = "tls"))]
+        if parts.secure {
+            return Err(ClientError::InvalidUrl(
+                "wss needs the `tls` feature of eventwire-tokio",
+            ));
+        }
+        // Whatever tungstenite would refuse at each attempt is refused now.
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
+        uri.clone()
+            .into_client_request()
+            .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
+        Ok(Target {
+            host: parts.host.to_owned(),
+            port: parts.port,
+            authority: parts.authority.to_owned(),
+            uri,
+            #[cfg(feature = "tls")]
+            tls,
+        })
     }
 
     /// Opens the byte stream of one attempt: TCP, then the TLS handshake for `wss://`.
     async fn open(self) -> std::io::Result<Box<dyn Io>> {
-        let secure = self.uri.scheme_str() == Some("wss");
-        let port = self.uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let tcp = TcpStream::connect((host(&self.uri), port)).await?;
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
         // The task batches its writes, so Nagle's delay would only add latency.
         tcp.set_nodelay(true)?;
         #[cfg(feature = "tls")]
@@ -651,14 +645,6 @@ impl Target {
         }
         Ok(Box::new(tcp))
     }
-}
-
-/// The URL's host, without the brackets of an IPv6 address.
-fn host(uri: &Uri) -> &str {
-    let host = uri.host().unwrap_or("");
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// The upgrade request of one attempt, asking for `codec`'s subprotocol.
@@ -731,31 +717,10 @@ struct Outputs {
 impl Outputs {
     /// The machine's sink.
     fn on_event(&mut self, event: ClientEvent<'_>) {
-        match event {
-            ClientEvent::Connecting { attempt } => tracing::info!(attempt, "connecting"),
-            ClientEvent::Open { session_id } => tracing::info!(session_id, "session open"),
-            ClientEvent::Reconnecting {
-                attempt,
-                delay,
-                code: Some(code),
-            } => tracing::info!(attempt, ?delay, %code, "reconnecting"),
-            ClientEvent::Reconnecting { attempt, delay, .. } => {
-                tracing::info!(attempt, ?delay, "reconnecting")
-            }
-            ClientEvent::Closed { code, reason } => match code {
-                Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
-                Some(code) => tracing::warn!(%code, reason, "closed for good"),
-                None => tracing::warn!("closed for good: reconnect attempts exhausted"),
-            },
-            ClientEvent::Quality(quality) => tracing::debug!(%quality, "link quality"),
-            ClientEvent::Gap { room, missed } => tracing::warn!(room, ?missed, "gap"),
-            ClientEvent::SubscribeFailed { room, code } => {
-                tracing::warn!(room, %code, "subscription refused")
-            }
-            ClientEvent::PublishFailed { id, code } => tracing::warn!(id, %code, "publish refused"),
-            ClientEvent::ServerError { code, reason } => {
-                tracing::warn!(%code, reason, "server error")
-            }
+        match event.log_level() {
+            Some(Level::Warn) => tracing::warn!("{event}"),
+            Some(Level::Info) => tracing::info!("{event}"),
+            Some(Level::Debug) => tracing::debug!("{event}"),
             _ => {}
         }
         if let ClientEvent::Quality(quality) = event {
@@ -1188,10 +1153,7 @@ impl Task {
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
             Command::Subscribe { room, from, reply } => {
-                let result = match from {
-                    Some(from) => self.machine.subscribe_from(&room, from),
-                    None => self.machine.subscribe(&room),
-                };
+                let result = self.machine.subscribe_at(&room, from);
                 tracing::debug!(room, ?from, ok = result.is_ok(), "subscribe");
                 let _ = reply.send(result);
             }
@@ -1217,12 +1179,7 @@ impl Task {
                 let _ = reply.send(result);
             }
             Command::Positions { reply } => {
-                let rooms = self
-                    .machine
-                    .rooms()
-                    .map(|(room, position)| (room.to_owned(), position))
-                    .collect();
-                let _ = reply.send(rooms);
+                let _ = reply.send(self.machine.positions());
             }
             Command::Close { reply } => {
                 tracing::debug!("close requested");

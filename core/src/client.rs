@@ -1090,6 +1090,11 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
     }
 }
 
+mod report;
+pub mod url;
+pub use report::Level;
+pub use url::{UrlError, WsUrl};
+
 #[cfg(feature = "alloc")]
 mod connection;
 #[cfg(feature = "alloc")]

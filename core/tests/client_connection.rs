@@ -411,3 +411,20 @@ fn the_machines_own_close_stops_reading_too() {
     conn.handle_message(T0, &ping, false, &mut |_| panic!("no event"));
     assert_eq!(conn.poll_transmit(T0, &mut out), None);
 }
+
+#[test]
+fn subscribe_at_and_positions_serve_adapters() {
+    use eventwire_core::frame::Position;
+
+    let mut conn: Connection = Connection::new(ClientConfig::new(1), Codec::Binary, 1024, 1);
+    conn.subscribe_at("a", None).unwrap();
+    conn.subscribe_at("b", Some(Position::new(2, 7))).unwrap();
+    assert!(conn.subscribe_at("bad room", None).is_err());
+    assert_eq!(
+        conn.positions(),
+        [
+            ("a".to_owned(), None),
+            ("b".to_owned(), Some(Position::new(2, 7)))
+        ]
+    );
+}

@@ -37,7 +37,7 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use hyper::{Method, Request, Response, Uri};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
@@ -239,16 +239,12 @@ impl Task {
         let Some(session) = self.poll.session.as_mut() else {
             return;
         };
-        let Some(authority) = authority(&self.target.uri) else {
-            // Cannot happen: the URL was checked at connect.
-            return;
-        };
         let body = std::mem::take(&mut self.poll.body);
         let target = self.target.clone();
         tracing::trace!(frames, bytes = body.len(), "poll request");
         let request = request(
             self.poll.core.config().map_or("/", |o| &o.path),
-            &authority,
+            &self.target.authority,
             self.machine.codec(),
             body,
             session.token.as_ref(),
@@ -382,13 +378,6 @@ impl Task {
         self.poll.core.stop();
         self.poll.probe = None;
     }
-}
-
-/// The `Host` header value of `uri`.
-fn authority(uri: &Uri) -> Option<String> {
-    let authority = uri.authority()?.as_str();
-    // No user info in a Host header.
-    Some(authority.rsplit('@').next().unwrap_or(authority).to_owned())
 }
 
 /// A poll request: `body` for the session of `token` (none for a session's first request).
@@ -598,11 +587,12 @@ mod tests {
     }
 
     fn target(addr: SocketAddr) -> Target {
-        let uri: Uri = format!("ws://{addr}/").parse().unwrap();
-        #[cfg(feature = "tls")]
-        return Target::new(uri, None).unwrap();
-        #[cfg(not(feature = "tls"))]
-        Target::new(uri)
+        Target::new(
+            &format!("ws://{addr}/"),
+            #[cfg(feature = "tls")]
+            None,
+        )
+        .unwrap()
     }
 
     fn poll(addr: SocketAddr, body: &[u8]) -> Request<Full<Bytes>> {
@@ -877,13 +867,5 @@ mod tests {
         assert_eq!(&third.body[..], b"[3]");
         assert_eq!(connections.load(Ordering::SeqCst), 2);
         assert_eq!(requests.load(Ordering::SeqCst), 3);
-    }
-
-    #[test]
-    fn authority_has_no_user_info() {
-        let uri: Uri = "ws://[::1]:9/x".parse().unwrap();
-        assert_eq!(authority(&uri), Some("[::1]:9".to_owned()));
-        let uri: Uri = "wss://user:pw@example.com/x".parse().unwrap();
-        assert_eq!(authority(&uri), Some("example.com".to_owned()));
     }
 }
