@@ -57,8 +57,8 @@ use std::time::Duration;
 
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Level, OwnedEvent,
-    WsUrl,
+    Action, Call, Channel, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Level,
+    OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -267,30 +267,24 @@ impl std::error::Error for RecvTimeoutError {}
 /// tokio client reports those through a `watch` instead).
 pub type Event = OwnedEvent;
 
-/// A request from the handle to the driver.
+/// A request from the handle to the driver: one of the core's calls, or closing.
 enum Command {
-    Subscribe {
-        room: String,
-        from: Option<Position>,
-        reply: Sender<Result<(), CoreError>>,
-    },
-    Unsubscribe {
-        room: String,
-        reply: Sender<bool>,
-    },
-    Publish {
-        room: String,
-        kind: String,
-        payload: Vec<u8>,
-        reply: Sender<Result<u64, CoreError>>,
-    },
-    Positions {
-        reply: Sender<Vec<(String, Option<Position>)>>,
-    },
+    Call(Call<Oneshot>),
     /// Close for good; `reply` is answered once the driver ended.
     Close {
         reply: Option<Sender<()>>,
     },
+}
+
+/// The core's calls answer on std channels, one per call.
+struct Oneshot;
+
+impl Channel for Oneshot {
+    type Sender<T> = Sender<T>;
+
+    fn send<T>(sender: Sender<T>, value: T) {
+        let _ = sender.send(value);
+    }
 }
 
 /// What the driver's inbox carries besides wakes.
@@ -479,19 +473,23 @@ impl Client {
     }
 
     fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| Command::Subscribe {
-            room: room.to_owned(),
-            from,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Subscribe {
+                room: room.to_owned(),
+                from,
+                reply,
+            })
         })?
         .map_err(ClientError::from_core)
     }
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| Command::Unsubscribe {
-            room: room.to_owned(),
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Unsubscribe {
+                room: room.to_owned(),
+                reply,
+            })
         })
     }
 
@@ -519,11 +517,13 @@ impl Client {
     }
 
     fn publish_bytes(&self, room: &str, kind: &str, payload: Vec<u8>) -> Result<u64, ClientError> {
-        self.request(|reply| Command::Publish {
-            room: room.to_owned(),
-            kind: kind.to_owned(),
-            payload,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Publish {
+                room: room.to_owned(),
+                kind: kind.to_owned(),
+                payload,
+                reply,
+            })
         })?
         .map_err(ClientError::from_core)
     }
@@ -531,7 +531,7 @@ impl Client {
     /// The rooms held, each with the last position delivered (save them to resume a later run
     /// with [`Client::subscribe_from`]).
     pub fn positions(&self) -> Result<Vec<(String, Option<Position>)>, ClientError> {
-        self.request(|reply| Command::Positions { reply })
+        self.request(|reply| Command::Call(Call::Positions { reply }))
     }
 
     /// The connection state now.
@@ -1133,34 +1133,9 @@ impl Driver {
 
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::Subscribe { room, from, reply } => {
-                let result = self.machine.subscribe_at(&room, from);
-                tracing::debug!(room, ?from, ok = result.is_ok(), "subscribe");
-                let _ = reply.send(result);
-            }
-            Command::Unsubscribe { room, reply } => {
-                let held = self.machine.unsubscribe(&room);
-                tracing::debug!(room, held, "unsubscribe");
-                let _ = reply.send(held);
-            }
-            Command::Publish {
-                room,
-                kind,
-                payload,
-                reply,
-            } => {
-                let result = self.machine.publish(&room, &kind, &payload);
-                tracing::debug!(
-                    room,
-                    kind,
-                    len = payload.len(),
-                    ok = result.is_ok(),
-                    "publish"
-                );
-                let _ = reply.send(result);
-            }
-            Command::Positions { reply } => {
-                let _ = reply.send(self.machine.positions());
+            Command::Call(call) => {
+                tracing::debug!(%call, "call");
+                self.machine.answer(call);
             }
             Command::Close { reply } => {
                 tracing::debug!("close requested");

@@ -68,8 +68,8 @@ use std::time::Duration;
 use bytes::Bytes;
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Fallback, Level,
-    OwnedEvent, WsUrl,
+    Action, Call, Channel, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
+    Fallback, Level, OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -310,29 +310,21 @@ impl ClientError {
 /// [`OwnedEvent::Status`]: it reports status changes through [`Client::status`].
 pub type Event = OwnedEvent<Bytes>;
 
-/// A request from the handle to the task.
+/// A request from the handle to the task: one of the core's calls, or closing.
 enum Command {
-    Subscribe {
-        room: String,
-        from: Option<Position>,
-        reply: oneshot::Sender<Result<(), CoreError>>,
-    },
-    Unsubscribe {
-        room: String,
-        reply: oneshot::Sender<bool>,
-    },
-    Publish {
-        room: String,
-        kind: String,
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<u64, CoreError>>,
-    },
-    Positions {
-        reply: oneshot::Sender<Vec<(String, Option<Position>)>>,
-    },
-    Close {
-        reply: oneshot::Sender<()>,
-    },
+    Call(Call<Oneshot>),
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// The core's calls answer on tokio's one-shot channels.
+struct Oneshot;
+
+impl Channel for Oneshot {
+    type Sender<T> = oneshot::Sender<T>;
+
+    fn send<T>(sender: oneshot::Sender<T>, value: T) {
+        let _ = sender.send(value);
+    }
 }
 
 /// A reconnecting eventwire client: a handle to the task that drives the connection.
@@ -443,10 +435,12 @@ impl Client {
     }
 
     async fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| Command::Subscribe {
-            room: room.to_owned(),
-            from,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Subscribe {
+                room: room.to_owned(),
+                from,
+                reply,
+            })
         })
         .await?
         .map_err(ClientError::from_core)
@@ -454,9 +448,11 @@ impl Client {
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub async fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| Command::Unsubscribe {
-            room: room.to_owned(),
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Unsubscribe {
+                room: room.to_owned(),
+                reply,
+            })
         })
         .await
     }
@@ -496,11 +492,13 @@ impl Client {
         kind: &str,
         payload: Vec<u8>,
     ) -> Result<u64, ClientError> {
-        self.request(|reply| Command::Publish {
-            room: room.to_owned(),
-            kind: kind.to_owned(),
-            payload,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Publish {
+                room: room.to_owned(),
+                kind: kind.to_owned(),
+                payload,
+                reply,
+            })
         })
         .await?
         .map_err(ClientError::from_core)
@@ -509,7 +507,8 @@ impl Client {
     /// The rooms held, each with the last position delivered (save them to resume a later run
     /// with [`Client::subscribe_from`]).
     pub async fn positions(&self) -> Result<Vec<(String, Option<Position>)>, ClientError> {
-        self.request(|reply| Command::Positions { reply }).await
+        self.request(|reply| Command::Call(Call::Positions { reply }))
+            .await
     }
 
     /// Closes the client for good: sends a normal close (protocol frame, then WebSocket close
@@ -1152,34 +1151,9 @@ impl Task {
 
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::Subscribe { room, from, reply } => {
-                let result = self.machine.subscribe_at(&room, from);
-                tracing::debug!(room, ?from, ok = result.is_ok(), "subscribe");
-                let _ = reply.send(result);
-            }
-            Command::Unsubscribe { room, reply } => {
-                let held = self.machine.unsubscribe(&room);
-                tracing::debug!(room, held, "unsubscribe");
-                let _ = reply.send(held);
-            }
-            Command::Publish {
-                room,
-                kind,
-                payload,
-                reply,
-            } => {
-                let result = self.machine.publish(&room, &kind, &payload);
-                tracing::debug!(
-                    room,
-                    kind,
-                    len = payload.len(),
-                    ok = result.is_ok(),
-                    "publish"
-                );
-                let _ = reply.send(result);
-            }
-            Command::Positions { reply } => {
-                let _ = reply.send(self.machine.positions());
+            Command::Call(call) => {
+                tracing::debug!(%call, "call");
+                self.machine.answer(call);
             }
             Command::Close { reply } => {
                 tracing::debug!("close requested");

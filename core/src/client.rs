@@ -1096,6 +1096,8 @@ pub use report::Level;
 pub use url::{UrlError, WsUrl};
 
 #[cfg(feature = "alloc")]
+pub mod call;
+#[cfg(feature = "alloc")]
 mod connection;
 #[cfg(feature = "alloc")]
 pub mod fallback;
@@ -1103,6 +1105,8 @@ pub mod fallback;
 mod owned;
 #[cfg(feature = "alloc")]
 pub use crate::error::TransportError;
+#[cfg(feature = "alloc")]
+pub use call::{Call, Channel};
 #[cfg(feature = "alloc")]
 pub use connection::{Connection, Counts};
 #[cfg(feature = "alloc")]
