@@ -62,6 +62,7 @@ use eventwire_core::client::{
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
+use eventwire_core::handshake;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
 use eventwire_core::{CloseCode, TransportError};
@@ -758,13 +759,9 @@ fn open(
             Err(HandshakeError::Failure(e)) => return Err(AttemptError::Upgrade(e)),
         }
     };
-    let protocol = response
-        .headers()
-        .get(SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    if protocol != Some(codec.subprotocol()) {
-        // tungstenite refuses most mismatches itself; this catches the rest.
+    let selected = response.headers().get(SEC_WEBSOCKET_PROTOCOL);
+    // tungstenite refuses most mismatches itself; this catches the rest.
+    if handshake::check_selected(codec, selected.map(HeaderValue::as_bytes)).is_err() {
         return Err(AttemptError::Subprotocol(codec.subprotocol()));
     }
     Ok(Box::new(ws))

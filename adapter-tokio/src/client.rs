@@ -73,6 +73,7 @@ use eventwire_core::client::{
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
+use eventwire_core::handshake;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
 use eventwire_core::{CloseCode, TransportError};
@@ -1086,11 +1087,7 @@ impl Task {
                 return;
             }
         };
-        let protocol = response
-            .headers()
-            .get(SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+        let selected = response.headers().get(SEC_WEBSOCKET_PROTOCOL);
         let (sink, stream) = ws.split();
         let conn = Conn {
             sink,
@@ -1099,14 +1096,14 @@ impl Task {
             unflushed: false,
         };
         let codec = self.machine.codec();
-        if protocol != Some(codec.subprotocol()) {
-            // tungstenite refuses most mismatches itself; this catches the rest.
+        // tungstenite refuses most mismatches itself; this catches the rest.
+        if let Err(code) = handshake::check_selected(codec, selected.map(HeaderValue::as_bytes)) {
             tracing::warn!(
-                ?protocol,
+                ?selected,
                 expected = codec.subprotocol(),
                 "the server did not select the subprotocol"
             );
-            self.close_later(conn, CloseCode::PROTOCOL_ERROR);
+            self.close_later(conn, code);
             self.poll.core.handle_ws_failed();
             self.machine
                 .handle_disconnected(now, &mut |e| self.out.on_event(e));
