@@ -7,7 +7,8 @@
 //! `tokio::sync::watch`. The task makes no protocol decisions: it runs the core's loop.
 //!
 //! # The task's loop
-//! 1. Check the clock: if the machine's deadline passed, `handle_timeout(now)`.
+//! 1. Check the clock: if the machine's deadline passed, `handle_timeout(now)`; if the
+//!    fallback's probe is due, start it.
 //! 2. Drain `poll_transmit`, encoding each frame into the connection's write queue.
 //! 3. Act on `poll_action`: `Connect` starts an attempt (a future polled alongside everything
 //!    else, so the machine's timers keep running); `Disconnect` drops a pending attempt or hands

@@ -16,7 +16,11 @@
 //!
 //! State machines (each takes `now` and returns what to do next; none reads a clock):
 //! - [`client`]: the client connection: connect, handshake, resume, heartbeats, reconnect;
-//!   `client::Connection` (feature `alloc`): the same in bytes, with every close code decided.
+//!   `client::Connection` (feature `alloc`): the same in bytes, with every close code decided;
+//!   `client::fallback` (feature `alloc`): when to fall back to long-polling, what each poll
+//!   request carries, when to try a WebSocket again; `client::call` (feature `alloc`): the
+//!   application's calls a client handle sends to its loop; [`client::url`]: the URL check;
+//!   `client::Level`: how client events are logged.
 //! - `server` (feature `alloc`): one connection on the server, in bytes (`server::Connection`,
 //!   what adapters drive) around its session in frames; `hub`: the rooms it reads, each behind
 //!   its own lock from the adapter's `hub::Host` (`hub::Local` for a single loop); `history`: one
