@@ -57,10 +57,12 @@ use std::time::Duration;
 
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, OwnedEvent,
+    Action, Call, Channel, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Level,
+    OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
+use eventwire_core::handshake;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
 use eventwire_core::{CloseCode, TransportError};
@@ -266,30 +268,24 @@ impl std::error::Error for RecvTimeoutError {}
 /// tokio client reports those through a `watch` instead).
 pub type Event = OwnedEvent;
 
-/// A request from the handle to the driver.
+/// A request from the handle to the driver: one of the core's calls, or closing.
 enum Command {
-    Subscribe {
-        room: String,
-        from: Option<Position>,
-        reply: Sender<Result<(), CoreError>>,
-    },
-    Unsubscribe {
-        room: String,
-        reply: Sender<bool>,
-    },
-    Publish {
-        room: String,
-        kind: String,
-        payload: Vec<u8>,
-        reply: Sender<Result<u64, CoreError>>,
-    },
-    Positions {
-        reply: Sender<Vec<(String, Option<Position>)>>,
-    },
+    Call(Call<Oneshot>),
     /// Close for good; `reply` is answered once the driver ended.
     Close {
         reply: Option<Sender<()>>,
     },
+}
+
+/// The core's calls answer on std channels, one per call.
+struct Oneshot;
+
+impl Channel for Oneshot {
+    type Sender<T> = Sender<T>;
+
+    fn send<T>(sender: Sender<T>, value: T) {
+        let _ = sender.send(value);
+    }
 }
 
 /// What the driver's inbox carries besides wakes.
@@ -358,31 +354,10 @@ impl Shared {
 
     /// The machine's sink: events to the queue, state to the snapshot.
     fn on_event(&self, event: ClientEvent<'_>) {
-        match event {
-            ClientEvent::Connecting { attempt } => tracing::info!(attempt, "connecting"),
-            ClientEvent::Open { session_id } => tracing::info!(session_id, "session open"),
-            ClientEvent::Reconnecting {
-                attempt,
-                delay,
-                code: Some(code),
-            } => tracing::info!(attempt, ?delay, %code, "reconnecting"),
-            ClientEvent::Reconnecting { attempt, delay, .. } => {
-                tracing::info!(attempt, ?delay, "reconnecting")
-            }
-            ClientEvent::Closed { code, reason } => match code {
-                Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
-                Some(code) => tracing::warn!(%code, reason, "closed for good"),
-                None => tracing::warn!("closed for good: reconnect attempts exhausted"),
-            },
-            ClientEvent::Quality(quality) => tracing::debug!(%quality, "link quality"),
-            ClientEvent::Gap { room, missed } => tracing::warn!(room, ?missed, "gap"),
-            ClientEvent::SubscribeFailed { room, code } => {
-                tracing::warn!(room, %code, "subscription refused")
-            }
-            ClientEvent::PublishFailed { id, code } => tracing::warn!(id, %code, "publish refused"),
-            ClientEvent::ServerError { code, reason } => {
-                tracing::warn!(%code, reason, "server error")
-            }
+        match event.log_level() {
+            Some(Level::Warn) => tracing::warn!("{event}"),
+            Some(Level::Info) => tracing::info!("{event}"),
+            Some(Level::Debug) => tracing::debug!("{event}"),
             _ => {}
         }
         if let ClientEvent::Quality(quality) = event {
@@ -439,7 +414,7 @@ impl Client {
             seed,
             write_timeout,
         } = options;
-        let uri = parse_url(url)?;
+        let target = Target::new(url)?;
         let seed = seed.unwrap_or_else(fresh_seed);
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
@@ -457,11 +432,12 @@ impl Client {
             // No message this client sends is larger than its outbox plus framing.
             .max_write_buffer_size(WRITE_BUFFER + OUTBOX_BYTES + 64 * 1024);
         let (inbox, waker) = signal::inbox();
-        let span = tracing::info_span!("eventwire_client", url = %uri, client_id = core.client_id);
+        let span =
+            tracing::info_span!("eventwire_client", url = %target.uri, client_id = core.client_id);
         let setup = Setup {
             config: core,
             seed,
-            uri,
+            target,
             codec,
             max_message,
             ws_config,
@@ -498,19 +474,23 @@ impl Client {
     }
 
     fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| Command::Subscribe {
-            room: room.to_owned(),
-            from,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Subscribe {
+                room: room.to_owned(),
+                from,
+                reply,
+            })
         })?
         .map_err(ClientError::from_core)
     }
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| Command::Unsubscribe {
-            room: room.to_owned(),
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Unsubscribe {
+                room: room.to_owned(),
+                reply,
+            })
         })
     }
 
@@ -538,11 +518,13 @@ impl Client {
     }
 
     fn publish_bytes(&self, room: &str, kind: &str, payload: Vec<u8>) -> Result<u64, ClientError> {
-        self.request(|reply| Command::Publish {
-            room: room.to_owned(),
-            kind: kind.to_owned(),
-            payload,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Publish {
+                room: room.to_owned(),
+                kind: kind.to_owned(),
+                payload,
+                reply,
+            })
         })?
         .map_err(ClientError::from_core)
     }
@@ -550,7 +532,7 @@ impl Client {
     /// The rooms held, each with the last position delivered (save them to resume a later run
     /// with [`Client::subscribe_from`]).
     pub fn positions(&self) -> Result<Vec<(String, Option<Position>)>, ClientError> {
-        self.request(|reply| Command::Positions { reply })
+        self.request(|reply| Command::Call(Call::Positions { reply }))
     }
 
     /// The connection state now.
@@ -668,36 +650,37 @@ impl Iterator for Events<'_> {
     }
 }
 
-/// Checks that `url` is `ws://` with a host.
-fn parse_url(url: &str) -> Result<Uri, ClientError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") => {
-            return Err(ClientError::InvalidUrl(
-                "wss needs TLS, which eventwire-sync does not do (use eventwire-tokio)",
-            ))
-        }
-        _ => return Err(ClientError::InvalidUrl("the scheme must be ws://")),
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(ClientError::InvalidUrl("no host"));
-    }
-    // Whatever tungstenite would refuse at each attempt is refused now.
-    uri.clone()
-        .into_client_request()
-        .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
-    Ok(uri)
+/// Where each attempt connects.
+#[derive(Debug, Clone)]
+struct Target {
+    uri: Uri,
+    /// The host to resolve (an IPv6 address without brackets) and the port.
+    host: String,
+    port: u16,
 }
 
-/// The URL's host, without the brackets of an IPv6 address.
-fn host(uri: &Uri) -> &str {
-    let host = uri.host().unwrap_or("");
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
+impl Target {
+    /// Checks `url` (the core's `WsUrl`: `ws://` with a host; this client has no TLS).
+    fn new(url: &str) -> Result<Target, ClientError> {
+        let parts = WsUrl::parse(url).map_err(|e| ClientError::InvalidUrl(e.as_str()))?;
+        if parts.secure {
+            return Err(ClientError::InvalidUrl(
+                "wss needs TLS, which eventwire-sync does not do (use eventwire-tokio)",
+            ));
+        }
+        // Whatever tungstenite would refuse at each attempt is refused now.
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
+        uri.clone()
+            .into_client_request()
+            .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
+        Ok(Target {
+            host: parts.host.to_owned(),
+            port: parts.port,
+            uri,
+        })
+    }
 }
 
 /// The upgrade request of one attempt, asking for `codec`'s subprotocol.
@@ -735,14 +718,13 @@ impl fmt::Display for AttemptError {
 
 /// One connection attempt, on its own thread: TCP, then the upgrade, all before `deadline`.
 fn open(
-    uri: &Uri,
+    target: &Target,
     codec: Codec,
     config: WebSocketConfig,
     deadline: std::time::Instant,
 ) -> Result<Box<Ws>, AttemptError> {
-    let request = request(uri, codec).map_err(AttemptError::Upgrade)?;
-    let port = uri.port_u16().unwrap_or(80);
-    let addrs = (host(uri), port)
+    let request = request(&target.uri, codec).map_err(AttemptError::Upgrade)?;
+    let addrs = (target.host.as_str(), target.port)
         .to_socket_addrs()
         .map_err(AttemptError::Io)?;
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
@@ -777,13 +759,9 @@ fn open(
             Err(HandshakeError::Failure(e)) => return Err(AttemptError::Upgrade(e)),
         }
     };
-    let protocol = response
-        .headers()
-        .get(SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim);
-    if protocol != Some(codec.subprotocol()) {
-        // tungstenite refuses most mismatches itself; this catches the rest.
+    let selected = response.headers().get(SEC_WEBSOCKET_PROTOCOL);
+    // tungstenite refuses most mismatches itself; this catches the rest.
+    if handshake::check_selected(codec, selected.map(HeaderValue::as_bytes)).is_err() {
         return Err(AttemptError::Subprotocol(codec.subprotocol()));
     }
     Ok(Box::new(ws))
@@ -823,7 +801,7 @@ fn close_ws(mut ws: Box<Ws>, code: CloseCode) {
 struct Setup {
     config: ClientConfig,
     seed: u64,
-    uri: Uri,
+    target: Target,
     codec: Codec,
     max_message: usize,
     ws_config: WebSocketConfig,
@@ -837,7 +815,7 @@ struct Setup {
 struct Driver {
     machine: Box<Machine>,
     clock: Clock,
-    uri: Uri,
+    target: Target,
     ws_config: WebSocketConfig,
     write_timeout: Duration,
     inbox: Inbox<Input>,
@@ -872,7 +850,7 @@ impl Driver {
                 setup.seed,
             )),
             clock: Clock::new(),
-            uri: setup.uri,
+            target: setup.target,
             ws_config: setup.ws_config,
             write_timeout: setup.write_timeout,
             inbox: setup.inbox,
@@ -1000,8 +978,8 @@ impl Driver {
         let id = self.attempts;
         self.attempt = Some(id);
         let deadline = std::time::Instant::now() + self.machine.machine().config().connect_timeout;
-        let (uri, codec, config, waker) = (
-            self.uri.clone(),
+        let (target, codec, config, waker) = (
+            self.target.clone(),
             self.machine.codec(),
             self.ws_config,
             self.waker.clone(),
@@ -1011,7 +989,7 @@ impl Driver {
             .name("eventwire-connect".into())
             .spawn(move || {
                 let _entered = span.enter();
-                let result = open(&uri, codec, config, deadline);
+                let result = open(&target, codec, config, deadline);
                 // A driver that is gone no longer wants it; the socket closes with it.
                 let _ = waker.send(Input::Attempt { id, result });
             });
@@ -1152,42 +1130,9 @@ impl Driver {
 
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::Subscribe { room, from, reply } => {
-                let result = match from {
-                    Some(from) => self.machine.subscribe_from(&room, from),
-                    None => self.machine.subscribe(&room),
-                };
-                tracing::debug!(room, ?from, ok = result.is_ok(), "subscribe");
-                let _ = reply.send(result);
-            }
-            Command::Unsubscribe { room, reply } => {
-                let held = self.machine.unsubscribe(&room);
-                tracing::debug!(room, held, "unsubscribe");
-                let _ = reply.send(held);
-            }
-            Command::Publish {
-                room,
-                kind,
-                payload,
-                reply,
-            } => {
-                let result = self.machine.publish(&room, &kind, &payload);
-                tracing::debug!(
-                    room,
-                    kind,
-                    len = payload.len(),
-                    ok = result.is_ok(),
-                    "publish"
-                );
-                let _ = reply.send(result);
-            }
-            Command::Positions { reply } => {
-                let rooms = self
-                    .machine
-                    .rooms()
-                    .map(|(room, position)| (room.to_owned(), position))
-                    .collect();
-                let _ = reply.send(rooms);
+            Command::Call(call) => {
+                tracing::debug!(%call, "call");
+                self.machine.answer(call);
             }
             Command::Close { reply } => {
                 tracing::debug!("close requested");

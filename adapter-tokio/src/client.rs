@@ -7,7 +7,8 @@
 //! `tokio::sync::watch`. The task makes no protocol decisions: it runs the core's loop.
 //!
 //! # The task's loop
-//! 1. Check the clock: if the machine's deadline passed, `handle_timeout(now)`.
+//! 1. Check the clock: if the machine's deadline passed, `handle_timeout(now)`; if the
+//!    fallback's probe is due, start it.
 //! 2. Drain `poll_transmit`, encoding each frame into the connection's write queue.
 //! 3. Act on `poll_action`: `Connect` starts an attempt (a future polled alongside everything
 //!    else, so the machine's timers keep running); `Disconnect` drops a pending attempt or hands
@@ -24,9 +25,10 @@
 //!
 //! # Long-polling fallback
 //! After [`PollingOptions::after_failures`] failed WebSocket attempts in a row, `Connect` opens
-//! an HTTP long-polling session instead (PROTOCOL.md section 1.4, `client/poll.rs`): to the
-//! machine it is a connection like any other, and a WebSocket is tried again every
-//! [`PollingOptions::upgrade_every`]. Each switch is a reconnect with resume, lossless by
+//! an HTTP long-polling session instead (PROTOCOL.md section 1.4): to the machine it is a
+//! connection like any other, and a WebSocket is tried again every
+//! [`PollingOptions::upgrade_every`]. The core's [`Fallback`] makes every decision of it (its
+//! probe deadline joins the machine's in the wait); `client/poll.rs` does the HTTP. Each switch is a reconnect with resume, lossless by
 //! positions; [`Client::transport`] tells which transport is in use. On by default; see
 //! [`ClientOptions::polling`].
 //!
@@ -67,10 +69,12 @@ use std::time::Duration;
 use bytes::Bytes;
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, OwnedEvent,
+    Action, Call, Channel, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
+    Fallback, Level, OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
+use eventwire_core::handshake;
 use eventwire_core::rtt::Quality;
 use eventwire_core::time::Instant;
 use eventwire_core::{CloseCode, TransportError};
@@ -95,7 +99,12 @@ use crate::clock::Clock;
 use crate::message;
 
 mod poll;
-pub use poll::{PollingOptions, Transport};
+/// When and how the client falls back to HTTP long-polling (PROTOCOL.md section 1.4): the
+/// core's [`PollingConfig`](eventwire_core::client::PollingConfig). Set with
+/// [`ClientOptions::polling`]; the fallback is on by default.
+pub use eventwire_core::client::PollingConfig as PollingOptions;
+/// The transport of the client's current (or last) session; see [`Client::transport`].
+pub use eventwire_core::client::Transport;
 
 /// Rooms one client holds (the machine's `ROOMS`): far more than a dashboard needs, and small
 /// (each is a name and a position).
@@ -303,29 +312,21 @@ impl ClientError {
 /// [`OwnedEvent::Status`]: it reports status changes through [`Client::status`].
 pub type Event = OwnedEvent<Bytes>;
 
-/// A request from the handle to the task.
+/// A request from the handle to the task: one of the core's calls, or closing.
 enum Command {
-    Subscribe {
-        room: String,
-        from: Option<Position>,
-        reply: oneshot::Sender<Result<(), CoreError>>,
-    },
-    Unsubscribe {
-        room: String,
-        reply: oneshot::Sender<bool>,
-    },
-    Publish {
-        room: String,
-        kind: String,
-        payload: Vec<u8>,
-        reply: oneshot::Sender<Result<u64, CoreError>>,
-    },
-    Positions {
-        reply: oneshot::Sender<Vec<(String, Option<Position>)>>,
-    },
-    Close {
-        reply: oneshot::Sender<()>,
-    },
+    Call(Call<Oneshot>),
+    Close { reply: oneshot::Sender<()> },
+}
+
+/// The core's calls answer on tokio's one-shot channels.
+struct Oneshot;
+
+impl Channel for Oneshot {
+    type Sender<T> = oneshot::Sender<T>;
+
+    fn send<T>(sender: oneshot::Sender<T>, value: T) {
+        let _ = sender.send(value);
+    }
 }
 
 /// A reconnecting eventwire client: a handle to the task that drives the connection.
@@ -374,10 +375,11 @@ impl Client {
             #[cfg(feature = "tls")]
             tls,
         } = options;
-        #[cfg(feature = "tls")]
-        let target = Target::new(parse_url(url, tls.is_some())?, tls)?;
-        #[cfg(not(feature = "tls"))]
-        let target = Target::new(parse_url(url, false)?);
+        let target = Target::new(
+            url,
+            #[cfg(feature = "tls")]
+            tls,
+        )?;
         let uri = &target.uri;
         let seed = seed.unwrap_or_else(fresh_seed);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
@@ -435,10 +437,12 @@ impl Client {
     }
 
     async fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| Command::Subscribe {
-            room: room.to_owned(),
-            from,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Subscribe {
+                room: room.to_owned(),
+                from,
+                reply,
+            })
         })
         .await?
         .map_err(ClientError::from_core)
@@ -446,9 +450,11 @@ impl Client {
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub async fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| Command::Unsubscribe {
-            room: room.to_owned(),
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Unsubscribe {
+                room: room.to_owned(),
+                reply,
+            })
         })
         .await
     }
@@ -488,11 +494,13 @@ impl Client {
         kind: &str,
         payload: Vec<u8>,
     ) -> Result<u64, ClientError> {
-        self.request(|reply| Command::Publish {
-            room: room.to_owned(),
-            kind: kind.to_owned(),
-            payload,
-            reply,
+        self.request(|reply| {
+            Command::Call(Call::Publish {
+                room: room.to_owned(),
+                kind: kind.to_owned(),
+                payload,
+                reply,
+            })
         })
         .await?
         .map_err(ClientError::from_core)
@@ -501,7 +509,8 @@ impl Client {
     /// The rooms held, each with the last position delivered (save them to resume a later run
     /// with [`Client::subscribe_from`]).
     pub async fn positions(&self) -> Result<Vec<(String, Option<Position>)>, ClientError> {
-        self.request(|reply| Command::Positions { reply }).await
+        self.request(|reply| Command::Call(Call::Positions { reply }))
+            .await
     }
 
     /// Closes the client for good: sends a normal close (protocol frame, then WebSocket close
@@ -562,42 +571,15 @@ impl Stream for Client {
     }
 }
 
-/// Checks that `url` is `ws://` with a host, or `wss://` when TLS is configured (`tls`).
-fn parse_url(url: &str, tls: bool) -> Result<Uri, ClientError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
-    match uri.scheme_str() {
-        Some("ws") => {}
-        Some("wss") if cfg!(feature = "tls") && tls => {}
-        Some("wss") if cfg!(feature = "tls") => {
-            return Err(ClientError::InvalidUrl("wss needs ClientOptions::tls"))
-        }
-        Some("wss") => {
-            return Err(ClientError::InvalidUrl(
-                "wss needs the `tls` feature of eventwire-tokio",
-            ))
-        }
-        _ => {
-            return Err(ClientError::InvalidUrl(
-                "the scheme must be ws:// or wss://",
-            ))
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(ClientError::InvalidUrl("no host"));
-    }
-    // Whatever tungstenite would refuse at each attempt is refused now.
-    uri.clone()
-        .into_client_request()
-        .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
-    Ok(uri)
-}
-
 /// Where each attempt connects, and for `wss://` how it secures the connection.
 #[derive(Clone)]
 struct Target {
     uri: Uri,
+    /// The host to connect to (an IPv6 address without brackets) and the port.
+    host: String,
+    port: u16,
+    /// The `Host` header value of polling requests.
+    authority: String,
     /// The connector and the name the server's certificate must match (the URL's host).
     #[cfg(feature = "tls")]
     tls: Option<(
@@ -607,36 +589,55 @@ struct Target {
 }
 
 impl Target {
-    #[cfg(not(feature = "tls"))]
-    fn new(uri: Uri) -> Target {
-        Target { uri }
-    }
-
-    /// `uri` is checked by `parse_url`: `wss://` only with a `config`.
-    #[cfg(feature = "tls")]
+    /// Checks `url` (the core's `WsUrl`: `ws://` or `wss://` with a host) and that this client
+    /// can open it: `wss://` needs the `tls` feature and a `config`.
     fn new(
-        uri: Uri,
-        config: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        url: &str,
+        #[cfg(feature = "tls")] config: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Result<Target, ClientError> {
+        let parts = WsUrl::parse(url).map_err(|e| ClientError::InvalidUrl(e.as_str()))?;
+        #[cfg(feature = "tls")]
         let tls = match config {
-            Some(config) if uri.scheme_str() == Some("wss") => {
+            Some(config) if parts.secure => {
                 let name =
-                    tokio_rustls::rustls::pki_types::ServerName::try_from(host(&uri).to_owned())
+                    tokio_rustls::rustls::pki_types::ServerName::try_from(parts.host.to_owned())
                         .map_err(|_| {
                             ClientError::InvalidUrl("the host is not a valid TLS server name")
                         })?;
                 Some((tokio_rustls::TlsConnector::from(config), name))
             }
-            _ => None,
+            Some(_) => None,
+            None if parts.secure => {
+                return Err(ClientError::InvalidUrl("wss needs ClientOptions::tls"))
+            }
+            None => None,
         };
-        Ok(Target { uri, tls })
+        #[cfg(not(feature = "tls"))]
+        if parts.secure {
+            return Err(ClientError::InvalidUrl(
+                "wss needs the `tls` feature of eventwire-tokio",
+            ));
+        }
+        // Whatever tungstenite would refuse at each attempt is refused now.
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| ClientError::InvalidUrl("not a URL"))?;
+        uri.clone()
+            .into_client_request()
+            .map_err(|_| ClientError::InvalidUrl("not a WebSocket URL"))?;
+        Ok(Target {
+            host: parts.host.to_owned(),
+            port: parts.port,
+            authority: parts.authority.to_owned(),
+            uri,
+            #[cfg(feature = "tls")]
+            tls,
+        })
     }
 
     /// Opens the byte stream of one attempt: TCP, then the TLS handshake for `wss://`.
     async fn open(self) -> std::io::Result<Box<dyn Io>> {
-        let secure = self.uri.scheme_str() == Some("wss");
-        let port = self.uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
-        let tcp = TcpStream::connect((host(&self.uri), port)).await?;
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
         // The task batches its writes, so Nagle's delay would only add latency.
         tcp.set_nodelay(true)?;
         #[cfg(feature = "tls")]
@@ -645,14 +646,6 @@ impl Target {
         }
         Ok(Box::new(tcp))
     }
-}
-
-/// The URL's host, without the brackets of an IPv6 address.
-fn host(uri: &Uri) -> &str {
-    let host = uri.host().unwrap_or("");
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
 }
 
 /// The upgrade request of one attempt, asking for `codec`'s subprotocol.
@@ -725,31 +718,10 @@ struct Outputs {
 impl Outputs {
     /// The machine's sink.
     fn on_event(&mut self, event: ClientEvent<'_>) {
-        match event {
-            ClientEvent::Connecting { attempt } => tracing::info!(attempt, "connecting"),
-            ClientEvent::Open { session_id } => tracing::info!(session_id, "session open"),
-            ClientEvent::Reconnecting {
-                attempt,
-                delay,
-                code: Some(code),
-            } => tracing::info!(attempt, ?delay, %code, "reconnecting"),
-            ClientEvent::Reconnecting { attempt, delay, .. } => {
-                tracing::info!(attempt, ?delay, "reconnecting")
-            }
-            ClientEvent::Closed { code, reason } => match code {
-                Some(CloseCode::NORMAL) => tracing::info!(reason, "closed"),
-                Some(code) => tracing::warn!(%code, reason, "closed for good"),
-                None => tracing::warn!("closed for good: reconnect attempts exhausted"),
-            },
-            ClientEvent::Quality(quality) => tracing::debug!(%quality, "link quality"),
-            ClientEvent::Gap { room, missed } => tracing::warn!(room, ?missed, "gap"),
-            ClientEvent::SubscribeFailed { room, code } => {
-                tracing::warn!(room, %code, "subscription refused")
-            }
-            ClientEvent::PublishFailed { id, code } => tracing::warn!(id, %code, "publish refused"),
-            ClientEvent::ServerError { code, reason } => {
-                tracing::warn!(%code, reason, "server error")
-            }
+        match event.log_level() {
+            Some(Level::Warn) => tracing::warn!("{event}"),
+            Some(Level::Info) => tracing::info!("{event}"),
+            Some(Level::Debug) => tracing::debug!("{event}"),
             _ => {}
         }
         if let ClientEvent::Quality(quality) = event {
@@ -842,8 +814,8 @@ struct Task {
     /// The task closing the latest connection.
     closing: Option<JoinHandle<()>>,
     close_reply: Option<oneshot::Sender<()>>,
-    /// The long-polling fallback: its session, if one is open, and the upgrade attempts.
-    poll: poll::Fallback,
+    /// The long-polling fallback: the core's decisions, its session's HTTP, the probe.
+    poll: poll::Polling,
 }
 
 impl Task {
@@ -870,7 +842,7 @@ impl Task {
             conn: None,
             closing: None,
             close_reply: None,
-            poll: poll::Fallback::new(setup.polling, setup.transport),
+            poll: poll::Polling::new(Fallback::new(setup.polling), setup.transport),
         };
         let now = task.clock.now();
         task.machine.connect(now, &mut |e| task.out.on_event(e));
@@ -886,13 +858,18 @@ impl Task {
                 self.machine
                     .handle_timeout(now, &mut |e| self.out.on_event(e));
             }
+            self.probe_if_due(now);
             self.transmit(now);
-            self.act();
+            self.act(now);
             self.out.flush_pending();
             if self.machine.state() == ConnState::Closed {
                 return;
             }
-            let deadline = self.machine.poll_timeout().map(|t| self.clock.to_tokio(t));
+            let deadline = [self.machine.poll_timeout(), self.poll.core.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|t| self.clock.to_tokio(t));
             let wake = self.wait(deadline).await;
             self.on_wake(wake);
         }
@@ -901,10 +878,10 @@ impl Task {
     /// Drains the connection's messages into the socket's write queue (or its frames into the
     /// polling session's next requests).
     fn transmit(&mut self, now: Instant) {
-        if self.poll.in_session() {
+        if self.poll.core.in_session() {
             while let Some(len) = self.machine.poll_transmit_body(now, &mut self.out_buf) {
                 tracing::trace!(len, "queued for a poll request");
-                self.poll.queue(std::mem::take(&mut self.out_buf));
+                self.poll.core.queue(std::mem::take(&mut self.out_buf));
             }
         } else {
             let text = self.machine.is_text();
@@ -927,18 +904,18 @@ impl Task {
     }
 
     /// Acts on `poll_action`.
-    fn act(&mut self) {
+    fn act(&mut self, now: Instant) {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Connect => {
-                    if !self.start_polling() {
+                    if !self.start_polling(now) {
                         self.start_attempt();
                     }
                 }
                 Action::Disconnect { code } => {
                     self.end_polling();
                     if self.attempt.take().is_some() {
-                        self.poll.ws_failed();
+                        self.poll.core.handle_ws_failed();
                         tracing::info!(%code, "connection attempt abandoned");
                     }
                     if let Some(conn) = self.conn.take() {
@@ -1105,17 +1082,13 @@ impl Task {
             Ok(opened) => opened,
             Err(e) => {
                 tracing::warn!(error = %e, "connection attempt failed");
-                self.poll.ws_failed();
+                self.poll.core.handle_ws_failed();
                 self.machine
                     .handle_disconnected(now, &mut |e| self.out.on_event(e));
                 return;
             }
         };
-        let protocol = response
-            .headers()
-            .get(SEC_WEBSOCKET_PROTOCOL)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim);
+        let selected = response.headers().get(SEC_WEBSOCKET_PROTOCOL);
         let (sink, stream) = ws.split();
         let conn = Conn {
             sink,
@@ -1124,15 +1097,15 @@ impl Task {
             unflushed: false,
         };
         let codec = self.machine.codec();
-        if protocol != Some(codec.subprotocol()) {
-            // tungstenite refuses most mismatches itself; this catches the rest.
+        // tungstenite refuses most mismatches itself; this catches the rest.
+        if let Err(code) = handshake::check_selected(codec, selected.map(HeaderValue::as_bytes)) {
             tracing::warn!(
-                ?protocol,
+                ?selected,
                 expected = codec.subprotocol(),
                 "the server did not select the subprotocol"
             );
-            self.close_later(conn, CloseCode::PROTOCOL_ERROR);
-            self.poll.ws_failed();
+            self.close_later(conn, code);
+            self.poll.core.handle_ws_failed();
             self.machine
                 .handle_disconnected(now, &mut |e| self.out.on_event(e));
             return;
@@ -1176,42 +1149,9 @@ impl Task {
 
     fn on_command(&mut self, now: Instant, command: Command) {
         match command {
-            Command::Subscribe { room, from, reply } => {
-                let result = match from {
-                    Some(from) => self.machine.subscribe_from(&room, from),
-                    None => self.machine.subscribe(&room),
-                };
-                tracing::debug!(room, ?from, ok = result.is_ok(), "subscribe");
-                let _ = reply.send(result);
-            }
-            Command::Unsubscribe { room, reply } => {
-                let held = self.machine.unsubscribe(&room);
-                tracing::debug!(room, held, "unsubscribe");
-                let _ = reply.send(held);
-            }
-            Command::Publish {
-                room,
-                kind,
-                payload,
-                reply,
-            } => {
-                let result = self.machine.publish(&room, &kind, &payload);
-                tracing::debug!(
-                    room,
-                    kind,
-                    len = payload.len(),
-                    ok = result.is_ok(),
-                    "publish"
-                );
-                let _ = reply.send(result);
-            }
-            Command::Positions { reply } => {
-                let rooms = self
-                    .machine
-                    .rooms()
-                    .map(|(room, position)| (room.to_owned(), position))
-                    .collect();
-                let _ = reply.send(rooms);
+            Command::Call(call) => {
+                tracing::debug!(%call, "call");
+                self.machine.answer(call);
             }
             Command::Close { reply } => {
                 tracing::debug!("close requested");
@@ -1244,695 +1184,5 @@ impl Task {
         if let Some(reply) = self.close_reply.take() {
             let _ = reply.send(());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use eventwire_core::backoff::{BackoffPolicy, Jitter};
-    use eventwire_core::dashboard::{DashboardError, DashboardEvent, SystemHealth, SystemStatus};
-    use eventwire_core::frame::Seq;
-    use eventwire_core::frame::{
-        Batch, BatchEvent, Close, Frame, Ping, PublishAck, Subscribed, Welcome,
-    };
-    use eventwire_core::outbox::OutboxError;
-    use eventwire_core::payload::Payload;
-    use eventwire_core::text::MAX_SAFE_INTEGER;
-    use serde_json::{json, Value};
-    use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
-    use tokio_tungstenite::tungstenite::handshake::server::{
-        ErrorResponse, Request as HandshakeRequest, Response as HandshakeResponse,
-    };
-
-    use super::*;
-
-    /// No await in these tests may take longer: fail, don't hang.
-    const LIMIT: Duration = Duration::from_secs(5);
-
-    async fn within<F: Future>(what: &str, future: F) -> F::Output {
-        match tokio::time::timeout(LIMIT, future).await {
-            Ok(output) => output,
-            Err(_) => panic!("timed out waiting for {what}"),
-        }
-    }
-
-    /// Options with a backoff of 10 to 50 ms, so reconnects are quick.
-    fn options(codec: Codec) -> ClientOptions {
-        let base = ClientOptions::new(7).seed(1).codec(codec);
-        let core = base.core.clone().backoff(
-            BackoffPolicy::new()
-                .initial(Duration::from_millis(10))
-                .cap(Duration::from_millis(50))
-                .jitter(Jitter::None),
-        );
-        base.core(core)
-    }
-
-    async fn next_event(client: &mut Client) -> Event {
-        within("an event", client.next())
-            .await
-            .expect("the stream ended")
-    }
-
-    fn json_payload(event: &Event) -> Value {
-        event.json::<Value>().expect("a room event").expect("JSON")
-    }
-
-    /// What the fake server saw from the client.
-    #[derive(Debug, Clone, PartialEq)]
-    enum Seen {
-        Hello(Vec<(String, Option<Position>)>),
-        Subscribe(String, Option<Position>),
-        Unsubscribe(String),
-        Publish {
-            id: u64,
-            room: String,
-            kind: String,
-            payload: Vec<u8>,
-        },
-        Close(CloseCode),
-    }
-
-    /// What the test tells the fake server to do with the current connection.
-    enum Ctl {
-        /// Append an event (room, kind, JSON payload); send it if the connection joined the room.
-        Emit(&'static str, &'static str, String),
-        /// Drop the connection without any close.
-        Drop,
-    }
-
-    /// A room log: (offset, kind, payload), epoch 1.
-    type Log = HashMap<String, Vec<(u64, String, Vec<u8>)>>;
-
-    /// A WebSocket server that speaks the protocol by hand, one connection at a time: it
-    /// answers a hello with a welcome (or, when `refuse` is set, with that close), each join
-    /// with `Subscribed` and a batch of the room's log from the position asked (including the
-    /// event *at* that position, so resuming also exercises duplicate suppression), each publish
-    /// with an ack, and each ping with a pong.
-    struct FakeServer {
-        url: String,
-        seen: mpsc::UnboundedReceiver<Seen>,
-        ctl: mpsc::UnboundedSender<Ctl>,
-    }
-
-    impl FakeServer {
-        async fn start(log: &[(&str, u64)], refuse: Option<(CloseCode, &'static str)>) -> Self {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("ws://{}/events", listener.local_addr().unwrap());
-            let mut rooms = Log::new();
-            for (room, events) in log {
-                let entries = (1..=*events)
-                    .map(|n| {
-                        (
-                            n,
-                            "test.event".to_owned(),
-                            format!(r#"{{"n":{n}}}"#).into_bytes(),
-                        )
-                    })
-                    .collect();
-                rooms.insert((*room).to_owned(), entries);
-            }
-            let (seen_tx, seen) = mpsc::unbounded_channel();
-            let (ctl, ctl_rx) = mpsc::unbounded_channel();
-            tokio::spawn(serve(listener, rooms, refuse, seen_tx, ctl_rx));
-            FakeServer { url, seen, ctl }
-        }
-
-        /// Skips what the server saw until `wanted` matches it.
-        async fn expect(&mut self, what: &str, wanted: impl Fn(&Seen) -> bool) -> Seen {
-            within(what, async {
-                loop {
-                    let seen = self.seen.recv().await.expect("server gone");
-                    if wanted(&seen) {
-                        return seen;
-                    }
-                }
-            })
-            .await
-        }
-
-        fn emit(&self, room: &'static str, n: u64) {
-            let payload = format!(r#"{{"n":{n}}}"#);
-            self.ctl
-                .send(Ctl::Emit(room, "test.event", payload))
-                .unwrap();
-        }
-    }
-
-    async fn serve(
-        listener: TcpListener,
-        mut log: Log,
-        refuse: Option<(CloseCode, &'static str)>,
-        seen: mpsc::UnboundedSender<Seen>,
-        mut ctl: mpsc::UnboundedReceiver<Ctl>,
-    ) {
-        let mut session_id = 0;
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                return;
-            };
-            let mut codec = None;
-            // The callback's signature is tungstenite's, large error type included.
-            #[allow(clippy::result_large_err)]
-            let callback = |request: &HandshakeRequest, mut response: HandshakeResponse| {
-                let asked = request
-                    .headers()
-                    .get(SEC_WEBSOCKET_PROTOCOL)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(Codec::negotiate);
-                if let Some(chosen) = asked {
-                    codec = Some(chosen);
-                    response.headers_mut().insert(
-                        SEC_WEBSOCKET_PROTOCOL,
-                        HeaderValue::from_static(chosen.subprotocol()),
-                    );
-                }
-                Ok::<_, ErrorResponse>(response)
-            };
-            let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
-                continue;
-            };
-            session_id += 1;
-            let codec = codec.expect("the client asks for a subprotocol");
-            let conn = FakeConn {
-                ws,
-                codec,
-                joined: Vec::new(),
-            };
-            conn.serve(session_id, &mut log, refuse, &seen, &mut ctl)
-                .await;
-        }
-    }
-
-    struct FakeConn {
-        ws: WebSocketStream<TcpStream>,
-        codec: Codec,
-        joined: Vec<String>,
-    }
-
-    impl FakeConn {
-        async fn send(&mut self, frame: &Frame<'_>) {
-            let mut bytes = Vec::new();
-            self.codec.encode_into(frame, &mut bytes).unwrap();
-            let message = message::from_bytes(self.codec.is_text(), &bytes).unwrap();
-            let _ = self.ws.send(message).await;
-        }
-
-        async fn join(&mut self, log: &Log, room: &str, from: Option<Position>) {
-            let position = from.unwrap_or(Position::new(1, 0));
-            self.send(&Frame::Subscribed(Subscribed { room, position }))
-                .await;
-            let events: Vec<BatchEvent<'_>> = log
-                .get(room)
-                .into_iter()
-                .flatten()
-                .filter(|(offset, _, _)| *offset >= position.offset)
-                .map(|(offset, kind, payload)| BatchEvent {
-                    offset: *offset,
-                    kind,
-                    payload: Payload(payload),
-                })
-                .collect();
-            if !events.is_empty() {
-                let batch = Frame::Batch(Batch {
-                    room,
-                    epoch: 1,
-                    events: Seq::from_slice(&events),
-                });
-                self.send(&batch).await;
-            }
-            self.joined.push(room.to_owned());
-        }
-
-        async fn serve(
-            mut self,
-            session_id: u64,
-            log: &mut Log,
-            refuse: Option<(CloseCode, &'static str)>,
-            seen: &mpsc::UnboundedSender<Seen>,
-            ctl: &mut mpsc::UnboundedReceiver<Ctl>,
-        ) {
-            loop {
-                tokio::select! {
-                    message = self.ws.next() => {
-                        let Some(Ok(message)) = message else { return };
-                        let bytes = match &message {
-                            Message::Binary(b) => &b[..],
-                            Message::Text(t) => t.as_bytes(),
-                            _ => continue,
-                        };
-                        let frame = self.codec.decode(bytes, 1 << 20).expect("a valid frame");
-                        match frame {
-                            Frame::Hello(hello) => {
-                                let rooms: Vec<(String, Option<Position>)> =
-                                    hello.rooms.iter().map(|r| (r.room.to_owned(), r.from)).collect();
-                                let _ = seen.send(Seen::Hello(rooms.clone()));
-                                if let Some((code, reason)) = refuse {
-                                    let close = Close { code, retry_after_ms: None, reason };
-                                    self.send(&Frame::Close(close)).await;
-                                    let frame = message::close_frame(code, reason);
-                                    let _ = self.ws.close(Some(frame)).await;
-                                    while self.ws.next().await.is_some() {}
-                                    return;
-                                }
-                                self.send(&Frame::Welcome(Welcome {
-                                    version: 1,
-                                    session_id,
-                                    heartbeat_ms: 1000,
-                                    max_frame: 64 * 1024,
-                                    max_subscriptions: 64,
-                                    publish_rate: 1000,
-                                }))
-                                .await;
-                                for (room, from) in rooms {
-                                    self.join(log, &room, from).await;
-                                }
-                            }
-                            Frame::Subscribe(s) => {
-                                let _ = seen.send(Seen::Subscribe(s.room.to_owned(), s.from));
-                                self.join(log, s.room, s.from).await;
-                            }
-                            Frame::Unsubscribe(u) => {
-                                let _ = seen.send(Seen::Unsubscribe(u.room.to_owned()));
-                                self.joined.retain(|r| r != u.room);
-                            }
-                            Frame::Publish(p) => {
-                                let _ = seen.send(Seen::Publish {
-                                    id: p.id,
-                                    room: p.room.to_owned(),
-                                    kind: p.kind.to_owned(),
-                                    payload: p.payload.0.to_vec(),
-                                });
-                                let entries = log.entry(p.room.to_owned()).or_default();
-                                let offset = entries.len() as u64 + 1;
-                                entries.push((offset, p.kind.to_owned(), p.payload.0.to_vec()));
-                                let position = Position::new(1, offset);
-                                self.send(&Frame::PublishAck(PublishAck { id: p.id, position }))
-                                    .await;
-                            }
-                            Frame::Ping(p) => self.send(&Frame::Pong(Ping { nonce: p.nonce })).await,
-                            Frame::Close(c) => {
-                                let _ = seen.send(Seen::Close(c.code));
-                            }
-                            _ => {}
-                        }
-                    }
-                    command = ctl.recv() => match command {
-                        Some(Ctl::Emit(room, kind, payload)) => {
-                            let entries = log.entry(room.to_owned()).or_default();
-                            let offset = entries.len() as u64 + 1;
-                            entries.push((offset, kind.to_owned(), payload.clone().into_bytes()));
-                            if self.joined.iter().any(|r| r == room) {
-                                let event = Frame::Event(eventwire_core::frame::Event {
-                                    room,
-                                    position: Position::new(1, offset),
-                                    kind,
-                                    payload: Payload(payload.as_bytes()),
-                                });
-                                self.send(&event).await;
-                            }
-                        }
-                        Some(Ctl::Drop) | None => return,
-                    },
-                }
-            }
-        }
-    }
-
-    async fn resume_after_reconnect(codec: Codec) {
-        let mut server = FakeServer::start(&[("agents", 3)], None).await;
-        let mut client = Client::connect(&server.url, options(codec)).unwrap();
-        client.subscribe("agents").await.unwrap();
-
-        // The join rides in the hello or follows it, whichever the timing gives.
-        assert_eq!(
-            next_event(&mut client).await,
-            Event::Subscribed {
-                room: "agents".into(),
-                position: Position::new(1, 0)
-            }
-        );
-        for n in 1..=3 {
-            let event = next_event(&mut client).await;
-            assert!(
-                matches!(&event, Event::Event { room, position, kind, .. }
-                    if room == "agents" && *position == Position::new(1, n) && kind == "test.event"),
-                "{event:?}"
-            );
-            assert_eq!(json_payload(&event)["n"], n);
-        }
-        let mut status = client.status();
-        within("open", status.wait_for(|s| *s == Status::Open))
-            .await
-            .unwrap();
-
-        let id = client
-            .publish("inbox", "note.added", &json!({"text": "hi"}))
-            .await
-            .unwrap();
-        assert_eq!(id, 1);
-        assert_eq!(
-            next_event(&mut client).await,
-            Event::PublishAcked {
-                id: 1,
-                position: Position::new(1, 1)
-            }
-        );
-        let published = server
-            .expect("the publish", |s| matches!(s, Seen::Publish { .. }))
-            .await;
-        assert_eq!(
-            published,
-            Seen::Publish {
-                id: 1,
-                room: "inbox".into(),
-                kind: "note.added".into(),
-                payload: br#"{"text":"hi"}"#.to_vec()
-            }
-        );
-
-        server.emit("agents", 4);
-        let live = next_event(&mut client).await;
-        assert_eq!(json_payload(&live)["n"], 4);
-        assert_eq!(
-            client.positions().await.unwrap(),
-            [("agents".to_owned(), Some(Position::new(1, 4)))]
-        );
-
-        // The server drops the connection: the client reconnects and resumes from 1:4.
-        server.ctl.send(Ctl::Drop).unwrap();
-        let resumed = vec![("agents".to_owned(), Some(Position::new(1, 4)))];
-        server
-            .expect("a hello resuming from the last position", |s| {
-                *s == Seen::Hello(resumed.clone())
-            })
-            .await;
-        // The server replays 1:4 again; it is a duplicate and not delivered.
-        assert_eq!(
-            next_event(&mut client).await,
-            Event::Subscribed {
-                room: "agents".into(),
-                position: Position::new(1, 4)
-            }
-        );
-        server.emit("agents", 5);
-        let next = next_event(&mut client).await;
-        assert!(
-            matches!(&next, Event::Event { position, .. } if *position == Position::new(1, 5)),
-            "{next:?}"
-        );
-
-        within("close", client.close()).await;
-        server
-            .expect("the close frame", |s| matches!(s, Seen::Close(_)))
-            .await;
-        assert_eq!(
-            *status.borrow(),
-            Status::Closed {
-                code: Some(CloseCode::NORMAL),
-                reason: String::new()
-            }
-        );
-    }
-
-    #[tokio::test]
-    async fn binary_client_resumes_after_reconnect() {
-        resume_after_reconnect(Codec::Binary).await;
-    }
-
-    #[tokio::test]
-    async fn json_client_resumes_after_reconnect() {
-        resume_after_reconnect(Codec::Json).await;
-    }
-
-    #[tokio::test]
-    async fn fatal_close_stops_for_good() {
-        let refuse = Some((CloseCode::UNAUTHORIZED, "bad token"));
-        let mut server = FakeServer::start(&[], refuse).await;
-        let mut client = Client::connect(&server.url, options(Codec::Binary)).unwrap();
-        let mut status = client.status();
-        let closed = within(
-            "closed",
-            status.wait_for(|s| matches!(s, Status::Closed { .. })),
-        )
-        .await
-        .unwrap()
-        .clone();
-        assert_eq!(
-            closed,
-            Status::Closed {
-                code: Some(CloseCode::UNAUTHORIZED),
-                reason: "bad token".into()
-            }
-        );
-        assert_eq!(within("the stream's end", client.next()).await, None);
-        assert!(matches!(
-            client.subscribe("agents").await,
-            Err(ClientError::Closed)
-        ));
-        assert!(matches!(server.seen.recv().await, Some(Seen::Hello(_))));
-        // With a 10 ms backoff a retry would come well within this.
-        let retry = tokio::time::timeout(Duration::from_millis(150), server.seen.recv()).await;
-        assert!(matches!(retry, Err(_) | Ok(None)), "reconnected: {retry:?}");
-    }
-
-    #[tokio::test]
-    async fn connect_timeout_abandons_a_stalled_attempt() {
-        // Accepts TCP connections but never answers the upgrade.
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
-        let base = options(Codec::Binary);
-        let core = base
-            .core
-            .clone()
-            .connect_timeout(Duration::from_millis(100));
-        let client = Client::connect(&url, base.core(core)).unwrap();
-
-        let (mut first, _) = within("the first attempt", listener.accept())
-            .await
-            .unwrap();
-        // The machine's connect timeout drops the attempt: its socket closes...
-        let mut request = Vec::new();
-        let read = within(
-            "the abandoned socket to close",
-            first.read_to_end(&mut request),
-        )
-        .await;
-        assert!(read.is_ok(), "{read:?}");
-        assert!(
-            request.starts_with(b"GET /"),
-            "the upgrade request was sent"
-        );
-        // ... and after the backoff the next attempt comes.
-        within("the second attempt", listener.accept())
-            .await
-            .unwrap();
-        assert_ne!(*client.status().borrow(), Status::Open);
-    }
-
-    #[tokio::test]
-    async fn unanswered_subprotocol_fails_the_attempt() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
-        let client = Client::connect(&url, options(Codec::Binary)).unwrap();
-        for attempt in ["the first attempt", "a retry"] {
-            let (tcp, _) = within(attempt, listener.accept()).await.unwrap();
-            // A plain WebSocket server: it does not echo `eventwire.v1`.
-            let ws = within("the upgrade", tokio_tungstenite::accept_async(tcp)).await;
-            if let Ok(mut ws) = ws {
-                // The client gives up on this socket without saying a word of the protocol.
-                let next = within("the socket's end", ws.next()).await;
-                assert!(!matches!(next, Some(Ok(Message::Binary(_)))), "{next:?}");
-            }
-        }
-        assert_ne!(*client.status().borrow(), Status::Open);
-    }
-
-    #[tokio::test]
-    async fn slow_consumer_loses_nothing() {
-        let mut server = FakeServer::start(&[("metrics", 200)], None).await;
-        let options = options(Codec::Binary).events_capacity(4);
-        let mut client = Client::connect(&server.url, options).unwrap();
-        client.subscribe("metrics").await.unwrap();
-        server
-            .expect("the join", |s| match s {
-                Seen::Hello(rooms) => !rooms.is_empty(),
-                Seen::Subscribe(..) => true,
-                _ => false,
-            })
-            .await;
-        for n in 201..=220 {
-            server.emit("metrics", n);
-        }
-        // Nobody reads for a while: the channel fills and the client stops reading the socket.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(matches!(
-            next_event(&mut client).await,
-            Event::Subscribed { .. }
-        ));
-        for n in 1..=220 {
-            let event = next_event(&mut client).await;
-            assert!(
-                matches!(&event, Event::Event { position, .. } if *position == Position::new(1, n)),
-                "expected offset {n}, got {event:?}"
-            );
-        }
-        assert_eq!(*client.status().borrow(), Status::Open);
-        within("close", client.close()).await;
-    }
-
-    #[tokio::test]
-    async fn dropping_the_client_closes_normally() {
-        let mut server = FakeServer::start(&[], None).await;
-        let client = Client::connect(&server.url, options(Codec::Binary)).unwrap();
-        let mut status = client.status();
-        within("open", status.wait_for(|s| *s == Status::Open))
-            .await
-            .unwrap();
-        drop(client);
-        let close = server
-            .expect("the close frame", |s| matches!(s, Seen::Close(_)))
-            .await;
-        assert_eq!(close, Seen::Close(CloseCode::NORMAL));
-    }
-
-    /// A port nothing listens on: the client keeps backing off, and its outbox fills.
-    async fn closed_port() -> String {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("ws://{}/", listener.local_addr().unwrap());
-        drop(listener);
-        url
-    }
-
-    #[tokio::test]
-    async fn publishes_are_refused_at_call_time() {
-        let url = closed_port().await;
-        let client = Client::connect(&url, options(Codec::Binary)).unwrap();
-        let big = vec![b'x'; 70 * 1024];
-        assert!(matches!(
-            client.publish_raw("room", "kind", &big).await,
-            Err(ClientError::Core(CoreError::Outbox(
-                OutboxError::TooLarge { limit: 65536, .. }
-            )))
-        ));
-        assert!(matches!(
-            client.publish_raw("bad room", "kind", b"{}").await,
-            Err(ClientError::Core(CoreError::Outbox(OutboxError::Invalid(
-                _
-            ))))
-        ));
-        for n in 1..=OUTBOX as u64 {
-            assert_eq!(client.publish("room", "kind", &n).await.unwrap(), n);
-        }
-        assert!(matches!(
-            client.publish("room", "kind", &0).await,
-            Err(ClientError::Core(CoreError::Outbox(OutboxError::Full)))
-        ));
-        assert!(matches!(
-            client.subscribe("no spaces").await,
-            Err(ClientError::Core(CoreError::Invalid(_)))
-        ));
-
-        let json = Client::connect(&url, options(Codec::Json)).unwrap();
-        assert!(matches!(
-            json.publish_raw("room", "kind", b"not json").await,
-            Err(ClientError::Payload(_))
-        ));
-        assert_eq!(
-            json.publish_raw("room", "kind", b"[1, 2]").await.unwrap(),
-            1
-        );
-        within("close", json.close()).await;
-        within("close", client.close()).await;
-    }
-
-    #[tokio::test]
-    async fn urls_are_checked_at_connect() {
-        for url in [
-            "http://127.0.0.1:9001/",
-            "wss://127.0.0.1:9001/",
-            "ws://",
-            "ws:///path",
-            "not a url",
-            "127.0.0.1:9001",
-        ] {
-            let result = Client::connect(url, ClientOptions::default());
-            assert!(
-                matches!(result, Err(ClientError::InvalidUrl(_))),
-                "{url}: {result:?}"
-            );
-        }
-        let client = Client::connect("ws://localhost:1/events?x=1", ClientOptions::default());
-        assert!(client.is_ok());
-    }
-
-    #[test]
-    fn default_options_draw_fresh_ids() {
-        let a = ClientOptions::default();
-        let b = ClientOptions::default();
-        assert_ne!(a.core.client_id, b.core.client_id);
-        assert!(a.core.client_id <= MAX_SAFE_INTEGER);
-        assert_eq!(a.codec, Codec::Binary);
-        assert_eq!(a.max_message, 64 * 1024);
-        assert_eq!(a.events_capacity, 1024);
-        assert_eq!(a.seed, None);
-        let c = a
-            .core(ClientConfig::new(1).max_frame(1000))
-            .max_message(2000);
-        assert_eq!((c.core.client_id, c.max_message), (1, 2000));
-        assert_eq!(ClientOptions::new(1).events_capacity(0).events_capacity, 1);
-    }
-
-    #[test]
-    fn event_helpers_decode_payloads() {
-        let status = SystemStatus {
-            status: SystemHealth::Healthy,
-            agents_online: 3,
-            tasks_pending: 1,
-            uptime_s: 60,
-        };
-        let payload = DashboardEvent::from(status).to_json().unwrap();
-        let event = Event::Event {
-            room: "system".into(),
-            position: Position::new(1, 1),
-            kind: SystemStatus::KIND.into(),
-            payload: payload.into(),
-        };
-        assert_eq!(
-            event.dashboard(),
-            Some(Ok(DashboardEvent::SystemStatus(status)))
-        );
-        assert_eq!(json_payload(&event)["agents_online"], 3);
-
-        let unknown = Event::Event {
-            room: "system".into(),
-            position: Position::new(1, 2),
-            kind: "system.note".into(),
-            payload: Bytes::from_static(b"{}"),
-        };
-        assert_eq!(unknown.dashboard(), Some(Err(DashboardError::UnknownKind)));
-
-        let ack = Event::PublishAcked {
-            id: 1,
-            position: Position::new(1, 1),
-        };
-        assert!(ack.json::<Value>().is_none());
-        assert!(ack.dashboard().is_none());
-    }
-
-    #[test]
-    fn errors_display() {
-        assert_eq!(
-            ClientError::InvalidUrl("no host").to_string(),
-            "invalid URL: no host"
-        );
-        assert_eq!(ClientError::Closed.to_string(), "client closed");
-        assert_eq!(
-            ClientError::Core(CoreError::Outbox(OutboxError::Full)).to_string(),
-            "outbox full: publish refused"
-        );
     }
 }

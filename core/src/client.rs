@@ -1090,13 +1090,26 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
     }
 }
 
+mod report;
+pub mod url;
+pub use report::Level;
+pub use url::{UrlError, WsUrl};
+
+#[cfg(feature = "alloc")]
+pub mod call;
 #[cfg(feature = "alloc")]
 mod connection;
+#[cfg(feature = "alloc")]
+pub mod fallback;
 #[cfg(feature = "alloc")]
 mod owned;
 #[cfg(feature = "alloc")]
 pub use crate::error::TransportError;
 #[cfg(feature = "alloc")]
+pub use call::{Call, Channel};
+#[cfg(feature = "alloc")]
 pub use connection::{Connection, Counts};
+#[cfg(feature = "alloc")]
+pub use fallback::{Fallback, PollingConfig, Transport};
 #[cfg(feature = "alloc")]
 pub use owned::{OwnedEvent, Status};

@@ -131,9 +131,45 @@ pub fn check_message_type(codec: Codec, text: bool) -> Result<(), CloseCode> {
     }
 }
 
+/// On the client, after the upgrade: whether the server selected the subprotocol of `codec`
+/// (`selected`: its `Sec-WebSocket-Protocol` header, if any; surrounding spaces do not count).
+/// Anything else means the server would not read this client's messages: the attempt fails, and
+/// a socket already open closes with the code returned, `PROTOCOL_ERROR`.
+pub fn check_selected(codec: Codec, selected: Option<&[u8]>) -> Result<(), CloseCode> {
+    match selected.map(<[u8]>::trim_ascii) {
+        Some(selected) if selected == codec.subprotocol().as_bytes() => Ok(()),
+        _ => Err(CloseCode::PROTOCOL_ERROR),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_client_needs_its_subprotocol_selected() {
+        assert_eq!(check_selected(Codec::Binary, Some(b"eventwire.v1")), Ok(()));
+        assert_eq!(
+            check_selected(Codec::Json, Some(b" eventwire.v1.json ")),
+            Ok(())
+        );
+        for wrong in [
+            None,
+            Some(&b""[..]),
+            Some(b"eventwire.v1.json"),
+            Some(b"eventwire.v1, x"),
+        ] {
+            assert_eq!(
+                check_selected(Codec::Binary, wrong),
+                Err(CloseCode::PROTOCOL_ERROR),
+                "{wrong:?}"
+            );
+        }
+        assert_eq!(
+            check_selected(Codec::Json, Some(b"eventwire.v1")),
+            Err(CloseCode::PROTOCOL_ERROR)
+        );
+    }
 
     const NONE: Option<&[&str]> = None;
 

@@ -411,3 +411,108 @@ fn the_machines_own_close_stops_reading_too() {
     conn.handle_message(T0, &ping, false, &mut |_| panic!("no event"));
     assert_eq!(conn.poll_transmit(T0, &mut out), None);
 }
+
+#[test]
+fn subscribe_at_and_positions_serve_adapters() {
+    use eventwire_core::frame::Position;
+
+    let mut conn: Connection = Connection::new(ClientConfig::new(1), Codec::Binary, 1024, 1);
+    conn.subscribe_at("a", None).unwrap();
+    conn.subscribe_at("b", Some(Position::new(2, 7))).unwrap();
+    assert!(conn.subscribe_at("bad room", None).is_err());
+    assert_eq!(
+        conn.positions(),
+        [
+            ("a".to_owned(), None),
+            ("b".to_owned(), Some(Position::new(2, 7)))
+        ]
+    );
+}
+
+/// The adapters' calls, answered on std channels.
+struct Std;
+
+impl eventwire_core::client::Channel for Std {
+    type Sender<T> = std::sync::mpsc::Sender<T>;
+
+    fn send<T>(sender: Self::Sender<T>, value: T) {
+        let _ = sender.send(value);
+    }
+}
+
+#[test]
+fn calls_are_answered_once_with_the_connections_verdict() {
+    use std::sync::mpsc::channel;
+
+    use eventwire_core::client::Call;
+    use eventwire_core::frame::Position;
+
+    let mut conn: Connection = Connection::new(ClientConfig::new(1), Codec::Json, 1024, 1);
+    let (reply, answer) = channel();
+    let call: Call<Std> = Call::Subscribe {
+        room: "a".into(),
+        from: Some(Position::new(1, 3)),
+        reply,
+    };
+    assert_eq!(call.to_string(), "subscribe a after 1:3");
+    assert!(conn.answer(call));
+    assert_eq!(answer.recv(), Ok(Ok(())));
+    assert!(answer.recv().is_err(), "answered once");
+
+    let (reply, answer) = channel();
+    assert!(!conn.answer::<Std>(Call::Subscribe {
+        room: "bad room".into(),
+        from: None,
+        reply,
+    }));
+    assert!(matches!(answer.recv(), Ok(Err(ClientError::Invalid(_)))));
+
+    let (reply, answer) = channel();
+    let call: Call<Std> = Call::Publish {
+        room: "a".into(),
+        kind: "k".into(),
+        payload: b"[1]".to_vec(),
+        reply,
+    };
+    assert_eq!(call.to_string(), "publish k to a (3 bytes)");
+    assert!(conn.answer(call));
+    assert_eq!(answer.recv(), Ok(Ok(1)));
+    // Over the frame limit: refused at call time.
+    let (reply, answer) = channel();
+    assert!(!conn.answer::<Std>(Call::Publish {
+        room: "a".into(),
+        kind: "k".into(),
+        payload: vec![b'1'; 2000],
+        reply,
+    }));
+    assert!(matches!(
+        answer.recv(),
+        Ok(Err(ClientError::Outbox(OutboxError::TooLarge { .. })))
+    ));
+
+    let (reply, answer) = channel();
+    assert!(conn.answer::<Std>(Call::Positions { reply }));
+    assert_eq!(
+        answer.recv(),
+        Ok(vec![("a".to_owned(), Some(Position::new(1, 3)))])
+    );
+    let (reply, answer) = channel();
+    let call: Call<Std> = Call::Unsubscribe {
+        room: "a".into(),
+        reply,
+    };
+    assert_eq!(call.to_string(), "unsubscribe a");
+    assert!(conn.answer(call));
+    assert_eq!(answer.recv(), Ok(true));
+    let (reply, answer) = channel();
+    assert!(conn.answer::<Std>(Call::Unsubscribe {
+        room: "a".into(),
+        reply,
+    }));
+    assert_eq!(answer.recv(), Ok(false));
+    let (reply, answer) = channel();
+    let call: Call<Std> = Call::Positions { reply };
+    assert_eq!(call.to_string(), "positions");
+    assert!(conn.answer(call));
+    assert_eq!(answer.recv(), Ok(Vec::new()));
+}

@@ -1,24 +1,11 @@
-//! The HTTP long-polling fallback of the client (PROTOCOL.md section 1.4).
+//! The HTTP of the long-polling fallback (PROTOCOL.md section 1.4).
 //!
-//! A polling **session** plays the part of a WebSocket connection for the core machine: when the
-//! machine asks for a connection ([`Action::Connect`](eventwire_core::client::Action)) and the
-//! last [`PollingOptions::after_failures`] WebSocket attempts failed in a row, the task opens a
-//! polling session instead, tells the machine it is connected, and from then on:
-//!
-//! - every request carries the frames `poll_transmit` gave since the last one (at most 64, and
-//!   none when there are none: a plain long-poll), and every response's frames go to
-//!   `handle_frame`, in order;
-//! - the next request goes out as soon as a response came back, so one request is always held by
-//!   the server. Frames to send while one is held go out in a second request at once (the
-//!   server then returns the held one); responses are handled in the order of their requests;
-//! - any failure (connection error, non-200 status, a body that does not decode) abandons the
-//!   session and tells the machine it is disconnected: it backs off and reconnects with resume,
-//!   so nothing is lost.
-//!
-//! While the fallback is in use, a WebSocket attempt runs in the background every
-//! [`PollingOptions::upgrade_every`]. Once one succeeds it is closed again, the polling session
-//! is abandoned like a lost connection, and the failure count starts over, so the machine's next
-//! connection is a WebSocket. The switch is a reconnect with resume: lossless by positions.
+//! Every decision is the core's [`Fallback`] (when to poll, when a request goes out and which
+//! frames it carries, which responses end a session, when to try a WebSocket again); this module
+//! moves its bodies over HTTP and reports what came back. A session's requests each run in a
+//! task; their responses are handed over in the order of the requests. A successful probe (a
+//! WebSocket attempt in the background) is closed again at once: the server sees a connection
+//! that ends before its hello.
 //!
 //! HTTP/1.1 is hyper's client connection (`hyper::client::conn::http1`) over the byte stream a
 //! WebSocket attempt would use: plain TCP for `ws://`; for `wss://`, HTTPS: TLS through the same
@@ -42,13 +29,15 @@ use std::future::pending;
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventwire_core::client::fallback::Reply as Verdict;
+use eventwire_core::client::{Fallback, Transport};
 use eventwire_core::codec::Codec;
 use eventwire_core::time::Instant;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
-use hyper::{Method, Request, Response, Uri};
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinHandle};
@@ -56,10 +45,6 @@ use tracing::Instrument;
 
 use super::{Attempt, Target, Task, CLOSE_TIMEOUT};
 
-/// Frames one request may carry (the server answers more with 400, PROTOCOL 1.4).
-const MAX_FRAMES: usize = 64;
-/// Bytes of frames one request carries when it has more than one (the server's default limit).
-const MAX_BODY: usize = 256 * 1024;
 /// Largest response head.
 const MAX_HEAD: usize = 8 * 1024;
 /// Largest read buffer of a connection: a body arrives through it in pieces of at most this.
@@ -71,70 +56,6 @@ const IDLE_LINKS: usize = 2;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The header that carries the session token.
 const SESSION_HEADER: &str = "Eventwire-Session";
-
-/// When and how the client falls back to HTTP long-polling (PROTOCOL.md section 1.4). Set with
-/// [`ClientOptions::polling`](super::ClientOptions::polling); the fallback is on by default.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct PollingOptions {
-    /// Failed WebSocket attempts in a row after which the client polls instead. Default 3.
-    pub after_failures: u32,
-    /// How often a polling client tries a WebSocket again. Default 30 s.
-    pub upgrade_every: Duration,
-    /// The polling endpoint's path on the server of the URL. Default `/eventwire/poll`.
-    pub path: String,
-}
-
-impl Default for PollingOptions {
-    fn default() -> Self {
-        PollingOptions {
-            after_failures: 3,
-            upgrade_every: Duration::from_secs(30),
-            path: "/eventwire/poll".to_owned(),
-        }
-    }
-}
-
-impl PollingOptions {
-    /// The defaults.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Sets the failed WebSocket attempts in a row before polling (at least 1).
-    pub fn after_failures(mut self, attempts: u32) -> Self {
-        self.after_failures = attempts.max(1);
-        self
-    }
-
-    /// Sets how often a polling client tries a WebSocket again.
-    pub fn upgrade_every(mut self, interval: Duration) -> Self {
-        self.upgrade_every = interval;
-        self
-    }
-
-    /// Sets the polling endpoint's path (`/` is prepended if missing).
-    pub fn path(mut self, path: &str) -> Self {
-        self.path = if path.starts_with('/') {
-            path.to_owned()
-        } else {
-            format!("/{path}")
-        };
-        self
-    }
-}
-
-/// The transport of the client's current (or last) session; see [`Client::transport`].
-///
-/// [`Client::transport`]: super::Client::transport
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Transport {
-    /// A WebSocket.
-    WebSocket,
-    /// HTTP long-polling.
-    Polling,
-}
 
 /// An HTTP response, as far as polling cares.
 pub(super) struct Reply {
@@ -196,13 +117,10 @@ impl Drop for Link {
     }
 }
 
-/// One polling session: what plays the part of a connection.
+/// The HTTP side of one polling session (the core's `Fallback` keeps its decisions).
+#[derive(Default)]
 struct Session {
-    /// The machine was told the session is open.
-    opened: bool,
     token: Option<HeaderValue>,
-    /// Encoded frames waiting for a request, oldest first.
-    queue: VecDeque<Vec<u8>>,
     /// Requests under way, oldest first; their responses are handled in this order.
     requests: VecDeque<Exchange>,
     /// Connections the server kept open, for the next requests (at most [`IDLE_LINKS`]).
@@ -223,79 +141,46 @@ pub(super) enum PollWake {
     Opened,
     /// The oldest request finished.
     Reply(Result<Reply, PollError>),
-    /// It is time for a WebSocket attempt in the background.
-    ProbeDue,
     /// The background WebSocket attempt finished: whether it opened.
     Probed(bool),
 }
 
-/// The fallback's state, kept by the task.
-pub(super) struct Fallback {
-    options: Option<PollingOptions>,
-    /// Failed WebSocket attempts in a row.
-    failures: u32,
+/// The fallback, kept by the task: the core's decisions and the HTTP they ask for.
+pub(super) struct Polling {
+    pub(super) core: Fallback,
     session: Option<Session>,
     probe: Option<Attempt>,
-    next_probe: Option<tokio::time::Instant>,
     transport: watch::Sender<Transport>,
+    /// The next request's body.
+    body: Vec<u8>,
 }
 
-impl Fallback {
-    pub(super) fn new(
-        options: Option<PollingOptions>,
-        transport: watch::Sender<Transport>,
-    ) -> Self {
-        Fallback {
-            options,
-            failures: 0,
+impl Polling {
+    pub(super) fn new(core: Fallback, transport: watch::Sender<Transport>) -> Self {
+        Polling {
+            core,
             session: None,
             probe: None,
-            next_probe: None,
             transport,
+            body: Vec::new(),
         }
-    }
-
-    /// A WebSocket attempt failed (or was abandoned by the connect timeout).
-    pub(super) fn ws_failed(&mut self) {
-        self.failures = self.failures.saturating_add(1);
     }
 
     /// A WebSocket connection opened.
     pub(super) fn ws_opened(&mut self) {
-        self.failures = 0;
-        self.next_probe = None;
+        self.core.handle_ws_opened();
         self.probe = None;
         self.transport.send_replace(Transport::WebSocket);
-    }
-
-    /// Whether a polling session is open (frames go to it).
-    pub(super) fn in_session(&self) -> bool {
-        self.session.as_ref().is_some_and(|s| s.opened)
-    }
-
-    /// Queues one element of a request body (a frame in the body's form, from
-    /// `Connection::poll_transmit_body`) for the session's next request.
-    pub(super) fn queue(&mut self, element: Vec<u8>) {
-        if let Some(session) = self.session.as_mut() {
-            session.queue.push_back(element);
-        }
     }
 
     /// Waits for whatever of the fallback comes first. Cancel-safe: the requests and the probe
     /// are kept in `self`.
     pub(super) async fn wake(&mut self) -> PollWake {
-        let Fallback {
-            session,
-            probe,
-            next_probe,
-            ..
-        } = self;
-        let request = match session {
-            Some(s) if !s.opened => return PollWake::Opened,
-            Some(s) => s.requests.front_mut(),
-            None => None,
-        };
-        let probe_at = next_probe.filter(|_| probe.is_none());
+        if self.core.is_opening() {
+            return PollWake::Opened;
+        }
+        let request = self.session.as_mut().and_then(|s| s.requests.front_mut());
+        let probe = self.probe.as_mut();
         tokio::select! {
             reply = async {
                 match request {
@@ -304,104 +189,62 @@ impl Fallback {
                 }
             } => PollWake::Reply(reply),
             opened = async {
-                match probe.as_mut() {
+                match probe {
                     Some(probe) => probe.await.is_ok(),
                     None => pending().await,
                 }
             } => PollWake::Probed(opened),
-            () = async {
-                match probe_at {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => pending().await,
-                }
-            } => PollWake::ProbeDue,
         }
     }
 }
 
 impl Task {
-    /// Opens a polling session instead of a WebSocket attempt if the fallback is due; returns
+    /// Opens a polling session instead of a WebSocket attempt if the core says so; returns
     /// whether it did.
-    pub(super) fn start_polling(&mut self) -> bool {
-        let Some(options) = &self.poll.options else {
-            return false;
-        };
-        // `ws://`, or `wss://` (which `parse_url` only lets through with a TLS config).
-        if self.poll.failures < options.after_failures
-            || !matches!(self.target.uri.scheme_str(), Some("ws" | "wss"))
-        {
+    pub(super) fn start_polling(&mut self, now: Instant) -> bool {
+        if self.poll.core.connect(now) != Transport::Polling {
             return false;
         }
         tracing::info!(
-            failures = self.poll.failures,
+            failures = self.poll.core.failures(),
             "falling back to long-polling"
         );
-        self.poll.session = Some(Session {
-            opened: false,
-            token: None,
-            queue: VecDeque::new(),
-            requests: VecDeque::new(),
-            idle: Vec::new(),
-        });
-        if self.poll.next_probe.is_none() && self.poll.probe.is_none() {
-            self.poll.next_probe = Some(tokio::time::Instant::now() + options.upgrade_every);
-        }
+        self.poll.session = Some(Session::default());
         true
     }
 
-    /// Sends the queued frames of the polling session, and keeps one request held: a request
-    /// goes out when none is under way, or when frames wait and at most one is (a session's
-    /// first request is answered before any other goes out: it brings the token).
+    /// Starts the WebSocket probe if the core says one is due.
+    pub(super) fn probe_if_due(&mut self, now: Instant) {
+        if !self.poll.core.poll_probe(now) {
+            return;
+        }
+        // The same attempt a `Connect` would start, taken out of the task's slot.
+        let current = self.attempt.take();
+        self.start_attempt();
+        self.poll.probe = self.attempt.take();
+        self.attempt = current;
+        tracing::debug!("trying a WebSocket again");
+    }
+
+    /// Sends every request the core asks for.
     pub(super) fn send_polls(&mut self) {
-        loop {
-            let Some(session) = self.poll.session.as_ref().filter(|s| s.opened) else {
-                return;
-            };
-            let limit = if session.token.is_some() { 2 } else { 1 };
-            let idle = session.requests.is_empty();
-            if session.requests.len() >= limit || (session.queue.is_empty() && !idle) {
-                return;
-            }
-            if !self.send_one_poll() {
-                return;
-            }
+        let codec = self.machine.codec();
+        while let Some(frames) = self.poll.core.poll_request(codec, &mut self.poll.body) {
+            self.send_poll(frames);
         }
     }
 
-    /// Spawns one request with as many queued frames as fit; false if there is no session.
-    fn send_one_poll(&mut self) -> bool {
+    /// Spawns one request carrying the body the core filled.
+    fn send_poll(&mut self, frames: usize) {
         let Some(session) = self.poll.session.as_mut() else {
-            return false;
+            return;
         };
-        let json = self.machine.is_text();
-        let mut body = Vec::new();
-        let mut frames = 0;
-        if json {
-            body.push(b'[');
-        }
-        while let Some(frame) = session.queue.front() {
-            if frames == MAX_FRAMES || (frames > 0 && body.len() + frame.len() + 2 > MAX_BODY) {
-                break;
-            }
-            if json && frames > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(frame);
-            session.queue.pop_front();
-            frames += 1;
-        }
-        if json {
-            body.push(b']');
-        }
-        let Some(authority) = authority(&self.target.uri) else {
-            // Cannot happen: the URL was checked at connect.
-            return false;
-        };
+        let body = std::mem::take(&mut self.poll.body);
         let target = self.target.clone();
         tracing::trace!(frames, bytes = body.len(), "poll request");
         let request = request(
-            self.poll.options.as_ref().map_or("/", |o| &o.path),
-            &authority,
+            self.poll.core.config().map_or("/", |o| &o.path),
+            &self.target.authority,
             self.machine.codec(),
             body,
             session.token.as_ref(),
@@ -418,20 +261,18 @@ impl Task {
             }
             .instrument(span),
         ));
-        true
     }
 
     /// The machine asked to disconnect: the last requests (one may carry a close frame) get a
     /// moment to finish, then the session is gone.
     pub(super) fn end_polling(&mut self) {
+        let codec = self.machine.codec();
+        if let Some(frames) = self.poll.core.disconnect(codec, &mut self.poll.body) {
+            self.send_poll(frames);
+        }
         let Some(mut session) = self.poll.session.take() else {
             return;
         };
-        if session.opened && !session.queue.is_empty() && session.token.is_some() {
-            self.poll.session = Some(session);
-            self.send_one_poll();
-            session = self.poll.session.take().expect("put back above");
-        }
         let requests: Vec<Exchange> = session.requests.drain(..).collect();
         if requests.is_empty() {
             return;
@@ -458,9 +299,7 @@ impl Task {
     pub(super) fn on_poll(&mut self, now: Instant, wake: PollWake) {
         match wake {
             PollWake::Opened => {
-                if let Some(session) = self.poll.session.as_mut() {
-                    session.opened = true;
-                }
+                self.poll.core.handle_session_opened();
                 tracing::info!("polling session open");
                 self.poll.transport.send_replace(Transport::Polling);
                 self.machine
@@ -471,25 +310,14 @@ impl Task {
                     session.requests.pop_front();
                 }
                 match reply {
-                    Ok(reply) if reply.status == 200 => self.on_poll_reply(now, reply),
-                    Ok(reply) => {
-                        tracing::warn!(status = reply.status, "poll request refused");
-                        self.lose_polling(now);
-                    }
+                    Ok(reply) => self.on_poll_reply(now, reply),
                     Err(e) => {
                         tracing::warn!(error = %e, "poll request failed");
-                        self.lose_polling(now);
+                        if self.poll.core.handle_request_failed() {
+                            self.lose_polling(now);
+                        }
                     }
                 }
-            }
-            PollWake::ProbeDue => {
-                self.poll.next_probe = None;
-                // The same attempt a `Connect` would start, taken out of the task's slot.
-                let current = self.attempt.take();
-                self.start_attempt();
-                self.poll.probe = self.attempt.take();
-                self.attempt = current;
-                tracing::debug!("trying a WebSocket again");
             }
             PollWake::Probed(opened) => {
                 // Dropping the probe closes its socket; the server sees a connection that ends
@@ -497,62 +325,59 @@ impl Task {
                 self.poll.probe = None;
                 if opened {
                     tracing::info!("a WebSocket opens again; leaving long-polling");
-                    self.poll.failures = 0;
-                    if self.poll.session.take().is_some() {
-                        self.machine
-                            .handle_disconnected(now, &mut |e| self.out.on_event(e));
-                    }
-                } else if let Some(options) = &self.poll.options {
-                    self.poll.next_probe =
-                        Some(tokio::time::Instant::now() + options.upgrade_every);
+                }
+                if self.poll.core.handle_probe(now, opened) {
+                    self.lose_polling(now);
                 }
             }
         }
     }
 
-    /// The session failed: its requests are dropped and the machine learns it is disconnected.
+    /// The core abandoned the session: its requests are dropped and the machine learns it is
+    /// disconnected.
     fn lose_polling(&mut self, now: Instant) {
-        if self.poll.session.take().is_some() {
-            self.machine
-                .handle_disconnected(now, &mut |e| self.out.on_event(e));
-        }
+        self.poll.session = None;
+        self.machine
+            .handle_disconnected(now, &mut |e| self.out.on_event(e));
     }
 
     fn on_poll_reply(&mut self, now: Instant, reply: Reply) {
-        if let Some(session) = self.poll.session.as_mut() {
-            if let Some(link) = reply.link {
-                if session.idle.len() < IDLE_LINKS {
-                    session.idle.push(link);
+        match self
+            .poll
+            .core
+            .handle_response(reply.status, reply.token.is_some())
+        {
+            Verdict::Deliver => {
+                if let Some(session) = self.poll.session.as_mut() {
+                    if let Some(link) = reply.link {
+                        if session.idle.len() < IDLE_LINKS {
+                            session.idle.push(link);
+                        }
+                    }
+                    if reply.token.is_some() {
+                        session.token = reply.token;
+                    }
                 }
+                tracing::trace!(bytes = reply.body.len(), "poll response");
+                // A body that does not decode ends the session through the connection's close.
+                self.machine
+                    .handle_body(now, &reply.body, &mut |e| self.out.on_event(e));
             }
-            if reply.token.is_some() {
-                session.token = reply.token;
-            }
-            if session.token.is_none() {
-                tracing::warn!("poll response without a session token");
+            Verdict::Lost(why) => {
+                tracing::warn!(?why, "poll response refused");
                 self.lose_polling(now);
-                return;
             }
+            // The session ended before its response came: nothing of it is wanted.
+            _ => {}
         }
-        tracing::trace!(bytes = reply.body.len(), "poll response");
-        // A body that does not decode ends the session through the connection's close.
-        self.machine
-            .handle_body(now, &reply.body, &mut |e| self.out.on_event(e));
     }
 
     /// Drops everything of the fallback (the task ends).
     pub(super) fn stop_polling(&mut self) {
         self.end_polling();
+        self.poll.core.stop();
         self.poll.probe = None;
-        self.poll.next_probe = None;
     }
-}
-
-/// The `Host` header value of `uri`.
-fn authority(uri: &Uri) -> Option<String> {
-    let authority = uri.authority()?.as_str();
-    // No user info in a Host header.
-    Some(authority.rsplit('@').next().unwrap_or(authority).to_owned())
 }
 
 /// A poll request: `body` for the session of `token` (none for a session's first request).
@@ -675,393 +500,4 @@ async fn connect(target: Target) -> Result<Link, PollError> {
         .in_current_span(),
     );
     Ok(Link { sender, driver })
-}
-
-#[cfg(test)]
-mod tests {
-    use std::future::Future;
-    use std::net::SocketAddr;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::{TcpListener, TcpStream};
-    use tokio::sync::{mpsc, Notify};
-
-    use super::*;
-
-    const LIMIT: usize = 1024;
-
-    /// A server on 127.0.0.1 that runs `handler` on each connection; also returns the count of
-    /// connections accepted.
-    async fn server<F, Fut>(handler: F) -> (SocketAddr, Arc<AtomicUsize>)
-    where
-        F: Fn(TcpStream) -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let count = connections.clone();
-        tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(handler(tcp));
-            }
-        });
-        (addr, connections)
-    }
-
-    /// Reads one request (head and `Content-Length` body) from `tcp`, keeping what follows it
-    /// in `buf`; `None` at the end of the connection.
-    async fn read_request(tcp: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, Vec<u8>)> {
-        loop {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut parsed = httparse::Request::new(&mut headers);
-            if let httparse::Status::Complete(start) = parsed.parse(buf).unwrap() {
-                let length = parsed
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .map_or(0, |h| {
-                        std::str::from_utf8(h.value).unwrap().parse().unwrap()
-                    });
-                while buf.len() < start + length {
-                    let mut chunk = [0u8; 4096];
-                    let n = tcp.read(&mut chunk).await.unwrap();
-                    assert_ne!(n, 0, "the request body was cut");
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8(buf[..start].to_vec()).unwrap();
-                let body = buf[start..start + length].to_vec();
-                buf.drain(..start + length);
-                return Some((head, body));
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tcp.read(&mut chunk).await.unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    }
-
-    /// A server that answers every request with `response` and then closes the connection.
-    async fn answering(response: &[u8]) -> SocketAddr {
-        let response = Bytes::copy_from_slice(response);
-        let (addr, _) = server(move |mut tcp| {
-            let response = response.clone();
-            async move {
-                if read_request(&mut tcp, &mut Vec::new()).await.is_some() {
-                    let _ = tcp.write_all(&response).await;
-                }
-            }
-        })
-        .await;
-        addr
-    }
-
-    fn target(addr: SocketAddr) -> Target {
-        let uri: Uri = format!("ws://{addr}/").parse().unwrap();
-        #[cfg(feature = "tls")]
-        return Target::new(uri, None).unwrap();
-        #[cfg(not(feature = "tls"))]
-        Target::new(uri)
-    }
-
-    fn poll(addr: SocketAddr, body: &[u8]) -> Request<Full<Bytes>> {
-        request(
-            "/eventwire/poll",
-            &addr.to_string(),
-            Codec::Json,
-            body.to_vec(),
-            None,
-        )
-        .unwrap()
-    }
-
-    /// One exchange with the server at `addr` on a new connection, bounded by [`LIMIT`]; fails
-    /// the test if it takes longer than a few seconds (a refusal must not wait for the body).
-    async fn fetch(addr: SocketAddr) -> Result<Reply, PollError> {
-        let exchange = exchange(target(addr), None, poll(addr, b"[]"), LIMIT);
-        tokio::time::timeout(Duration::from_secs(5), exchange)
-            .await
-            .expect("the exchange ends without waiting for the rest of the body")
-    }
-
-    #[tokio::test]
-    async fn requests_follow_the_protocol_and_responses_are_read() {
-        let (seen, mut requests) = mpsc::unbounded_channel();
-        let (addr, _) = server(move |mut tcp| {
-            let seen = seen.clone();
-            async move {
-                let mut buf = Vec::new();
-                while let Some(request) = read_request(&mut tcp, &mut buf).await {
-                    seen.send(request).unwrap();
-                    let _ = tcp
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nEventwire-Session: abc\r\n\
-                              Content-Length: 2\r\nConnection: close\r\n\r\n[]",
-                        )
-                        .await;
-                }
-            }
-        })
-        .await;
-        let token = HeaderValue::from_static("t1");
-        let json = request(
-            "/eventwire/poll",
-            &addr.to_string(),
-            Codec::Json,
-            b"[{}]".to_vec(),
-            Some(&token),
-        )
-        .unwrap();
-        let reply = exchange(target(addr), None, json, LIMIT).await.unwrap();
-        assert_eq!(reply.status, 200);
-        assert_eq!(reply.token, Some(HeaderValue::from_static("abc")));
-        assert_eq!(&reply.body[..], b"[]");
-        let (head, body) = requests.recv().await.unwrap();
-        let head = head.to_ascii_lowercase();
-        assert!(
-            head.starts_with("post /eventwire/poll http/1.1\r\n"),
-            "{head}"
-        );
-        for header in [
-            format!("host: {addr}"),
-            "content-type: application/json".to_owned(),
-            "accept: application/json".to_owned(),
-            "content-length: 4".to_owned(),
-            "eventwire-session: t1".to_owned(),
-        ] {
-            assert!(
-                head.contains(&format!("\r\n{header}\r\n")),
-                "{header} in {head}"
-            );
-        }
-        assert_eq!(body, b"[{}]");
-
-        // A session's first request has no token; an empty body still says its length.
-        let binary = request(
-            "/eventwire/poll",
-            &addr.to_string(),
-            Codec::Binary,
-            Vec::new(),
-            None,
-        )
-        .unwrap();
-        exchange(target(addr), None, binary, LIMIT).await.unwrap();
-        let (head, body) = requests.recv().await.unwrap();
-        let head = head.to_ascii_lowercase();
-        assert!(
-            head.contains("\r\ncontent-type: application/octet-stream\r\n"),
-            "{head}"
-        );
-        assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
-        assert!(!head.contains("eventwire-session"), "{head}");
-        assert!(body.is_empty());
-
-        // The options may make a path that is no request target.
-        assert!(request("/a b", "h", Codec::Json, Vec::new(), None).is_err());
-    }
-
-    #[tokio::test]
-    async fn bodies_are_framed_by_length_by_chunks_or_by_the_end() {
-        let eof = answering(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nnope").await;
-        let reply = fetch(eof).await.unwrap();
-        assert_eq!(
-            (reply.status, reply.token, &reply.body[..]),
-            (404, None, &b"nope"[..])
-        );
-
-        let chunked = answering(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nEventwire-Session: s\r\n\r\n\
-              5\r\n[1,2,\r\n2\r\n3]\r\n0\r\n\r\n",
-        )
-        .await;
-        let reply = fetch(chunked).await.unwrap();
-        assert_eq!(reply.status, 200);
-        assert_eq!(&reply.body[..], b"[1,2,3]");
-
-        // Exactly the limit is allowed, however it comes.
-        let (at_limit, _) = server(|mut tcp| async move {
-            read_request(&mut tcp, &mut Vec::new()).await.unwrap();
-            let mut response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-            for _ in 0..4 {
-                response.extend_from_slice(b"100\r\n");
-                response.extend_from_slice(&[b' '; 256]);
-                response.extend_from_slice(b"\r\n");
-            }
-            response.extend_from_slice(b"0\r\n\r\n");
-            tcp.write_all(&response).await.unwrap();
-        })
-        .await;
-        assert_eq!(fetch(at_limit).await.unwrap().body.len(), LIMIT);
-    }
-
-    /// A server that sends `head` and then `body` and keeps the connection open without
-    /// ending the body, until the client goes.
-    async fn stalling(head: &'static [u8], body: Vec<u8>) -> SocketAddr {
-        let (addr, _) = server(move |mut tcp| {
-            let body = body.clone();
-            async move {
-                read_request(&mut tcp, &mut Vec::new()).await.unwrap();
-                tcp.write_all(head).await.unwrap();
-                let _ = tcp.write_all(&body).await;
-                let _ = tcp.read(&mut [0u8; 16]).await;
-            }
-        })
-        .await;
-        addr
-    }
-
-    #[tokio::test]
-    async fn bodies_over_the_limit_are_refused_as_they_arrive() {
-        // Declared too large: refused before any of it comes.
-        let declared = stalling(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
-            Vec::new(),
-        )
-        .await;
-        assert!(matches!(
-            fetch(declared).await,
-            Err(PollError::TooLarge(LIMIT))
-        ));
-
-        // Chunks that pass the limit: refused once they do, the rest never awaited.
-        let mut chunks = Vec::new();
-        for _ in 0..3 {
-            chunks.extend_from_slice(b"200\r\n");
-            chunks.extend_from_slice(&[b' '; 512]);
-            chunks.extend_from_slice(b"\r\n");
-        }
-        let chunked = stalling(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-            chunks,
-        )
-        .await;
-        assert!(matches!(
-            fetch(chunked).await,
-            Err(PollError::TooLarge(LIMIT))
-        ));
-
-        // Framed by the end of the connection, which never comes.
-        let open = stalling(b"HTTP/1.1 200 OK\r\n\r\n", vec![b' '; LIMIT + 1]).await;
-        assert!(matches!(fetch(open).await, Err(PollError::TooLarge(LIMIT))));
-    }
-
-    #[tokio::test]
-    async fn malformed_responses_fail() {
-        let cut = answering(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n[]").await;
-        assert!(
-            matches!(fetch(cut).await, Err(PollError::Http(_))),
-            "a cut body"
-        );
-        let garbage = answering(b"SSH-2.0-OpenSSH\r\n\r\n").await;
-        assert!(
-            matches!(fetch(garbage).await, Err(PollError::Http(_))),
-            "not HTTP"
-        );
-        let empty = answering(b"").await;
-        assert!(
-            matches!(fetch(empty).await, Err(PollError::Http(_))),
-            "no response"
-        );
-        let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
-        big.extend(std::iter::repeat_n(b"X-Pad: 0123456789\r\n", 600).flatten());
-        big.extend_from_slice(b"Content-Length: 0\r\n\r\n");
-        let head = answering(&big).await;
-        match fetch(head).await {
-            Err(PollError::Http(e)) => assert!(e.is_parse_too_large(), "{e}"),
-            other => panic!("a head over 8 KiB: {:?}", other.map(|r| r.status)),
-        }
-        let refused = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let closed = refused.local_addr().unwrap();
-        drop(refused);
-        assert!(matches!(fetch(closed).await, Err(PollError::Connect(_))));
-    }
-
-    #[tokio::test]
-    async fn a_kept_connection_carries_the_next_request() {
-        // Keeps each connection for two requests, then closes it when `close` is notified.
-        let close = Arc::new(Notify::new());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let (addr, connections) = server({
-            let (close, requests) = (close.clone(), requests.clone());
-            move |mut tcp| {
-                let (close, requests) = (close.clone(), requests.clone());
-                async move {
-                    let mut buf = Vec::new();
-                    for _ in 0..2 {
-                        let Some((_, body)) = read_request(&mut tcp, &mut buf).await else {
-                            return;
-                        };
-                        let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
-                        let reply = format!("[{n}]");
-                        let response = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{reply}",
-                            reply.len()
-                        );
-                        assert_eq!(body, b"[]");
-                        tcp.write_all(response.as_bytes()).await.unwrap();
-                    }
-                    close.notified().await;
-                }
-            }
-        })
-        .await;
-        let first = exchange(target(addr), None, poll(addr, b"[]"), LIMIT)
-            .await
-            .unwrap();
-        assert_eq!(&first.body[..], b"[1]");
-        let link = first.link.expect("the server kept the connection");
-        let second = exchange(target(addr), Some(link), poll(addr, b"[]"), LIMIT)
-            .await
-            .unwrap();
-        assert_eq!(&second.body[..], b"[2]");
-        assert_eq!(
-            connections.load(Ordering::SeqCst),
-            1,
-            "one connection, two requests"
-        );
-
-        // The server closes the waiting connection: the next request takes a new one.
-        let link = second.link.expect("the server kept the connection");
-        close.notify_one();
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !link.sender.is_closed() {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-        .await
-        .expect("the client sees the close");
-        let third = exchange(target(addr), Some(link), poll(addr, b"[]"), LIMIT)
-            .await
-            .unwrap();
-        assert_eq!(&third.body[..], b"[3]");
-        assert_eq!(connections.load(Ordering::SeqCst), 2);
-        assert_eq!(requests.load(Ordering::SeqCst), 3);
-    }
-
-    #[test]
-    fn options_and_authority() {
-        let uri: Uri = "ws://[::1]:9/x".parse().unwrap();
-        assert_eq!(authority(&uri), Some("[::1]:9".to_owned()));
-        let uri: Uri = "wss://user:pw@example.com/x".parse().unwrap();
-        assert_eq!(authority(&uri), Some("example.com".to_owned()));
-        let defaults = PollingOptions::new();
-        assert_eq!(defaults.after_failures, 3);
-        assert_eq!(defaults.upgrade_every, Duration::from_secs(30));
-        assert_eq!(defaults.path, "/eventwire/poll");
-        assert_eq!(defaults.path("p").after_failures(0).after_failures, 1);
-        assert_eq!(PollingOptions::new().path("p").path, "/p");
-        assert_eq!(
-            super::super::ClientOptions::new(1).polling,
-            Some(PollingOptions::default())
-        );
-        assert_eq!(
-            super::super::ClientOptions::new(1).polling(None).polling,
-            None
-        );
-    }
 }

@@ -41,6 +41,8 @@
 //! appended is counted once in [`Counts`]; a publish the server would refuse as too big is
 //! refused at call time, never queued.
 
+use alloc::borrow::ToOwned;
+use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{Action, Client, ClientConfig, ClientError, ClientEvent, ClientStats, ConnState};
@@ -200,6 +202,24 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
     /// Holds `room`, resuming after `from`.
     pub fn subscribe_from(&mut self, room: &str, from: Position) -> Result<(), ClientError> {
         self.machine.subscribe_from(room, from)
+    }
+
+    /// Holds `room`: resuming after `from`, or from its head when `None` (the two calls above
+    /// as one, for adapters that forward an application's choice).
+    pub fn subscribe_at(&mut self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
+        match from {
+            Some(from) => self.machine.subscribe_from(room, from),
+            None => self.machine.subscribe(room),
+        }
+    }
+
+    /// The rooms held with their last delivered positions, owned (what an adapter hands its
+    /// application).
+    pub fn positions(&self) -> Vec<(String, Option<Position>)> {
+        self.machine
+            .rooms()
+            .map(|(room, position)| (room.to_owned(), position))
+            .collect()
     }
 
     /// Leaves `room`; `false` if it was not held.
