@@ -27,7 +27,7 @@ use tungstenite::http::{HeaderValue, StatusCode};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use crate::config::{AuthRequest, Peer};
+use crate::config::Peer;
 use crate::hub::{ConnWaker, Threads};
 use crate::message;
 use crate::pipe::Duplex;
@@ -361,11 +361,7 @@ impl Conn {
                 waker,
                 over_capacity,
             ),
-            peer: Peer {
-                client_id: 0,
-                token: None,
-                addr,
-            },
+            peer: Peer::new(addr),
             headers,
             unparsed: false,
         }
@@ -378,14 +374,7 @@ impl Conn {
         while let Some(decision) = self.machine.poll_decision() {
             match decision {
                 Decision::Authenticate { client_id, token } => {
-                    self.peer.client_id = client_id;
-                    self.peer.token.clone_from(&token);
-                    let request = AuthRequest {
-                        client_id,
-                        token,
-                        headers: self.headers.clone(),
-                        peer: self.peer.addr,
-                    };
+                    let request = self.peer.authenticating(client_id, token, &self.headers);
                     let verdict = match &shared.config.auth {
                         Some(hook) => hook(request),
                         None => Ok(shared.config.grants.clone()),

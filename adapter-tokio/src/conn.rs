@@ -38,7 +38,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::http::{self, Plain, Response};
 use crate::hub::Tokio;
-use crate::server::{shutdown_requested, AuthRequest, Peer, ServerConfig, Shared};
+use crate::server::{shutdown_requested, Peer, ServerConfig, Shared};
 use crate::wire::{Recv, Wire, WsWire};
 
 /// An upgrade answered 101, until hyper hands the connection over.
@@ -390,11 +390,7 @@ impl Conn {
                 over_capacity,
             ),
             waker,
-            peer: Peer {
-                client_id: 0,
-                token: None,
-                addr,
-            },
+            peer: Peer::new(addr),
             headers,
         }
     }
@@ -406,14 +402,7 @@ impl Conn {
         while let Some(request) = self.machine.poll_decision() {
             match request {
                 Decision::Authenticate { client_id, token } => {
-                    self.peer.client_id = client_id;
-                    self.peer.token.clone_from(&token);
-                    let request = AuthRequest {
-                        client_id,
-                        token,
-                        headers: self.headers.clone(),
-                        peer: self.peer.addr,
-                    };
+                    let request = self.peer.authenticating(client_id, token, &self.headers);
                     let verdict = match &shared.config.auth {
                         Some(hook) => hook(request).await,
                         None => Ok(shared.config.grants.clone()),

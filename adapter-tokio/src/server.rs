@@ -40,6 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventwire_core::hub::Counter;
+pub use eventwire_core::server::{AuthRequest, Peer};
 use eventwire_core::server::{Grants, ServerConfig as SessionConfig};
 use eventwire_core::CloseCode;
 use tokio::net::{TcpListener, ToSocketAddrs};
@@ -49,30 +50,6 @@ use tracing::{debug, info, warn};
 use crate::http::{HttpRequest, HttpResponse, Route};
 use crate::hub::Hub;
 use crate::{conn, http, poll, tcp};
-
-/// What the authentication hook gets.
-#[derive(Debug, Clone)]
-pub struct AuthRequest {
-    /// The client's identity from its hello.
-    pub client_id: u64,
-    /// The token from its hello.
-    pub token: Option<String>,
-    /// The HTTP headers of the WebSocket upgrade request (cookies, authorization).
-    pub headers: Vec<(String, String)>,
-    /// The peer's address.
-    pub peer: SocketAddr,
-}
-
-/// Who a connection is, for the room authorisation hook.
-#[derive(Debug, Clone)]
-pub struct Peer {
-    /// The client's identity.
-    pub client_id: u64,
-    /// Its token.
-    pub token: Option<String>,
-    /// Its address.
-    pub addr: SocketAddr,
-}
 
 /// The result of the authentication hook: the connection's [`Grants`] (what it may publish;
 /// [`Grants::none`] for a read-only client), or `Err` to close with the given code (usually

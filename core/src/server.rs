@@ -1285,7 +1285,9 @@ impl<H: Host> ServerSession<H> {
 mod connection;
 mod grants;
 pub mod http;
+mod peer;
 pub mod polling;
 pub use crate::error::TransportError;
 pub use connection::{Body, BodyError, Connection, Counts, Decision, Framing, MAX_STREAM_FRAME};
 pub use grants::{Grants, GrantsError, MAX_RULES};
+pub use peer::{AuthRequest, Peer};
