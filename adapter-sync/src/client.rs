@@ -299,7 +299,7 @@ enum Input {
 }
 
 /// The events queue and the status, shared by the handle and the driver.
-struct Shared {
+struct ClientState {
     queue: Mutex<Queue>,
     /// Signalled when an event is queued or the queue ends.
     ready: Condvar,
@@ -313,7 +313,7 @@ struct Queue {
     ended: bool,
 }
 
-impl Shared {
+impl ClientState {
     fn queue(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -385,7 +385,7 @@ impl Shared {
 /// or a TLS-terminating proxy.
 pub struct Client {
     waker: Waker<Input>,
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     codec: Codec,
     driver: Option<JoinHandle<()>>,
 }
@@ -416,7 +416,7 @@ impl Client {
         } = options;
         let target = Target::new(url)?;
         let seed = seed.unwrap_or_else(fresh_seed);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ClientState {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
                 ended: false,
@@ -808,7 +808,7 @@ struct Setup {
     write_timeout: Duration,
     inbox: Inbox<Input>,
     waker: Waker<Input>,
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
 }
 
 /// The driver thread: the machine, the socket, and the channels to the handle.
@@ -820,7 +820,7 @@ struct Driver {
     write_timeout: Duration,
     inbox: Inbox<Input>,
     waker: Waker<Input>,
-    shared: Arc<Shared>,
+    shared: Arc<ClientState>,
     conn: Option<Box<Ws>>,
     /// The connection attempt under way, if any; a result with another id is stale.
     attempt: Option<u64>,

@@ -32,7 +32,7 @@ use crate::hub::{ConnWaker, Threads};
 use crate::message;
 use crate::pipe::Duplex;
 use crate::signal;
-use crate::state::Shared;
+use crate::state::ServerState;
 
 /// Messages handled per round before the loop writes again.
 const READS_PER_ROUND: usize = 16;
@@ -45,7 +45,7 @@ struct Upgraded {
     headers: Vec<(String, String)>,
 }
 
-fn ws_config(shared: &Shared) -> WebSocketConfig {
+fn ws_config(shared: &ServerState) -> WebSocketConfig {
     let max = shared.config.session.max_frame as usize;
     WebSocketConfig::default()
         .read_buffer_size(shared.config.read_buffer)
@@ -57,7 +57,7 @@ fn ws_config(shared: &Shared) -> WebSocketConfig {
 
 /// Serves one accepted connection to its end; `over_capacity` connections are told to come
 /// back later.
-pub(crate) fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared, over_capacity: bool) {
+pub(crate) fn serve(tcp: TcpStream, peer: SocketAddr, shared: &ServerState, over_capacity: bool) {
     let span = info_span!("connection", %peer);
     let _entered = span.enter();
     let Some((ws, upgraded)) = upgrade(tcp, shared) else {
@@ -69,7 +69,7 @@ pub(crate) fn serve(tcp: TcpStream, peer: SocketAddr, shared: &Shared, over_capa
 }
 
 /// The WebSocket upgrade, within the upgrade timeout; the decision is the core's.
-fn upgrade(tcp: TcpStream, shared: &Shared) -> Option<(Ws, Upgraded)> {
+fn upgrade(tcp: TcpStream, shared: &ServerState) -> Option<(Ws, Upgraded)> {
     let deadline = Instant::now() + shared.config.upgrade_timeout;
     let allowed = shared.config.allowed_origins.as_deref();
     let mut upgraded = None;
@@ -140,7 +140,13 @@ enum Round {
     Ended,
 }
 
-fn drive(mut ws: Ws, addr: SocketAddr, upgraded: Upgraded, shared: &Shared, over_capacity: bool) {
+fn drive(
+    mut ws: Ws,
+    addr: SocketAddr,
+    upgraded: Upgraded,
+    shared: &ServerState,
+    over_capacity: bool,
+) {
     let hub = &shared.hub;
     let clock = hub.runtime().clock;
     let (inbox, waker) = signal::inbox::<Infallible>();
@@ -229,7 +235,7 @@ fn outgoing(buf: &mut BytesMut, bytes: &[u8], text: bool) -> Result<Message, WsE
 }
 
 /// Handles what the reader thread buffered, up to `READS_PER_ROUND` messages.
-fn read_round(ws: &mut Ws, conn: &mut Conn, shared: &Shared) -> Round {
+fn read_round(ws: &mut Ws, conn: &mut Conn, shared: &ServerState) -> Round {
     let hub = &shared.hub;
     let clock = hub.runtime().clock;
     let mut handled = 0;
@@ -277,7 +283,7 @@ fn read_round(ws: &mut Ws, conn: &mut Conn, shared: &Shared) -> Round {
     }
 }
 
-fn write_failed(shared: &Shared, e: &WsError) {
+fn write_failed(shared: &ServerState, e: &WsError) {
     match e {
         WsError::Io(io)
             if matches!(
@@ -346,7 +352,7 @@ impl Conn {
     /// A new connection from `addr`; `over_capacity` ones are closed with `TRY_AGAIN_LATER` at
     /// once.
     fn new(
-        shared: &Shared,
+        shared: &ServerState,
         addr: SocketAddr,
         headers: Vec<(String, String)>,
         over_capacity: bool,
@@ -369,7 +375,7 @@ impl Conn {
 
     /// Answers the application requests the last input raised (the hooks run here, on the
     /// connection's thread, with the hub unlocked), and counts what the input appended.
-    fn after_input(&mut self, shared: &Shared) {
+    fn after_input(&mut self, shared: &ServerState) {
         let hub = &shared.hub;
         while let Some(decision) = self.machine.poll_decision() {
             match decision {

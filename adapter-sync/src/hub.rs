@@ -13,7 +13,7 @@ use std::time::SystemTime;
 
 pub use eventwire_core::dashboard::EmitError;
 use eventwire_core::hub::{self, Counter, Host};
-use eventwire_core::shared::{Runtime, SharedHub};
+use eventwire_core::runtime::{Runtime, SharedHub};
 pub use eventwire_core::stats::{HubStats, RoomStats};
 use eventwire_core::time::Instant;
 

@@ -25,7 +25,7 @@ use tracing::{debug, info, warn};
 use crate::config::ServerConfig;
 use crate::conn;
 use crate::hub::Hub;
-use crate::state::Shared;
+use crate::state::ServerState;
 
 /// A running WebSocket server (an accept thread and a thread per connection); dropping it does
 /// not stop it, [`Server::shutdown`] does.
@@ -35,7 +35,7 @@ use crate::state::Shared;
 /// long-polling, COBS byte streams or TLS: put a TLS-terminating proxy in front for `wss://`.
 pub struct Server {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     accept: Option<JoinHandle<()>>,
 }
 
@@ -52,7 +52,7 @@ impl Server {
     pub fn bind<A: ToSocketAddrs>(addr: A, hub: Hub, config: ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(ServerState {
             hub,
             config,
             shutdown: Mutex::new(None),
@@ -142,7 +142,7 @@ fn wake_addr(addr: SocketAddr) -> SocketAddr {
     to
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, shared: &Arc<ServerState>) {
     loop {
         let accepted = listener.accept();
         if shared.stopping.load(Ordering::SeqCst) {
@@ -179,7 +179,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
 }
 
 /// A connection of this server; dropping it counts the connection out.
-struct Open<'a>(&'a Shared);
+struct Open<'a>(&'a ServerState);
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {

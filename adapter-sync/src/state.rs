@@ -10,7 +10,7 @@ use crate::config::ServerConfig;
 use crate::hub::{ConnWaker, Hub};
 
 /// What a server's threads share.
-pub(crate) struct Shared {
+pub(crate) struct ServerState {
     pub(crate) hub: Hub,
     pub(crate) config: ServerConfig,
     /// `Some(retry_after)` once shutting down.
@@ -27,7 +27,7 @@ pub(crate) struct Shared {
 
 /// Keeps a connection loop registered for shutdown's wake-up; unregisters it when dropped.
 pub(crate) struct Registration<'s> {
-    shared: &'s Shared,
+    shared: &'s ServerState,
     id: u64,
 }
 
@@ -37,7 +37,7 @@ impl Drop for Registration<'_> {
     }
 }
 
-impl Shared {
+impl ServerState {
     /// The retry-after hint, once shutdown was asked for.
     pub(crate) fn shutdown_requested(&self) -> Option<Duration> {
         *self.shutdown.lock().unwrap_or_else(|p| p.into_inner())

@@ -90,9 +90,9 @@ use tracing::{debug, info_span, Instrument};
 use crate::conn::{self, drive, Buffers};
 use crate::hub::Hub;
 use crate::hub::Tokio;
-use crate::server::{new_shared, wait_for_connections, ServerConfig, Shared};
+use crate::server::{new_shared, wait_for_connections, ServerConfig, ServerState};
 use crate::wire::{Outgoing, Recv, Wire};
-use crate::{http, poll};
+use crate::{http, polling};
 
 /// eventwire mounted in an axum app: a cheap handle (clone it freely) to route, and to shut
 /// down. See the [module docs](self).
@@ -102,7 +102,7 @@ pub struct EventwireService {
 }
 
 struct Mount {
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     /// Kept as long as any connection runs: a dropped sender reads as shutdown.
     stop: watch::Sender<Option<Duration>>,
     /// Connections of this mount (the hub's counter may include other servers').
@@ -269,7 +269,7 @@ pub async fn preflight_handler(
     serve_poll(Kind::Preflight, &service, connect_info, request).await
 }
 
-/// A polling request, served as the standalone server serves it (`poll::serve`).
+/// A polling request, served as the standalone server serves it (`polling::serve`).
 async fn serve_poll(
     kind: Kind,
     service: &EventwireService,
@@ -277,7 +277,7 @@ async fn serve_poll(
     request: Request,
 ) -> Response {
     let peer = peer(connect_info);
-    poll::serve(kind, request, peer, &service.mount.shared, false)
+    polling::serve(kind, request, peer, &service.mount.shared, false)
         .await
         .map(Body::new)
 }

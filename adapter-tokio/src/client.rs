@@ -28,7 +28,7 @@
 //! an HTTP long-polling session instead (PROTOCOL.md section 1.4): to the machine it is a
 //! connection like any other, and a WebSocket is tried again every
 //! [`PollingOptions::upgrade_every`]. The core's [`Fallback`] makes every decision of it (its
-//! probe deadline joins the machine's in the wait); `client/poll.rs` does the HTTP. Each switch is a reconnect with resume, lossless by
+//! probe deadline joins the machine's in the wait); `client/polling.rs` does the HTTP. Each switch is a reconnect with resume, lossless by
 //! positions; [`Client::transport`] tells which transport is in use. On by default; see
 //! [`ClientOptions::polling`].
 //!
@@ -98,7 +98,7 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::message;
 
-mod poll;
+mod polling;
 /// When and how the client falls back to HTTP long-polling (PROTOCOL.md section 1.4): the
 /// core's [`PollingConfig`](eventwire_core::client::PollingConfig). Set with
 /// [`ClientOptions::polling`]; the fallback is on by default.
@@ -777,8 +777,8 @@ enum Wake {
     Timer,
     Command(Option<Command>),
     Room(Result<mpsc::OwnedPermit<Event>, mpsc::error::SendError<()>>),
-    /// The long-polling fallback (client/poll.rs).
-    Poll(poll::PollWake),
+    /// The long-polling fallback (client/polling.rs).
+    Poll(polling::PollWake),
 }
 
 /// What the task is made of, gathered by `Client::connect`.
@@ -815,7 +815,7 @@ struct Task {
     closing: Option<JoinHandle<()>>,
     close_reply: Option<oneshot::Sender<()>>,
     /// The long-polling fallback: the core's decisions, its session's HTTP, the probe.
-    poll: poll::Polling,
+    poll: polling::Polling,
 }
 
 impl Task {
@@ -842,7 +842,7 @@ impl Task {
             conn: None,
             closing: None,
             close_reply: None,
-            poll: poll::Polling::new(Fallback::new(setup.polling), setup.transport),
+            poll: polling::Polling::new(Fallback::new(setup.polling), setup.transport),
         };
         let now = task.clock.now();
         task.machine.connect(now, &mut |e| task.out.on_event(e));

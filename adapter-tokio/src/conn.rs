@@ -38,7 +38,7 @@ use tracing::{debug, info_span, warn, Instrument};
 
 use crate::http::{self, Plain, Response};
 use crate::hub::Tokio;
-use crate::server::{shutdown_requested, Peer, ServerConfig, Shared};
+use crate::server::{shutdown_requested, Peer, ServerConfig, ServerState};
 use crate::wire::{Recv, Wire, WsWire};
 
 /// An upgrade answered 101, until hyper hands the connection over.
@@ -76,7 +76,7 @@ impl Buffers {
     }
 }
 
-fn ws_config(shared: &Shared) -> WebSocketConfig {
+fn ws_config(shared: &ServerState) -> WebSocketConfig {
     let b = Buffers::of(&shared.config);
     WebSocketConfig::default()
         .read_buffer_size(b.read)
@@ -87,7 +87,7 @@ fn ws_config(shared: &Shared) -> WebSocketConfig {
 }
 
 /// During shutdown, the answer to an upgrade request: 503 with `Retry-After`.
-pub(crate) fn shutting_down(shared: &Shared) -> Option<Response> {
+pub(crate) fn shutting_down(shared: &ServerState) -> Option<Response> {
     let retry_after = (*shared.shutdown.borrow())?;
     Some(http::response(
         Refusal::ShuttingDown { retry_after }.answer(),
@@ -96,7 +96,7 @@ pub(crate) fn shutting_down(shared: &Shared) -> Option<Response> {
 
 /// The core's decision on an upgrade request's `Origin` and `Sec-WebSocket-Protocol`
 /// (`handshake::decide`), its refusal as the answer (403 or 400).
-pub(crate) fn decide(shared: &Shared, headers: &HeaderMap) -> Result<Upgrade, Answer> {
+pub(crate) fn decide(shared: &ServerState, headers: &HeaderMap) -> Result<Upgrade, Answer> {
     handshake::decide(
         shared.config.allowed_origins.as_deref(),
         headers.get(ORIGIN).map(|v| v.as_bytes()),
@@ -114,7 +114,7 @@ pub(crate) fn decide(shared: &Shared, headers: &HeaderMap) -> Result<Upgrade, An
 /// request that is not an upgrade by RFC 6455 section 4.2.1, then the core's 403 or 400.
 pub(crate) fn upgrade(
     req: &mut Request<Incoming>,
-    shared: &Shared,
+    shared: &ServerState,
 ) -> (Response, Option<Upgrading>) {
     let config = &shared.config;
     if !config.websocket {
@@ -217,7 +217,7 @@ fn is_nonce(key: &[u8]) -> bool {
 /// HTTP requests are served by `http` (each head within the upgrade timeout too); a WebSocket
 /// upgrade continues here, and is checked against the connection limit then (over it, the
 /// client is told to come back later). `plain` keeps the connection out of the limit until then.
-pub(crate) async fn serve<S, F>(stream: F, peer: SocketAddr, shared: Arc<Shared>, plain: Plain)
+pub(crate) async fn serve<S, F>(stream: F, peer: SocketAddr, shared: Arc<ServerState>, plain: Plain)
 where
     F: Future<Output = io::Result<S>>,
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -263,7 +263,7 @@ where
 
 /// Whether a connection that just became a WebSocket is over `max_connections`: the others
 /// open, less those speaking plain HTTP (polling sessions count for their requests).
-fn over_capacity(shared: &Shared) -> bool {
+fn over_capacity(shared: &ServerState) -> bool {
     shared
         .hub
         .counters()
@@ -271,7 +271,7 @@ fn over_capacity(shared: &Shared) -> bool {
 }
 
 /// A core connection and what the application's hooks are told about its peer; shared by the
-/// socket loop below and the polling sessions (`poll`), which keep one per session.
+/// socket loop below and the polling sessions (`polling`), which keep one per session.
 pub(crate) struct Conn {
     pub(crate) machine: Connection<Tokio>,
     /// Woken by appends to the rooms the connection holds.
@@ -286,7 +286,7 @@ pub(crate) async fn drive<W: Wire>(
     mut wire: W,
     addr: SocketAddr,
     headers: Vec<(String, String)>,
-    shared: &Shared,
+    shared: &ServerState,
     over_capacity: bool,
 ) {
     let hub = &shared.hub;
@@ -357,7 +357,7 @@ pub(crate) async fn drive<W: Wire>(
     }
 }
 
-fn slow_consumer(shared: &Shared) {
+fn slow_consumer(shared: &ServerState) {
     shared.hub.counters().slow_consumers.add(1);
     warn!("peer stopped reading; closing");
 }
@@ -373,7 +373,7 @@ impl Conn {
     /// A new connection from `addr`; `over_capacity` ones are closed with `TRY_AGAIN_LATER` at
     /// once.
     pub(crate) fn new(
-        shared: &Shared,
+        shared: &ServerState,
         addr: SocketAddr,
         headers: Vec<(String, String)>,
         over_capacity: bool,
@@ -397,7 +397,7 @@ impl Conn {
 
     /// Answers the application requests the last input raised (the hooks run with the hub
     /// unlocked), and counts what the input appended.
-    pub(crate) async fn after_input(&mut self, shared: &Shared) {
+    pub(crate) async fn after_input(&mut self, shared: &ServerState) {
         let hub = &shared.hub;
         while let Some(request) = self.machine.poll_decision() {
             match request {

@@ -3,8 +3,8 @@
 //!
 //! | request | served by |
 //! |---|---|
-//! | `POST <poll_path>` | long-polling (`poll::serve`), with CORS headers for allowed origins |
-//! | `OPTIONS <poll_path>` | the CORS preflight of a cross-origin polling request (`poll::serve`) |
+//! | `POST <poll_path>` | long-polling (`polling::serve`), with CORS headers for allowed origins |
+//! | `OPTIONS <poll_path>` | the CORS preflight of a cross-origin polling request (`polling::serve`) |
 //! | `Upgrade: websocket` | the WebSocket upgrade (`conn::upgrade`), after which the connection leaves hyper; 403 when [`ServerConfig::websocket`](crate::ServerConfig::websocket) is off |
 //! | a path with a [`Route`] | the route's handler, with the body read (at most [`MAX_ROUTE_BODY`]); `HEAD` as `GET` without the body |
 //! | anything else | 404 |
@@ -53,8 +53,8 @@ use tokio::time::{Instant, Sleep};
 use tracing::{debug, warn};
 
 use crate::conn::{self, Upgraded, Upgrading};
-use crate::poll;
-use crate::server::{shutdown_requested, Shared};
+use crate::polling;
+use crate::server::{shutdown_requested, ServerState};
 
 /// Largest request head (request line and headers); hyper answers 431 above.
 const MAX_HEAD: usize = 8 * 1024;
@@ -157,10 +157,10 @@ pub(crate) type Response = hyper::Response<Full<Bytes>>;
 /// A connection of the standalone server while it speaks plain HTTP: it is in
 /// `Registry::requests` (so the connection limit leaves it out: a polling session counts
 /// instead, and a WebSocket once upgraded) until dropped.
-pub(crate) struct Plain(Arc<Shared>);
+pub(crate) struct Plain(Arc<ServerState>);
 
 impl Plain {
-    pub(crate) fn new(shared: Arc<Shared>) -> Plain {
+    pub(crate) fn new(shared: Arc<ServerState>) -> Plain {
         shared.polls.requests.fetch_add(1, Ordering::AcqRel);
         Plain(shared)
     }
@@ -174,7 +174,11 @@ impl Drop for Plain {
 
 /// Serves the HTTP requests of one connection until it closes, or until a WebSocket upgrade
 /// takes it over: then the upgraded connection, its codec and the request's headers.
-pub(crate) async fn serve<S>(stream: S, peer: SocketAddr, shared: &Arc<Shared>) -> Option<Upgraded>
+pub(crate) async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    shared: &Arc<ServerState>,
+) -> Option<Upgraded>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -235,14 +239,14 @@ where
 async fn handle(
     mut req: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     pending: &Mutex<Option<Upgrading>>,
 ) -> Response {
     let config = &shared.config;
     let path = req.uri().path();
     if path == config.poll_path {
         if let Some(kind) = Kind::of(req.method().as_str()) {
-            return poll::serve(kind, req, peer, shared, true).await;
+            return polling::serve(kind, req, peer, shared, true).await;
         }
     }
     if is_websocket(req.headers()) {
@@ -278,7 +282,7 @@ pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
 async fn serve_route(
     req: Request<Incoming>,
     peer: SocketAddr,
-    shared: &Shared,
+    shared: &ServerState,
     route: &Route,
 ) -> Response {
     let (parts, body) = req.into_parts();

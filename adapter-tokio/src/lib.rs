@@ -60,7 +60,7 @@ mod http;
 mod hub;
 pub mod js;
 mod message;
-mod poll;
+mod polling;
 mod server;
 mod signal;
 mod tcp;

@@ -49,7 +49,7 @@ use tracing::{debug, info, warn};
 
 use crate::http::{HttpRequest, HttpResponse, Route};
 use crate::hub::Hub;
-use crate::{conn, http, poll, tcp};
+use crate::{conn, http, polling, tcp};
 
 /// The result of the authentication hook: the connection's [`Grants`] (what it may publish;
 /// [`Grants::none`] for a read-only client), or `Err` to close with the given code (usually
@@ -288,14 +288,14 @@ impl ServerConfig {
     }
 }
 
-pub(crate) struct Shared {
+pub(crate) struct ServerState {
     pub(crate) hub: Hub,
     pub(crate) config: ServerConfig,
     /// `Some(retry_after)` once shutting down.
     pub(crate) shutdown: watch::Receiver<Option<Duration>>,
     pub(crate) idle: Notify,
     /// HTTP long-polling sessions.
-    pub(crate) polls: poll::Registry,
+    pub(crate) polls: polling::Registry,
     /// Injected faults: every connection task checks each new [`Cut`] against its session.
     pub(crate) cuts: watch::Sender<Cut>,
 }
@@ -342,11 +342,11 @@ pub(crate) async fn shutdown_requested(rx: &mut watch::Receiver<Option<Duration>
 pub(crate) fn new_shared(
     hub: Hub,
     config: ServerConfig,
-) -> (Arc<Shared>, watch::Sender<Option<Duration>>) {
+) -> (Arc<ServerState>, watch::Sender<Option<Duration>>) {
     let (stop, shutdown) = watch::channel(None);
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(ServerState {
         hub,
-        polls: poll::Registry::new(&config),
+        polls: polling::Registry::new(&config),
         config,
         shutdown,
         idle: Notify::new(),
@@ -381,7 +381,7 @@ impl std::fmt::Debug for Transport {
 /// A running server; dropping it does not stop it, [`Server::shutdown`] does.
 pub struct Server {
     addr: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     stop: watch::Sender<Option<Duration>>,
 }
 
@@ -474,7 +474,7 @@ impl Server {
 
 /// Waits until `open` connections are none (each end notifies `idle`), at most the write
 /// timeout: the end of a shutdown, for the standalone server and the axum mount.
-pub(crate) async fn wait_for_connections(shared: &Shared, open: impl Fn() -> u64) {
+pub(crate) async fn wait_for_connections(shared: &ServerState, open: impl Fn() -> u64) {
     let wait = async {
         loop {
             let idle = shared.idle.notified();
@@ -492,7 +492,7 @@ pub(crate) async fn wait_for_connections(shared: &Shared, open: impl Fn() -> u64
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Transport) {
+async fn accept_loop(listener: TcpListener, shared: Arc<ServerState>, transport: Transport) {
     let mut shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
@@ -538,7 +538,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, transport: Tran
 /// in flight left out. A WebSocket's own verdict comes when it upgrades (`conn::serve`), since a
 /// connection speaking plain HTTP does not count toward the limit; a COBS stream's is this one.
 #[must_use = "a COBS stream's admission"]
-fn count(shared: &Shared) -> bool {
+fn count(shared: &ServerState) -> bool {
     shared
         .hub
         .counters()
@@ -546,7 +546,7 @@ fn count(shared: &Shared) -> bool {
 }
 
 /// Runs a connection counted by [`count`], and uncounts it at its end.
-async fn counted(shared: Arc<Shared>, serve: impl Future<Output = ()>) {
+async fn counted(shared: Arc<ServerState>, serve: impl Future<Output = ()>) {
     serve.await;
     let counters = &shared.hub.counters();
     if counters.connections.sub(1) == 1 {
@@ -554,8 +554,8 @@ async fn counted(shared: Arc<Shared>, serve: impl Future<Output = ()>) {
     }
 }
 
-/// [`Server::drop_connections`], for every front that shares a `Shared`.
-pub(crate) fn drop_connections(shared: &Shared, probability: f64) -> usize {
+/// [`Server::drop_connections`], for every front that shares a `ServerState`.
+pub(crate) fn drop_connections(shared: &ServerState, probability: f64) -> usize {
     let p = probability.clamp(0.0, 1.0);
     // `as` saturates: p = 1 gives u64::MAX, which every hash but u64::MAX is below.
     let threshold = (p * u64::MAX as f64) as u64;
@@ -565,5 +565,5 @@ pub(crate) fn drop_connections(shared: &Shared, probability: f64) -> usize {
         c.threshold = threshold;
         cut = *c;
     });
-    poll::cut(shared, &|id| cut.hits(id))
+    polling::cut(shared, &|id| cut.hits(id))
 }

@@ -18,7 +18,7 @@ use tracing::{debug, info_span, Instrument};
 use crate::conn::drive;
 use crate::hub::Hub;
 use crate::hub::Tokio;
-use crate::server::{Server, ServerConfig, Shared, Transport};
+use crate::server::{Server, ServerConfig, ServerState, Transport};
 use crate::wire::{Recv, Wire};
 
 /// Bytes read from the socket at a time.
@@ -98,7 +98,7 @@ impl TcpServer {
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
-    shared: Arc<Shared>,
+    shared: Arc<ServerState>,
     over_capacity: bool,
 ) {
     let span = info_span!("tcp connection", %peer);

@@ -32,7 +32,7 @@
 //! - [`dashboard`]: typed agent, task and system events for the payloads, and (feature `json`)
 //!   the `EmitDashboard` helpers every adapter's hub offers.
 //! - `stats` (feature `alloc`): a server's counters and statistics, kept alike by every adapter;
-//!   `shared` (feature `json`): the hub handle every adapter's `Hub` is.
+//!   `runtime` (feature `json`): the hub handle every adapter's `Hub` is.
 //! - [`time`]: the `Instant` every input carries; [`backoff::Rng`]: the seeded PRNG for jitter.
 //!
 //! # Features
@@ -88,11 +88,11 @@ pub mod outbox;
 pub mod payload;
 mod rng;
 pub mod rtt;
+#[cfg(feature = "json")]
+pub mod runtime;
 mod seq;
 #[cfg(feature = "alloc")]
 pub mod server;
-#[cfg(feature = "json")]
-pub mod shared;
 #[cfg(feature = "alloc")]
 pub mod stats;
 pub mod text;

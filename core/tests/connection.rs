@@ -416,7 +416,7 @@ fn publishes_for_the_application_are_handed_over_owned_and_settled() {
 #[test]
 fn a_shared_hub_connection_appends_publishes_whatever_its_config_says() {
     use eventwire_core::hub::Local;
-    use eventwire_core::shared::{Runtime, SharedHub};
+    use eventwire_core::runtime::{Runtime, SharedHub};
 
     #[derive(Default)]
     struct Manual;

@@ -368,20 +368,20 @@ fn as_sent<T: serde::Serialize>(payload: &T) -> Value {
         .unwrap_or(Value::Null)
 }
 
-type Shared = Arc<Mutex<Board>>;
+type SharedBoard = Arc<Mutex<Board>>;
 
-fn lock(board: &Shared) -> MutexGuard<'_, Board> {
+fn lock(board: &SharedBoard) -> MutexGuard<'_, Board> {
     board.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The one room clients may publish into.
 const NOTES_ROOM: &str = "notes";
 
-fn config(options: &Options, board: &Shared) -> ServerConfig {
+fn config(options: &Options, board: &SharedBoard) -> ServerConfig {
     let snapshot = board.clone();
     let pause = board.clone();
     let resume = board.clone();
-    let set_paused = |board: Shared, paused: bool| {
+    let set_paused = |board: SharedBoard, paused: bool| {
         move |req: &HttpRequest| {
             if req.method != "POST" {
                 return HttpResponse::error(405, "method not allowed").header("Allow", "POST");
@@ -425,7 +425,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // never met by the default action (which kills the process with no close frame).
     let signal = shutdown_signal();
     let hub = Hub::new(Default::default());
-    let board: Shared = Arc::new(Mutex::new(Board::new(
+    let board: SharedBoard = Arc::new(Mutex::new(Board::new(
         hub.clone(),
         options.agents,
         options.seed,

@@ -1,5 +1,5 @@
 //! Hand-written HTTP/1.1 requests and their replies, for the tests of the standalone server's
-//! HTTP side (`poll.rs`, `http.rs`). Each test crate uses a part of it.
+//! HTTP side (`polling.rs`, `http.rs`). Each test crate uses a part of it.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;

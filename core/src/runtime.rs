@@ -52,7 +52,7 @@ pub struct Inner<R: Runtime> {
 ///
 /// ```
 /// use eventwire_core::hub::Local;
-/// use eventwire_core::shared::{Runtime, SharedHub};
+/// use eventwire_core::runtime::{Runtime, SharedHub};
 /// use eventwire_core::time::Instant;
 ///
 /// #[derive(Default)]

@@ -41,7 +41,7 @@ use tracing::debug;
 
 use crate::conn::Conn;
 use crate::http::{self, Response};
-use crate::server::{shutdown_requested, ServerConfig, Shared};
+use crate::server::{shutdown_requested, ServerConfig, ServerState};
 
 /// The polling sessions of one server (or axum mount).
 pub(crate) struct Registry {
@@ -93,7 +93,7 @@ struct Entry {
 /// A request of a session in progress; ends it in the table (the idle time starts) when
 /// dropped, also when the request's future is dropped (the HTTP connection went away).
 struct InFlight<'s> {
-    shared: &'s Shared,
+    shared: &'s ServerState,
     token: Token,
 }
 
@@ -112,7 +112,7 @@ pub(crate) async fn serve<B>(
     kind: Kind,
     req: Request<B>,
     peer: SocketAddr,
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     counted: bool,
 ) -> Response
 where
@@ -144,7 +144,7 @@ where
 /// One exchange: the head checked, the body read and handed to its session (a new one for a
 /// first request), then the request held until the session has frames for it.
 async fn exchange<B>(
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     peer: SocketAddr,
     headers: &hyper::HeaderMap,
     head: &Head<'_>,
@@ -207,7 +207,7 @@ where
 /// Makes a session for a first request, its request begun; over the connection limit (or the
 /// table's capacity), the answer refusing it instead.
 fn open_session(
-    shared: &Arc<Shared>,
+    shared: &Arc<ServerState>,
     peer: SocketAddr,
     headers: &hyper::HeaderMap,
     counted: bool,
@@ -256,7 +256,7 @@ fn open_session(
 
 /// Holds a request until `Hold::poll` says to answer (see the module docs).
 async fn hold(
-    shared: &Shared,
+    shared: &ServerState,
     entry: &Entry,
     token: Token,
     ticket: Ticket,
@@ -307,14 +307,14 @@ async fn hold(
 }
 
 /// Removes a session from the registry; the one who removes it uncounts it.
-fn end_session(shared: &Shared, token: Token) {
+fn end_session(shared: &ServerState, token: Token) {
     let removed = shared.polls.lock().remove(token);
     if removed.is_some() {
         uncount(shared);
     }
 }
 
-fn uncount(shared: &Shared) {
+fn uncount(shared: &ServerState) {
     let counters = &shared.hub.counters();
     if counters.connections.sub(1) == 1 {
         shared.idle.notify_waiters();
@@ -323,7 +323,7 @@ fn uncount(shared: &Shared) {
 
 /// Ends the sessions the table expires, and every session on shutdown; runs while the registry
 /// holds sessions.
-async fn sweep(shared: Arc<Shared>) {
+async fn sweep(shared: Arc<ServerState>) {
     let tick = (shared.config.poll_idle / 4).max(std::time::Duration::from_millis(10));
     let clock = shared.hub.runtime().clock;
     let mut shutdown = shared.shutdown.clone();
@@ -358,7 +358,7 @@ async fn sweep(shared: Arc<Shared>) {
 /// Cuts the polling sessions that `hit` picks (by session id), as a network fault would: the
 /// session is forgotten without a close frame, its held request answers 404, and the client's
 /// next request gets 404 too. Returns how many were cut.
-pub(crate) fn cut(shared: &Shared, hit: &dyn Fn(u64) -> bool) -> usize {
+pub(crate) fn cut(shared: &ServerState, hit: &dyn Fn(u64) -> bool) -> usize {
     let cut = shared.polls.lock().remove_where(|entry| {
         // A session busy with a request right now is cut the next time.
         entry
