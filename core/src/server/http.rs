@@ -18,11 +18,50 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use super::polling::Token;
 use crate::handshake;
 
 /// Content type of the plain-text refusals.
 const TEXT: &str = "text/plain";
+
+/// The header carrying a polling session's token, in lower case.
+pub const SESSION_HEADER: &str = "eventwire-session";
+
+/// A session token: 128 bits, 32 lower-case hexadecimal digits on the wire.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Token(pub(super) u128);
+
+impl Token {
+    /// Reads a token as sent (surrounding whitespace ignored); `None` for anything that is not
+    /// 32 lower-case hexadecimal digits, which no session of ours has.
+    pub fn parse(text: &[u8]) -> Option<Token> {
+        let text = text.trim_ascii();
+        if text.len() != 32 {
+            return None;
+        }
+        let mut value = 0u128;
+        for &b in text {
+            let digit = match b {
+                b'0'..=b'9' => b - b'0',
+                b'a'..=b'f' => b - b'a' + 10,
+                _ => return None,
+            };
+            value = (value << 4) | u128::from(digit);
+        }
+        Some(Token(value))
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({self})")
+    }
+}
 
 /// An HTTP response as the core decides it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +138,7 @@ impl Header {
         match self {
             Header::ContentType(_) => "content-type",
             Header::NoStore => "cache-control",
-            Header::Session(_) => super::polling::SESSION_HEADER,
+            Header::Session(_) => SESSION_HEADER,
             Header::RetryAfter(_) => "retry-after",
             Header::AllowOrigin(_) => "access-control-allow-origin",
             Header::ExposeHeaders => "access-control-expose-headers",

@@ -37,7 +37,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::fmt;
 use core::time::Duration;
 
 use super::connection::{Body, BodyError, Connection, Framing};
@@ -49,8 +48,9 @@ use crate::hub::{Host, Hub};
 use crate::rng::Rng;
 use crate::time::Instant;
 
-/// The header carrying the session token, in lower case.
-pub const SESSION_HEADER: &str = "eventwire-session";
+// The session header and token belong to the HTTP answers (`http`), which name them; this
+// module draws and checks tokens.
+pub use super::http::{Token, SESSION_HEADER};
 /// Content type of the JSON form.
 pub const JSON_TYPE: &str = "application/json";
 /// Content type of the binary (COBS-framed) form.
@@ -222,43 +222,6 @@ pub fn feed<H: Host>(
         Err(error) => conn.handle_body_error(*error),
     }
     Ok(())
-}
-
-/// A session token: 128 bits, 32 lower-case hexadecimal digits on the wire.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Token(u128);
-
-impl Token {
-    /// Reads a token as sent (surrounding whitespace ignored); `None` for anything that is not
-    /// 32 lower-case hexadecimal digits, which no session of ours has.
-    pub fn parse(text: &[u8]) -> Option<Token> {
-        let text = text.trim_ascii();
-        if text.len() != 32 {
-            return None;
-        }
-        let mut value = 0u128;
-        for &b in text {
-            let digit = match b {
-                b'0'..=b'9' => b - b'0',
-                b'a'..=b'f' => b - b'a' + 10,
-                _ => return None,
-            };
-            value = (value << 4) | u128::from(digit);
-        }
-        Some(Token(value))
-    }
-}
-
-impl fmt::Display for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Token({self})")
-    }
 }
 
 /// Which request of a session a held request is ([`Sessions::begin`]).
