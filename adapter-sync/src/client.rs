@@ -75,7 +75,7 @@ use tungstenite::http::{HeaderValue, Uri};
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Error as WsError, Message, WebSocket};
 
-use crate::clock::Clock;
+use crate::clock::{entropy, Clock};
 use crate::message;
 use crate::pipe::Duplex;
 use crate::signal::{self, Inbox, Waker, Woke};
@@ -179,16 +179,8 @@ impl Default for ClientOptions {
     /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
     /// std from the OS). Not cryptographic; it only has to differ between clients.
     fn default() -> Self {
-        ClientOptions::new(fresh_seed())
+        ClientOptions::new(entropy())
     }
-}
-
-/// 64 random bits: the wall clock hashed with a `RandomState`, whose keys are random per thread
-/// and advance with every `new`, so calls differ within a process and across processes. Not
-/// cryptographic; seeds and default client ids only have to differ.
-fn fresh_seed() -> u64 {
-    use std::hash::BuildHasher;
-    std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// Why a client call failed.
@@ -415,7 +407,7 @@ impl Client {
             write_timeout,
         } = options;
         let target = Target::new(url)?;
-        let seed = seed.unwrap_or_else(fresh_seed);
+        let seed = seed.unwrap_or_else(entropy);
         let shared = Arc::new(ClientState {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),

@@ -1,4 +1,5 @@
-//! The adapter's clock: the core's `Instant` counted from when the clock was made.
+//! What the adapter brings that the core has not: its clock (the core's `Instant` counted from
+//! when the clock was made) and its entropy.
 
 use std::time::Duration;
 
@@ -26,4 +27,12 @@ impl Clock {
         self.origin
             .checked_add(Duration::from_micros(t.as_micros()))
     }
+}
+
+/// 64 random bits: the wall clock hashed with a `RandomState`, whose keys std draws from the OS
+/// per thread and advances with every `new`, so calls differ within a process and across
+/// processes. Not cryptographic: client seeds and ids, and hub epochs, only have to differ.
+pub(crate) fn entropy() -> u64 {
+    use std::hash::BuildHasher;
+    std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
 }

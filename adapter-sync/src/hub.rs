@@ -9,7 +9,6 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
 
 pub use eventwire_core::dashboard::EmitError;
 use eventwire_core::hub::{self, Counter, Host};
@@ -17,7 +16,7 @@ use eventwire_core::runtime::{Runtime, SharedHub};
 pub use eventwire_core::stats::{HubStats, RoomStats};
 use eventwire_core::time::Instant;
 
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 use crate::signal::Waker;
 
 /// A connection loop's waker; its loop takes no items, only wakes.
@@ -61,9 +60,7 @@ impl Runtime for Threads {
     }
 
     fn epoch(&self) -> u32 {
-        // Keyed by the process's random hasher keys (drawn from the OS), over the time.
-        use std::hash::BuildHasher;
-        hub::epoch_from_random(std::hash::RandomState::new().hash_one(SystemTime::now()))
+        hub::epoch_from_random(clock::entropy())
     }
 }
 

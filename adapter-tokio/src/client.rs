@@ -95,7 +95,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
-use crate::clock::Clock;
+use crate::clock::{entropy, Clock};
 use crate::message;
 
 mod polling;
@@ -246,16 +246,8 @@ impl Default for ClientOptions {
     /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
     /// std from the OS). Not cryptographic; it only has to differ between clients.
     fn default() -> Self {
-        ClientOptions::new(fresh_seed())
+        ClientOptions::new(entropy())
     }
-}
-
-/// 64 random bits: the wall clock hashed with a `RandomState`, whose keys std draws from the OS
-/// per thread and advances with every `new`, so calls differ within a process and across
-/// processes. Not cryptographic; seeds and default client ids only have to differ.
-fn fresh_seed() -> u64 {
-    use std::hash::BuildHasher;
-    std::hash::RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 /// Why a client call failed.
@@ -381,7 +373,7 @@ impl Client {
             tls,
         )?;
         let uri = &target.uri;
-        let seed = seed.unwrap_or_else(fresh_seed);
+        let seed = seed.unwrap_or_else(entropy);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
         let (events_tx, events_rx) = mpsc::channel(events_capacity.max(1));
         let (status_tx, status_rx) = watch::channel(Status::Connecting);

@@ -7,7 +7,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
 
 pub use eventwire_core::dashboard::EmitError;
 use eventwire_core::hub::{self, Counter, Host};
@@ -16,7 +15,7 @@ pub use eventwire_core::stats::{HubStats, RoomStats};
 use eventwire_core::time::Instant;
 use tokio::sync::Notify;
 
-use crate::clock::Clock;
+use crate::clock::{self, Clock};
 
 /// The handle a service keeps to emit events; clone it freely.
 ///
@@ -55,7 +54,7 @@ impl Runtime for Tokio {
     }
 
     fn epoch(&self) -> u32 {
-        hub::epoch_from_random(entropy())
+        hub::epoch_from_random(clock::entropy())
     }
 }
 
@@ -73,13 +72,6 @@ impl Host for Tokio {
         // A permit is stored when the task is busy, so an append is never missed.
         waker.notify_one();
     }
-}
-
-/// 64 bits from the process's random hasher keys (drawn from the OS), over the time: what a
-/// hub's epoch is drawn from.
-fn entropy() -> u64 {
-    use std::hash::BuildHasher;
-    std::hash::RandomState::new().hash_one(SystemTime::now())
 }
 
 /// A room's lock: readers (sessions copying a batch) share it, an append takes it alone. A
