@@ -25,9 +25,13 @@ pub(super) struct KeySlot {
 /// coalescing key to the offset of the latest retained event carrying it. The key bytes are not
 /// copied: they are read from the event's own storage in the ring. It holds at most one slot per
 /// retained event, and has at least twice as many slots, so probes always end at an empty slot.
+///
+/// The slots are allocated at the first key, so a log without keyed events never pays for them.
 #[derive(Debug, Clone)]
 pub(super) struct KeyIndex {
     pub(super) slots: Box<[KeySlot]>,
+    /// The number of slots once allocated (a power of two).
+    size: usize,
     mask: usize,
 }
 
@@ -38,7 +42,8 @@ impl KeyIndex {
             .checked_next_power_of_two()
             .unwrap_or(1 << (usize::BITS - 1));
         KeyIndex {
-            slots: vec![KeySlot::default(); n].into_boxed_slice(),
+            slots: Box::default(),
+            size: n,
             mask: n - 1,
         }
     }
@@ -55,6 +60,9 @@ impl KeyIndex {
         offset: u64,
         same_key: impl Fn(u64) -> bool,
     ) -> Option<u64> {
+        if self.slots.is_empty() {
+            self.slots = vec![KeySlot::default(); self.size].into_boxed_slice();
+        }
         let mut i = self.home(hash);
         for _ in 0..self.slots.len() {
             let slot = self.slots.get_mut(i)?;

@@ -34,8 +34,10 @@
 //!   ([`Entry::json`]), byte for byte what `serde_json` writes for it, in the same contiguous
 //!   slot; [`RoomLog::read_json`] serves JSON subscribers from those, and reports an event
 //!   without one as a gap, so that a JSON subscriber hears of every event it cannot be given.
-//! - Memory is allocated once, in [`RoomLog::new`], sized by the config: appending (the JSON
-//!   check included), expiring and reading allocate nothing.
+//! - Storage is allocated as the log fills, never beyond the config's bounds, and kept: a new log
+//!   holds nothing, so a room nobody emits to costs a few words, not `max_bytes`. Once the log
+//!   has reached its working size (at most the bounds), appending (the JSON check included),
+//!   expiring and reading allocate nothing.
 //!
 //! # Overflow
 //! When an event does not fit (too many events, or no contiguous room in the byte ring), the
@@ -74,9 +76,8 @@
 //! assert_eq!(offsets, [2, 3]);
 //! ```
 
-use alloc::boxed::Box;
 use alloc::collections::VecDeque;
-use alloc::vec;
+use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
@@ -102,7 +103,8 @@ pub struct HistoryConfig {
     /// Most events retained (superseded ones included); default 1024. A value of 0 is taken as 1.
     pub max_events: usize,
     /// Most bytes retained: the events' encodings plus their coalescing keys; default 256 KiB.
-    /// This is the size of the byte ring allocated once; an event larger than it is refused.
+    /// The byte ring grows to this size as events arrive (a new room holds none of it); an
+    /// event larger than it is refused.
     pub max_bytes: usize,
     /// Events this old are dropped ([`RoomLog::expire`]); default `None`, no age limit.
     pub max_age: Option<Duration>,
@@ -312,30 +314,33 @@ pub struct RoomLog {
     config: HistoryConfig,
     /// Offset of the newest event appended (0 before the first).
     head: u64,
-    /// The retained events, oldest first; `entries[i]` has offset `oldest() + i`. Its capacity is
-    /// reserved at construction and never exceeded.
+    /// The retained events, oldest first; `entries[i]` has offset `oldest() + i`. It grows as
+    /// events arrive, to at most `max_events`.
     entries: VecDeque<Slot>,
-    /// Encodings and keys, each event contiguous, in append order around the ring.
-    ring: Box<[u8]>,
+    /// Encodings and keys, each event contiguous, in append order around the ring. It grows at
+    /// its end while the events have not wrapped around, to at most `max_bytes`; growing never
+    /// moves an event's offset in it.
+    ring: Vec<u8>,
     /// Bytes retained (sum of `Slot::size`).
     bytes: usize,
     keys: KeyIndex,
 }
 
 impl RoomLog {
-    /// An empty log for `epoch`; allocates all its storage now, sized by `config`.
+    /// An empty log for `epoch`. It allocates nothing yet: storage grows with the events, up to
+    /// the bounds of `config`.
     ///
     /// # Panics
-    /// Only if that storage cannot be allocated (as `Vec::with_capacity` does): a config asking
-    /// for more memory than the machine has.
+    /// Only if storage cannot be allocated when the log grows (as `Vec::push` does): a config
+    /// asking for more memory than the machine has.
     pub fn new(epoch: u32, config: HistoryConfig) -> Self {
         let config = config.max_events(config.max_events.max(1));
         RoomLog {
             epoch,
             config,
             head: 0,
-            entries: VecDeque::with_capacity(config.max_events),
-            ring: vec![0u8; config.max_bytes].into_boxed_slice(),
+            entries: VecDeque::new(),
+            ring: Vec::new(),
             bytes: 0,
             keys: KeyIndex::new(config.max_events),
         }
@@ -445,10 +450,10 @@ impl RoomLog {
         let size = len
             .saturating_add(key.len())
             .saturating_add(json_len as usize);
-        if size > self.ring.len() {
+        if size > self.config.max_bytes {
             return Err(AppendError::TooLarge {
                 size,
-                limit: self.ring.len(),
+                limit: self.config.max_bytes,
             });
         }
 
@@ -707,20 +712,25 @@ impl RoomLog {
     }
 
     /// Finds where `size` contiguous bytes go in the ring, evicting the oldest events until they
-    /// are free. `size` is at most the ring's length, so this ends (at worst with an empty ring).
+    /// are free, and growing the ring at its end while the events have not wrapped. `size` is at
+    /// most `max_bytes`, so this ends (at worst with an empty ring).
     ///
     /// The retained events occupy, in append order, either one run `[t, w)` (t the oldest's
     /// start, w the newest's end, t < w) or two runs `[t, ..)` and `[0, w)` with w <= t after
     /// wrapping around.
     fn place(&mut self, size: usize) -> usize {
-        let cap = self.ring.len();
+        let max = self.config.max_bytes;
         loop {
             let (Some(front), Some(back)) = (self.entries.front(), self.entries.back()) else {
+                self.grow_to(size);
                 return 0;
             };
             let (t, w) = (front.start, back.end());
             if t < w {
-                if cap.saturating_sub(w) >= size {
+                // One run: the end of the ring is free up to `max`, growing if need be; wrap
+                // around only when the ring is as large as it may be.
+                if max.saturating_sub(w) >= size {
+                    self.grow_to(w + size);
                     return w;
                 }
                 if t >= size {
@@ -730,6 +740,16 @@ impl RoomLog {
                 return w;
             }
             self.evict_oldest();
+        }
+    }
+
+    /// Makes the ring at least `len` bytes long (`len` <= `max_bytes`), doubling so that a
+    /// growing log reallocates a logarithmic number of times.
+    fn grow_to(&mut self, len: usize) {
+        if self.ring.len() < len {
+            let doubled = self.ring.len().saturating_mul(2).max(1024);
+            self.ring
+                .resize(len.max(doubled).min(self.config.max_bytes), 0);
         }
     }
 }
