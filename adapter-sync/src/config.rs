@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use eventwire_core::handshake::OriginPolicy;
 pub use eventwire_core::server::{AuthRequest, Peer};
 use eventwire_core::server::{Grants, ServerConfig as SessionConfig};
 use eventwire_core::CloseCode;
@@ -34,7 +35,7 @@ pub type RoomHook = Arc<dyn Fn(&Peer, &str) -> bool + Send + Sync>;
 /// | bytes read ahead per connection (`read_buffer`) | 4 KiB | the reader stops reading; TCP pushes back |
 /// | write buffer per connection (`write_buffer`) | 64 KiB | writes block on the socket (backpressure) |
 /// | a write that does not drain (`write_timeout`) | 30 s | connection closed as a slow consumer |
-/// | allowed Origins | any | upgrade refused with 403 |
+/// | browser origins (`origins`) | the server's own (same-origin) | upgrade (and polling request) refused with 403 |
 /// | subscriptions, publish rate | from `session` | error frames, then close 4004 |
 #[derive(Clone)]
 #[non_exhaustive]
@@ -46,9 +47,10 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Longest WebSocket upgrade.
     pub upgrade_timeout: Duration,
-    /// Origins allowed to connect (the `Origin` header browsers send); `None` allows any.
-    /// Requests without an `Origin` (non-browser clients) are allowed either way.
-    pub allowed_origins: Option<Vec<String>>,
+    /// Which browsers may connect, by the `Origin` header they send: by default only the
+    /// server's own pages ([`OriginPolicy::SameOrigin`]). Requests without an `Origin`
+    /// (non-browser clients) are allowed whatever the policy.
+    pub origins: OriginPolicy,
     /// Longest time one write may block on the socket before the peer counts as stalled.
     pub write_timeout: Duration,
     /// Bytes read ahead of the connection's loop.
@@ -70,7 +72,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("session", &self.session)
             .field("max_connections", &self.max_connections)
             .field("upgrade_timeout", &self.upgrade_timeout)
-            .field("allowed_origins", &self.allowed_origins)
+            .field("origins", &self.origins)
             .field("write_timeout", &self.write_timeout)
             .field("read_buffer", &self.read_buffer)
             .field("write_buffer", &self.write_buffer)
@@ -87,7 +89,7 @@ impl Default for ServerConfig {
             session: SessionConfig::new(),
             max_connections: 10_000,
             upgrade_timeout: Duration::from_secs(10),
-            allowed_origins: None,
+            origins: OriginPolicy::SameOrigin,
             write_timeout: Duration::from_secs(30),
             read_buffer: 4 * 1024,
             write_buffer: 64 * 1024,
@@ -117,12 +119,20 @@ impl ServerConfig {
         self
     }
 
-    /// Allows only these Origins.
+    /// Allows browsers from these origins (`scheme://host[:port]`, for example
+    /// `https://dash.example`) besides the server's own pages.
     pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         origins: I,
     ) -> Self {
-        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self.origins = OriginPolicy::Listed(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allows browsers from any origin: for development only, since any web page its visitors
+    /// open may then connect with their access. The server says so at startup.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.origins = OriginPolicy::Any;
         self
     }
 

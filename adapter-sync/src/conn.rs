@@ -71,12 +71,12 @@ pub(crate) fn serve(tcp: TcpStream, peer: SocketAddr, shared: &ServerState, over
 /// The WebSocket upgrade, within the upgrade timeout; the decision is the core's.
 fn upgrade(tcp: TcpStream, shared: &ServerState) -> Option<(Ws, Upgraded)> {
     let deadline = Instant::now() + shared.config.upgrade_timeout;
-    let allowed = shared.config.allowed_origins.as_deref();
     let mut upgraded = None;
     #[allow(clippy::result_large_err)] // tungstenite's callback signature
     let callback = |req: &Request, mut resp: Response| -> Result<Response, ErrorResponse> {
+        let host = req.headers().get("host").map(|v| v.as_bytes());
         let decided = handshake::decide(
-            allowed,
+            shared.config.origins.for_request(host),
             req.headers().get("origin").map(|v| v.as_bytes()),
             req.headers()
                 .get_all("sec-websocket-protocol")

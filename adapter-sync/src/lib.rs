@@ -41,6 +41,7 @@
 //! use eventwire_sync::{Client, ClientOptions, Event, Hub, Server, ServerConfig};
 //!
 //! let hub = Hub::new(Default::default());
+//! hub.declare(["system"])?; // the rooms clients may join (they cannot create rooms)
 //! let server = Server::bind("127.0.0.1:0", hub.clone(), ServerConfig::default())?;
 //!
 //! let client = Client::connect(&format!("ws://{}", server.local_addr()), ClientOptions::default())?;

@@ -52,6 +52,7 @@ impl Server {
     pub fn bind<A: ToSocketAddrs>(addr: A, hub: Hub, config: ServerConfig) -> io::Result<Server> {
         let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
+        let origins = config.origins.to_string();
         let shared = Arc::new(ServerState {
             hub,
             config,
@@ -62,7 +63,7 @@ impl Server {
             loops: Mutex::new(BTreeMap::new()),
             next_loop: AtomicU64::new(0),
         });
-        info!(%addr, "eventwire server listening");
+        info!(%addr, %origins, "eventwire server listening");
         let accept = {
             let shared = shared.clone();
             std::thread::Builder::new()

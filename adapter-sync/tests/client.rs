@@ -159,6 +159,9 @@ fn fatal_close_stops_for_good() {
 fn commands_and_emits_wake_the_driver_at_once() {
     let session = SessionConfig::new().heartbeat(Duration::from_secs(30));
     let hub = Hub::with_epoch(1, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare((0..5).map(|round| format!("room-{round}")))
+        .unwrap();
     let config = ServerConfig::default().session(session);
     let server = Server::bind("127.0.0.1:0", hub.clone(), config).unwrap();
     let client = Client::connect(
@@ -198,6 +201,8 @@ fn commands_and_emits_wake_the_driver_at_once() {
 #[test]
 fn dropping_the_client_closes_it() {
     let hub = Hub::with_epoch(1, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["agents"]).unwrap();
     let server = Server::bind("127.0.0.1:0", hub.clone(), ServerConfig::default()).unwrap();
     let client = Client::connect(
         &format!("ws://{}", server.local_addr()),

@@ -37,6 +37,7 @@ impl Target for Server {
             config = config.max_connections(n);
         }
         let hub = Hub::with_epoch(7, Default::default());
+        hub.declare(cases::DECLARED).expect("valid rooms");
         let server = Server::bind("127.0.0.1:0", hub, config).expect("bind");
         let url = format!("ws://{}", server.local_addr());
         (server, url)
@@ -78,4 +79,9 @@ async fn shutdown_tells_clients_when_to_come_back() {
 #[tokio::test]
 async fn connection_limit_says_try_again_later() {
     cases::connection_limit_says_try_again_later::<Server>().await;
+}
+
+#[tokio::test]
+async fn only_the_servers_own_pages_by_default() {
+    cases::only_the_servers_own_pages_by_default::<Server>().await;
 }

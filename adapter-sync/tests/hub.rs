@@ -84,6 +84,8 @@ fn dashboard_helpers_and_stats_match_the_tokio_hub() {
 #[test]
 fn the_server_counts_what_it_sends() {
     let hub = Hub::with_epoch(1, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["agents"]).unwrap();
     let server = Server::bind("127.0.0.1:0", hub.clone(), ServerConfig::default()).unwrap();
     let client = Client::connect(
         &format!("ws://{}", server.local_addr()),

@@ -10,6 +10,8 @@ async fn main() -> std::io::Result<()> {
     // Ctrl-c or SIGTERM: every client is told to come back in 2 s (close 1001).
     let stop = shutdown_signal();
     let hub = Hub::new(Default::default());
+    // Clients may join `system` before its first tick: they cannot create rooms themselves.
+    hub.declare(["system"]).map_err(std::io::Error::other)?;
     let server = Server::bind("127.0.0.1:9001", hub.clone(), ServerConfig::default()).await?;
     eprintln!("serving on ws://{}", server.local_addr());
     tokio::pin!(stop);

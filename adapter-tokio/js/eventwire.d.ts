@@ -57,6 +57,7 @@ export const ErrorCode: Readonly<{
   PUBLISH_REJECTED: 4;
   UNKNOWN_KIND: 5;
   UNEXPECTED_FRAME: 6;
+  NO_SUCH_ROOM: 7;
 }>;
 
 /** The name of an error code (`'RATE_LIMITED'`), `'UNKNOWN'` for codes this version does not know. */

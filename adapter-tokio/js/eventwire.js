@@ -119,7 +119,11 @@ export const ErrorCode = Object.freeze({
   PUBLISH_REJECTED: 4,
   UNKNOWN_KIND: 5,
   UNEXPECTED_FRAME: 6,
+  NO_SUCH_ROOM: 7,
 });
+
+/** Error codes that refuse a join: the room is no longer held. */
+const JOIN_REFUSALS = new Set([ErrorCode.FORBIDDEN_ROOM, ErrorCode.TOO_MANY_SUBSCRIPTIONS, ErrorCode.NO_SUCH_ROOM]);
 
 /** @type {Map<number, string>} */
 const ERROR_NAMES = new Map(Object.entries(ErrorCode).map(([k, v]) => [v, k]));
@@ -2072,7 +2076,7 @@ export class Client {
       }
       return;
     }
-    if (e.room !== null && (e.code === ErrorCode.FORBIDDEN_ROOM || e.code === ErrorCode.TOO_MANY_SUBSCRIPTIONS)) {
+    if (e.room !== null && JOIN_REFUSALS.has(e.code)) {
       const sub = this._subs.get(e.room);
       if (sub && sub.state === 'requested') {
         this._subs.delete(e.room);

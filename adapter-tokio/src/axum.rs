@@ -11,7 +11,8 @@
 //! The upgrade request is handled like the standalone server's, with the same
 //! [`ServerConfig`]:
 //!
-//! - an `Origin` not in `allowed_origins` gets 403;
+//! - a browser `Origin` that `ServerConfig::origins` does not admit (by default, any but the
+//!   server's own) gets 403;
 //! - the subprotocol is the client's first supported choice in `Sec-WebSocket-Protocol`
 //!   (`eventwire.v1`, binary; `eventwire.v1.json`, JSON text); offers with none supported get
 //!   400; a request offering none gets binary;
@@ -85,7 +86,7 @@ use eventwire_core::time::Instant;
 use eventwire_core::CloseCode;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::watch;
-use tracing::{debug, info_span, Instrument};
+use tracing::{debug, info, info_span, Instrument};
 
 use crate::conn::{self, drive, Buffers};
 use crate::hub::Hub;
@@ -121,6 +122,7 @@ impl std::fmt::Debug for EventwireService {
 impl EventwireService {
     /// A mount serving `hub` with `config`'s limits and hooks.
     pub fn new(hub: Hub, config: ServerConfig) -> Self {
+        info!(origins = %config.origins, "eventwire mounted");
         let (shared, stop) = new_shared(hub, config);
         EventwireService {
             mount: Arc::new(Mount {

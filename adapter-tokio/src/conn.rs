@@ -23,7 +23,7 @@ use eventwire_core::CloseCode;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderMap, HeaderValue, CONNECTION, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    HeaderMap, HeaderValue, CONNECTION, HOST, ORIGIN, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
     SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use hyper::upgrade::OnUpgrade;
@@ -98,7 +98,10 @@ pub(crate) fn shutting_down(shared: &ServerState) -> Option<Response> {
 /// (`handshake::decide`), its refusal as the answer (403 or 400).
 pub(crate) fn decide(shared: &ServerState, headers: &HeaderMap) -> Result<Upgrade, Answer> {
     handshake::decide(
-        shared.config.allowed_origins.as_deref(),
+        shared
+            .config
+            .origins
+            .for_request(headers.get(HOST).map(|v| v.as_bytes())),
         headers.get(ORIGIN).map(|v| v.as_bytes()),
         headers
             .get_all(SEC_WEBSOCKET_PROTOCOL)

@@ -33,6 +33,7 @@
 //! use eventwire_tokio::{Client, ClientOptions, Event, Hub, Server, ServerConfig};
 //!
 //! let hub = Hub::new(Default::default());
+//! hub.declare(["system"])?; // the rooms clients may join (they cannot create rooms)
 //! let server = Server::bind("127.0.0.1:0", hub.clone(), ServerConfig::default()).await?;
 //!
 //! let mut client = Client::connect(&format!("ws://{}", server.local_addr()), ClientOptions::default())?;

@@ -34,7 +34,7 @@ use eventwire_core::server::polling::{
 };
 use eventwire_core::server::{Body, Framing};
 use eventwire_core::CloseCode;
-use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, ORIGIN};
+use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, ORIGIN};
 use hyper::Request;
 use tokio::sync::Notify;
 use tracing::debug;
@@ -119,10 +119,10 @@ where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
-    let allowed = shared.config.allowed_origins.as_deref();
     let (parts, body) = req.into_parts();
     let header = |name: &str| parts.headers.get(name).map(|v| v.as_bytes());
     let origin = header(ORIGIN.as_str());
+    let allowed = shared.config.origins.for_request(header(HOST.as_str()));
     let answer = match kind {
         Kind::Preflight => preflight(allowed, origin),
         Kind::Exchange => {
@@ -156,7 +156,9 @@ where
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
     let (config, limits) = (&shared.config, &shared.polls.limits);
-    let allowed = config.allowed_origins.as_deref();
+    let allowed = config
+        .origins
+        .for_request(headers.get(HOST).map(|v| v.as_bytes()));
     let checked = check_head(allowed, limits.max_body, head)?;
     let codec = checked.codec;
     let bytes = http::read_body(body, limits.max_body, config.upgrade_timeout).await?;

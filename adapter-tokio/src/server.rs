@@ -17,7 +17,7 @@
 //! | read buffer per connection | 4 KiB | (grows only to the message limit) |
 //! | write buffer per connection | 64 KiB | the connection waits for the socket (backpressure) |
 //! | a write that does not drain | 30 s | connection closed as a slow consumer |
-//! | allowed Origins | any | handshake refused with 403 |
+//! | browser origins (`origins`) | the server's own (same-origin) | upgrade (and polling request) refused with 403 |
 //! | subscriptions, publish rate | from `session` | error frames, then close 4004 |
 //! | polling request body (`max_poll_body`) | 256 KiB | 413 before any of it is read |
 //! | frames per polling request (`max_poll_frames`) | 64 | 400, and the session ends (1008) |
@@ -39,6 +39,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use eventwire_core::handshake::OriginPolicy;
 use eventwire_core::hub::Counter;
 pub use eventwire_core::server::{AuthRequest, Peer};
 use eventwire_core::server::{Grants, ServerConfig as SessionConfig};
@@ -74,9 +75,10 @@ pub struct ServerConfig {
     /// Longest TLS handshake, and longest wait for each HTTP request head (a WebSocket
     /// upgrade's, or the next request on a kept-alive connection) and for its body.
     pub upgrade_timeout: Duration,
-    /// Origins allowed to connect (the `Origin` header browsers send); `None` allows any.
-    /// Requests without an `Origin` (non-browser clients) are allowed either way.
-    pub allowed_origins: Option<Vec<String>>,
+    /// Which browsers may connect, by the `Origin` header they send: by default only the
+    /// server's own pages ([`OriginPolicy::SameOrigin`]). Requests without an `Origin`
+    /// (non-browser clients) are allowed whatever the policy.
+    pub origins: OriginPolicy,
     /// Longest time one write may wait for the socket before the peer counts as stalled (its
     /// connection is closed; a WebSocket peer counts as a slow consumer).
     pub write_timeout: Duration,
@@ -116,7 +118,7 @@ impl Default for ServerConfig {
             session: SessionConfig::new(),
             max_connections: 10_000,
             upgrade_timeout: Duration::from_secs(10),
-            allowed_origins: None,
+            origins: OriginPolicy::SameOrigin,
             write_timeout: Duration::from_secs(30),
             read_buffer: 4 * 1024,
             write_buffer: 64 * 1024,
@@ -153,12 +155,20 @@ impl ServerConfig {
         self
     }
 
-    /// Allows only these Origins.
+    /// Allows browsers from these origins (`scheme://host[:port]`, for example
+    /// `https://dash.example`) besides the server's own pages.
     pub fn allowed_origins<I: IntoIterator<Item = S>, S: Into<String>>(
         mut self,
         origins: I,
     ) -> Self {
-        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self.origins = OriginPolicy::Listed(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allows browsers from any origin: for development only, since any web page its visitors
+    /// open may then connect with their access. The server says so at startup.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.origins = OriginPolicy::Any;
         self
     }
 
@@ -437,8 +447,9 @@ impl Server {
     ) -> std::io::Result<Server> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let origins = config.origins.to_string();
         let (shared, stop) = new_shared(hub, config);
-        info!(%addr, ?transport, "eventwire server listening");
+        info!(%addr, ?transport, %origins, "eventwire server listening");
         tokio::spawn(accept_loop(listener, shared.clone(), transport));
         Ok(Server { addr, shared, stop })
     }

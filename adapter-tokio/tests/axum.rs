@@ -36,6 +36,8 @@ impl App {
     /// An axum app serving `/health` and eventwire at `/ws`.
     async fn start(config: ServerConfig) -> App {
         let hub = Hub::with_epoch(7, Default::default());
+        // The application's rooms: clients cannot create rooms.
+        hub.declare(["room", "feed", "agents"]).unwrap();
         let eventwire = EventwireService::new(hub.clone(), config);
         let app = axum::Router::new()
             .route("/health", get(|| async { "ok" }))

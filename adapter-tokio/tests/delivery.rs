@@ -153,11 +153,13 @@ fn assert_exactly(seen: &Seen, room: &str, epoch: u32, expected: &[String]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_only_get_the_rooms_they_joined() {
     let hub = Hub::with_epoch(3, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    let rooms = ["r0", "r1", "r2", "r3", "r4"];
+    hub.declare(rooms).unwrap();
     let server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
         .await
         .unwrap();
     let url = format!("ws://{}", server.local_addr());
-    let rooms = ["r0", "r1", "r2", "r3", "r4"];
     let mut watchers = Vec::new();
     for i in 0..6u64 {
         let client = Client::connect(&url, options(100 + i)).unwrap();
@@ -208,6 +210,7 @@ async fn killed_connections_lose_nothing() {
         5,
         HubConfig::new().history(HistoryConfig::new().max_events(4096)),
     );
+    hub.declare(["feed", "mixed", "agents"]).unwrap();
     let server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
         .await
         .unwrap();
@@ -244,6 +247,8 @@ async fn killed_connections_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_announces_a_reset() {
     let hub1 = Hub::with_epoch(1, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub1.declare(["feed", "mixed", "agents"]).unwrap();
     let server1 = Server::bind("127.0.0.1:0", hub1.clone(), server_config())
         .await
         .unwrap();
@@ -261,6 +266,8 @@ async fn a_restarted_server_announces_a_reset() {
     // The server restarts without its history: a new hub, a new epoch.
     server1.shutdown(Duration::from_millis(50)).await;
     let hub2 = Hub::with_epoch(2, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub2.declare(["feed", "mixed", "agents"]).unwrap();
     let server2 = Server::bind("127.0.0.1:0", hub2.clone(), server_config())
         .await
         .unwrap();
@@ -305,6 +312,8 @@ async fn a_restarted_server_announces_a_reset() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarts_within_a_second_never_reuse_an_epoch() {
     let hub = Hub::new(Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["feed", "mixed", "agents"]).unwrap();
     let mut server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
         .await
         .unwrap();
@@ -328,6 +337,8 @@ async fn restarts_within_a_second_never_reuse_an_epoch() {
         // The new run's history holds more than the client has of the last one, before it is
         // back: a reused epoch would look like the continuation.
         let hub = Hub::new(Default::default());
+        // The application's rooms: clients cannot create rooms.
+        hub.declare(["feed", "mixed", "agents"]).unwrap();
         let count = 3 * run;
         for n in 0..count {
             hub.emit_raw("feed", "test.event", format!("{run}.{n}").as_bytes(), None)
@@ -367,6 +378,8 @@ async fn a_stalled_reader_delays_nobody_and_gets_a_gap() {
         .max_events(512)
         .max_bytes(2 * 1024 * 1024);
     let hub = Hub::with_epoch(9, HubConfig::new().history(history));
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["feed", "mixed", "agents"]).unwrap();
     let config = server_config().write_timeout(Duration::from_millis(500));
     let server = Server::bind("127.0.0.1:0", hub.clone(), config)
         .await
@@ -492,6 +505,8 @@ async fn gather(client: &mut Client, n: usize) -> Received {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_and_binary_subscribers_read_the_same_log() {
     let hub = Hub::with_epoch(9, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["feed", "mixed", "agents"]).unwrap();
     let server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
         .await
         .unwrap();

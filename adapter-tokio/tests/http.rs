@@ -25,6 +25,9 @@ const HELLO: &str = r#"{"hello":{"version":1,"client_id":7,"token":null,"max_fra
 
 async fn serve(config: ServerConfig) -> (Server, Hub) {
     let hub = Hub::new(Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["tasks", "feed", "agents", "commands"])
+        .unwrap();
     let server = Server::bind("127.0.0.1:0", hub.clone(), config)
         .await
         .unwrap();

@@ -41,9 +41,11 @@ fn hello(room: &str) -> String {
 async fn server(config: ServerConfig) -> Server {
     // These tests publish over polling: clients are granted every room.
     let config = config.grants(Grants::publish_any());
-    Server::bind("127.0.0.1:0", Hub::new(Default::default()), config)
-        .await
-        .unwrap()
+    let hub = Hub::new(Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["feed", "tasks", "commands", "agents"])
+        .unwrap();
+    Server::bind("127.0.0.1:0", hub, config).await.unwrap()
 }
 
 /// Opens a session on `room` in `form`; the token.
@@ -365,6 +367,9 @@ async fn axum_poll_route() {
     use eventwire_tokio::axum::EventwireService;
 
     let hub = Hub::new(Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["feed", "tasks", "commands", "agents"])
+        .unwrap();
     let eventwire = EventwireService::new(hub.clone(), ServerConfig::default());
     let app = axum::Router::new().route("/poll", eventwire.poll_route());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -579,6 +579,8 @@ async fn against_fake(codec: Codec, http: Http) -> (u64, u64) {
 
 async fn against_server(codec: Codec) {
     let hub = Hub::with_epoch(1, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["agents"]).unwrap();
     let server = Server::bind("127.0.0.1:0", hub.clone(), ServerConfig::default())
         .await
         .unwrap();

@@ -63,7 +63,12 @@ async fn a_default_server_lets_no_client_write() {
 #[tokio::test]
 async fn grants_open_exactly_the_rooms_named() {
     let hub = Hub::new(Default::default());
-    let config = ServerConfig::default().grants(Grants::publish_to(["notes", "agent:*"]).unwrap());
+    // The application's room; clients may create `agent:*` rooms, and no other.
+    hub.declare(["notes"]).unwrap();
+    let grants = Grants::publish_to(["notes", "agent:*", "drafts"])
+        .and_then(|g| g.create_rooms(["agent:*"]))
+        .unwrap();
+    let config = ServerConfig::default().grants(grants);
     let server = Server::bind("127.0.0.1:0", hub.clone(), config)
         .await
         .unwrap();
@@ -74,8 +79,15 @@ async fn grants_open_exactly_the_rooms_named() {
         publish(&mut client, "agents").await,
         Err(ErrorCode::FORBIDDEN_ROOM)
     );
+    // Granted to write, but nobody created it and the client may not: refused, not created.
+    assert_eq!(
+        publish(&mut client, "drafts").await,
+        Err(ErrorCode::NO_SUCH_ROOM)
+    );
     assert_eq!(hub.room_stats("notes").map(|r| r.head.offset), Some(1));
+    assert_eq!(hub.room_stats("agent:7").map(|r| r.head.offset), Some(1));
     assert!(hub.room_stats("agents").is_none());
+    assert!(hub.room_stats("drafts").is_none());
     client.close().await;
     server.shutdown(Duration::from_secs(1)).await;
 }
@@ -83,6 +95,8 @@ async fn grants_open_exactly_the_rooms_named() {
 #[tokio::test]
 async fn the_auth_hook_grants_per_connection() {
     let hub = Hub::new(Default::default());
+    // The application's room: clients cannot create rooms.
+    hub.declare(["tasks"]).unwrap();
     // Any page may read; only the holder of the writer's token may write, and only into tasks.
     let config = ServerConfig::default().auth(|req| async move {
         match req.token.as_deref() {

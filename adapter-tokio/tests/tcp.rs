@@ -38,6 +38,8 @@ fn config() -> ServerConfig {
 
 async fn start(config: ServerConfig) -> (TcpServer, Hub) {
     let hub = Hub::with_epoch(EPOCH, Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["feed", "other", "agents"]).unwrap();
     let server = TcpServer::bind("127.0.0.1:0", hub.clone(), config)
         .await
         .expect("bind");

@@ -43,6 +43,8 @@ async fn server(config: ServerConfig) -> (Server, Hub, CertificateDer<'static>) 
         .with_single_cert(vec![cert.clone()], key)
         .unwrap();
     let hub = Hub::new(Default::default());
+    // The application's rooms: clients cannot create rooms.
+    hub.declare(["feed"]).unwrap();
     let server = Server::bind_tls("127.0.0.1:0", hub.clone(), config, Arc::new(tls))
         .await
         .unwrap();

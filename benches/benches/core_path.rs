@@ -78,6 +78,7 @@ impl Pair {
             1,
             HubConfig::new().history(HistoryConfig::new().max_events(8192).max_bytes(2 << 20)),
         );
+        hub.ensure_room("agents").unwrap();
         let mut server = ServerSession::new(now, ServerConfig::new(), 1, 1);
         server.set_codec(codec);
         let mut client: Client = Client::new(ClientConfig::new(7), 3);

@@ -991,7 +991,9 @@ impl<const ROOMS: usize, const OUTBOX: usize, const OUTBOX_BYTES: usize>
             (None, Some(room), code)
                 if matches!(
                     code,
-                    ErrorCode::FORBIDDEN_ROOM | ErrorCode::TOO_MANY_SUBSCRIPTIONS
+                    ErrorCode::FORBIDDEN_ROOM
+                        | ErrorCode::TOO_MANY_SUBSCRIPTIONS
+                        | ErrorCode::NO_SUCH_ROOM
                 ) =>
             {
                 if let Some(i) = self

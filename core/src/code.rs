@@ -107,6 +107,10 @@ impl ErrorCode {
     pub const UNKNOWN_KIND: ErrorCode = ErrorCode(5);
     /// The frame is not valid in this direction or state (for example a second hello).
     pub const UNEXPECTED_FRAME: ErrorCode = ErrorCode(6);
+    /// The room does not exist and the connection may not create it: the server creates its
+    /// rooms (or grants clients the right to). The join or publish is refused; a client may try
+    /// again once the room exists.
+    pub const NO_SUCH_ROOM: ErrorCode = ErrorCode(7);
 
     /// A short name for logs; `"unknown"` for codes this version does not know.
     pub fn name(self) -> &'static str {
@@ -117,6 +121,7 @@ impl ErrorCode {
             ErrorCode::PUBLISH_REJECTED => "publish rejected",
             ErrorCode::UNKNOWN_KIND => "unknown frame kind",
             ErrorCode::UNEXPECTED_FRAME => "unexpected frame",
+            ErrorCode::NO_SUCH_ROOM => "no such room",
             _ => "unknown",
         }
     }

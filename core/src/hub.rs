@@ -20,14 +20,27 @@
 //! A session that holds a room registers its waker in the room ([`Room::watch`]); an append wakes
 //! the room's watchers and nobody else.
 //!
-//! Invariants: at most `max_rooms` rooms; a room, once created, stays for the hub's life; every
-//! room of a hub has the hub's epoch; every append wakes each of the room's watchers once.
+//! # Who creates rooms, and for how long
+//! A room the application creates (an emit, or [`Hub::ensure_room`] to declare it before its
+//! first event) stays for the hub's life. A client creates a room only where its
+//! [`Grants`](crate::server::Grants) allow it ([`Hub::client_room`], for a join or a publish into
+//! a room that does not exist); such a room is freed once it has had no watcher and no new event
+//! for [`HubConfig::room_idle`], so junk names cost nothing for long. [`Hub::sweep`] frees them; a
+//! server connection calls [`Hub::sweep_due`] as its peer's messages arrive, so any live client
+//! keeps the sweep going. A client room created after a sweep freed rooms starts in an epoch of
+//! its own, so that a position in a freed room is never taken for one in its successor.
+//!
+//! Invariants: at most `max_rooms` rooms, of which at most `max_client_rooms` created by
+//! clients; an application's room stays for the hub's life; an application's room has the hub's
+//! epoch, a client's room an epoch of its own creation; every append wakes each of the room's
+//! watchers once.
 
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::ops::Deref;
+use core::time::Duration;
 
 use crate::dedup::{Dedup, DedupConfig};
 use crate::frame::Position;
@@ -276,8 +289,41 @@ impl Room<Local> {
 pub struct Hub<H: Host = Local> {
     epoch: u32,
     config: HubConfig,
-    directory: H::Lock<BTreeMap<String, RoomRef<H>>>,
+    directory: H::Lock<Directory<H>>,
     dedup: H::Lock<Dedup>,
+    /// When [`Hub::sweep_due`] sweeps next.
+    sweep_at: H::Lock<Instant>,
+}
+
+/// The rooms by name, and how many of them clients created.
+struct Directory<H: Host> {
+    rooms: BTreeMap<String, Listed<H>>,
+    client_rooms: usize,
+    /// Client rooms freed so far: a client room's epoch is derived from this count at its
+    /// creation, so a room freed and created again never has its old epoch.
+    freed: u32,
+}
+
+/// A room in the directory; `quiet` is `Some` for a room a client created.
+struct Listed<H: Host> {
+    room: RoomRef<H>,
+    quiet: Option<Quiet>,
+}
+
+/// What the last sweep saw of a client's room: since when it has been without watchers and
+/// new events (`None` until a sweep has seen it so), and its head then.
+#[derive(Clone, Copy)]
+struct Quiet {
+    since: Option<Instant>,
+    head: u64,
+}
+
+/// The epoch of a client room created after `n` client rooms were freed, in a hub of `epoch`:
+/// the hub's own before any was freed, then a new one for each `n` (a multiplication by an odd
+/// constant is a bijection on `u32`, so no two counts of one run give the same epoch, and the
+/// hub's random epoch makes a run's sequence its own; 0 is left out as for hub epochs).
+fn client_epoch(epoch: u32, n: u32) -> u32 {
+    epoch.wrapping_add(n.wrapping_mul(0x9E37_79B9)).max(1)
 }
 
 impl Hub<Local> {
@@ -295,8 +341,13 @@ impl<H: Host> Hub<H> {
         Hub {
             epoch,
             config,
-            directory: H::Lock::new(BTreeMap::new()),
+            directory: H::Lock::new(Directory {
+                rooms: BTreeMap::new(),
+                client_rooms: 0,
+                freed: 0,
+            }),
             dedup: H::Lock::new(Dedup::new(config.dedup)),
+            sweep_at: H::Lock::new(Instant::ZERO),
         }
     }
 
@@ -312,32 +363,138 @@ impl<H: Host> Hub<H> {
 
     /// The room `name`, if it exists. Keep the handle to emit without looking the name up again.
     pub fn room(&self, name: &str) -> Option<RoomRef<H>> {
-        self.directory.read(|d| d.get(name).cloned())
+        self.directory
+            .read(|d| d.rooms.get(name).map(|l| l.room.clone()))
     }
 
-    /// The room `name`, created (empty) if needed.
+    /// The room `name`, created (empty) if needed, as the application's: it stays for the hub's
+    /// life. Call it at startup to declare the rooms clients may subscribe to before their first
+    /// event (clients cannot create rooms unless granted).
     pub fn ensure_room(&self, name: &str) -> Result<RoomRef<H>, HubError> {
         if let Some(room) = self.room(name) {
             return Ok(room);
         }
         check_name(name, "room").map_err(HubError::InvalidRoom)?;
-        self.directory.write(|d| {
-            // Another emitter may have created it since the read.
-            if let Some(room) = d.get(name) {
-                return Ok(room.clone());
-            }
-            if d.len() >= self.config.max_rooms {
+        self.directory
+            .write(|d| self.create(d, name, false).map(|l| l.room.clone()))
+    }
+
+    /// Runs `f` on the room `name` for a client, under the directory's lock so that a sweep
+    /// cannot free the room meanwhile: on the existing room, or (if `may_create`) on a new
+    /// client room, freed once idle (see the [module docs](self)). [`HubError::NoSuchRoom`] if
+    /// it does not exist and the client may not create it.
+    ///
+    /// `f` runs with the directory locked (shared, or exclusive when it created the room): keep
+    /// it to an append or a watch.
+    pub fn client_room<R>(
+        &self,
+        name: &str,
+        may_create: bool,
+        f: impl FnOnce(&RoomRef<H>) -> R,
+    ) -> Result<R, HubError> {
+        let mut f = Some(f);
+        let found = self.directory.read(|d| {
+            let listed = d.rooms.get(name)?;
+            f.take().map(|f| f(&listed.room))
+        });
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        if !may_create {
+            return Err(HubError::NoSuchRoom);
+        }
+        check_name(name, "room").map_err(HubError::InvalidRoom)?;
+        let f = f.ok_or(HubError::NoSuchRoom)?;
+        self.directory
+            .write(|d| self.create(d, name, true).map(|l| f(&l.room)))
+    }
+
+    /// Creates `name` in the write-locked directory, unless another caller did since the read.
+    fn create<'d>(
+        &self,
+        d: &'d mut Directory<H>,
+        name: &str,
+        by_client: bool,
+    ) -> Result<&'d Listed<H>, HubError> {
+        if !d.rooms.contains_key(name) {
+            if d.rooms.len() >= self.config.max_rooms {
                 return Err(HubError::TooManyRooms);
             }
-            let room = H::share(Room::new(name, self.epoch, self.config.history));
-            d.insert(String::from(name), room.clone());
-            Ok(room)
-        })
+            let (epoch, quiet) = if by_client {
+                if d.client_rooms >= self.config.max_client_rooms {
+                    return Err(HubError::TooManyRooms);
+                }
+                d.client_rooms += 1;
+                let quiet = Quiet {
+                    since: None,
+                    head: 0,
+                };
+                (client_epoch(self.epoch, d.freed), Some(quiet))
+            } else {
+                (self.epoch, None)
+            };
+            let room = H::share(Room::new(name, epoch, self.config.history));
+            d.rooms.insert(String::from(name), Listed { room, quiet });
+        }
+        d.rooms.get(name).ok_or(HubError::NoSuchRoom)
     }
 
     /// Every room, in name order (handles, taken under one read of the directory).
     pub fn rooms(&self) -> Vec<RoomRef<H>> {
-        self.directory.read(|d| d.values().cloned().collect())
+        self.directory
+            .read(|d| d.rooms.values().map(|l| l.room.clone()).collect())
+    }
+
+    /// Frees the rooms clients created that have had no watcher and no new event since a sweep
+    /// at least [`HubConfig::room_idle`] ago; returns how many. A client room is marked quiet at
+    /// the first sweep that finds it so, hence freed between `room_idle` and `room_idle` plus
+    /// the sweep interval after its last activity.
+    pub fn sweep(&self, now: Instant) -> usize {
+        let idle = self.config.room_idle;
+        self.directory.write(|d| {
+            let before = d.rooms.len();
+            d.rooms.retain(|_, listed| {
+                let Some(quiet) = listed.quiet.as_mut() else {
+                    return true;
+                };
+                let head = listed.room.head().offset;
+                if listed.room.watchers() > 0 || head != quiet.head {
+                    *quiet = Quiet { since: None, head };
+                    return true;
+                }
+                match quiet.since {
+                    None => {
+                        quiet.since = Some(now);
+                        true
+                    }
+                    Some(since) => now.saturating_duration_since(since) < idle,
+                }
+            });
+            let freed = before - d.rooms.len();
+            d.client_rooms -= freed;
+            d.freed = d.freed.wrapping_add(freed as u32);
+            freed
+        })
+    }
+
+    /// [`Hub::sweep`] if a quarter of `room_idle` has passed since the last: cheap enough to call
+    /// on every message a connection receives.
+    pub fn sweep_due(&self, now: Instant) -> usize {
+        if now < self.sweep_at.read(|at| *at) {
+            return 0;
+        }
+        let due = self.sweep_at.write(|at| {
+            let due = now >= *at;
+            if due {
+                *at = now + self.config.room_idle / 4;
+            }
+            due
+        });
+        if due {
+            self.sweep(now)
+        } else {
+            0
+        }
     }
 
     /// Appends an event to `room` (created if needed). `key`, if any, is its coalescing key: it
@@ -386,6 +543,12 @@ pub struct HubConfig {
     pub history: HistoryConfig,
     /// Most rooms the hub holds. Default 1024.
     pub max_rooms: usize,
+    /// Most of those that clients created (where their grants allow it), so that clients
+    /// cannot take the rooms the application needs. Default 256.
+    pub max_client_rooms: usize,
+    /// How long a room a client created may go without watchers and events before it is freed.
+    /// Default 60 s.
+    pub room_idle: Duration,
     /// Publish deduplication window.
     pub dedup: DedupConfig,
 }
@@ -396,6 +559,8 @@ impl HubConfig {
         HubConfig {
             history: HistoryConfig::new(),
             max_rooms: 1024,
+            max_client_rooms: 256,
+            room_idle: Duration::from_secs(60),
             dedup: DedupConfig::new(),
         }
     }
@@ -409,6 +574,18 @@ impl HubConfig {
     /// Sets the most rooms.
     pub const fn max_rooms(mut self, rooms: usize) -> Self {
         self.max_rooms = rooms;
+        self
+    }
+
+    /// Sets the most rooms clients may create.
+    pub const fn max_client_rooms(mut self, rooms: usize) -> Self {
+        self.max_client_rooms = rooms;
+        self
+    }
+
+    /// Sets how long a client's room may stay idle before it is freed.
+    pub const fn room_idle(mut self, idle: Duration) -> Self {
+        self.room_idle = idle;
         self
     }
 
@@ -429,8 +606,11 @@ impl Default for HubConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum HubError {
-    /// The hub holds `max_rooms` rooms already.
+    /// The hub holds `max_rooms` rooms already (or, for a client's room, `max_client_rooms`
+    /// client rooms).
     TooManyRooms,
+    /// The room does not exist, and the client may not create it.
+    NoSuchRoom,
     /// The room name breaks the name rules.
     InvalidRoom(Invalid),
     /// The room's log refused the event.
@@ -441,6 +621,7 @@ impl fmt::Display for HubError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HubError::TooManyRooms => f.write_str("room limit reached"),
+            HubError::NoSuchRoom => f.write_str("no such room"),
             HubError::InvalidRoom(i) => write!(f, "{i}"),
             HubError::Append(e) => write!(f, "{e}"),
         }

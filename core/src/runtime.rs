@@ -168,9 +168,25 @@ impl<R: Runtime> SharedHub<R> {
         self.inner.hub.epoch()
     }
 
-    /// The room `name`, created if needed: keep it to emit without looking the name up.
+    /// The room `name`, created if needed (as the application's, kept for the hub's life): keep
+    /// it to emit without looking the name up.
     pub fn room(&self, name: &str) -> Result<RoomRef<R::Host>, EmitError> {
         self.inner.hub.ensure_room(name).map_err(EmitError::Hub)
+    }
+
+    /// Creates the application's `rooms` that do not exist yet, so that clients may join them
+    /// before their first event: clients do not create rooms unless granted
+    /// ([`Grants::create_rooms`](crate::server::Grants::create_rooms)), and a join of a room
+    /// nobody created is refused with `NO_SUCH_ROOM`.
+    pub fn declare<I, S>(&self, rooms: I) -> Result<(), EmitError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for room in rooms {
+            self.room(room.as_ref())?;
+        }
+        Ok(())
     }
 
     /// Emits `payload`, serialised as JSON, to `room`.

@@ -59,7 +59,7 @@ use crate::frame::{
     PROTOCOL_VERSION,
 };
 use crate::history::{Read, RoomLog};
-use crate::hub::{Host, Hub, Local, RoomRef};
+use crate::hub::{Host, Hub, HubError, Local, RoomRef};
 use crate::rng::Rng;
 use crate::rtt::{LinkQuality, Quality, QualityConfig};
 use crate::seq::Seq;
@@ -567,16 +567,26 @@ impl<H: Host> ServerSession<H> {
             );
             return Ok(());
         }
-        let Ok(handle) = hub.ensure_room(room) else {
-            self.room_error(ErrorCode::FORBIDDEN_ROOM, name, "room limit of the server");
-            return Ok(());
+        let may_create = self.grants.may_create(room);
+        let waker = self.waker.clone();
+        let joined = hub.client_room(room, may_create, |handle| {
+            (handle.clone(), handle.watch(waker), handle.head())
+        });
+        let (handle, watch, head) = match joined {
+            Ok(joined) => joined,
+            Err(HubError::NoSuchRoom) => {
+                self.room_error(ErrorCode::NO_SUCH_ROOM, name, "no such room");
+                return Ok(());
+            }
+            Err(_) => {
+                self.room_error(ErrorCode::FORBIDDEN_ROOM, name, "room limit of the server");
+                return Ok(());
+            }
         };
-        let head = handle.head();
         // Delivery continues after the client's own position; whether it is still in the
         // history (replay) or not (gap) is found out when reading.
         let start = from.unwrap_or(head);
         self.drop_sub(room);
-        let watch = handle.watch(self.waker.clone());
         self.subs.push(Sub {
             room: handle,
             watch,
@@ -869,6 +879,8 @@ enum Appended {
     At(Position),
     /// The room refused it (recorded as refused in the window).
     Refused,
+    /// The room does not exist and the client may not create it (recorded as refused).
+    NoSuchRoom,
     /// It was not new after all.
     Not(Verdict),
 }
@@ -1076,6 +1088,20 @@ impl<H: Host> ServerSession<H> {
                         reason: "room refused the event",
                     });
                 }
+                Appended::NoSuchRoom => {
+                    self.stats.refused += 1;
+                    self.push(Control::Error {
+                        code: ErrorCode::NO_SUCH_ROOM,
+                        id: Some(p.id),
+                        room: Some(name(p.room)),
+                        retry_after_ms: None,
+                        reason: "no such room",
+                    });
+                    sink(ServerEvent::PublishRefused {
+                        room: p.room,
+                        id: p.id,
+                    });
+                }
             },
             PublishMode::Application => {
                 self.publishes.push(p.id);
@@ -1094,16 +1120,26 @@ impl<H: Host> ServerSession<H> {
     fn append(&self, now: Instant, p: &crate::frame::Publish<'_>, hub: &Hub<H>) -> Appended {
         let client = self.client_id;
         hub.dedup(|d| match d.check(client, p.id) {
-            Verdict::New => match hub.emit(now, p.room, p.kind, p.payload.0, None) {
-                Ok(position) => {
-                    d.record(now, client, p.id, position);
-                    Appended::At(position)
+            Verdict::New => {
+                let may_create = self.grants.may_create(p.room);
+                let appended = hub.client_room(p.room, may_create, |room| {
+                    room.emit(now, p.kind, p.payload.0, None)
+                });
+                match appended {
+                    Ok(Ok(position)) => {
+                        d.record(now, client, p.id, position);
+                        Appended::At(position)
+                    }
+                    Err(HubError::NoSuchRoom) => {
+                        d.record_refused(now, client, p.id);
+                        Appended::NoSuchRoom
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        d.record_refused(now, client, p.id);
+                        Appended::Refused
+                    }
                 }
-                Err(_) => {
-                    d.record_refused(now, client, p.id);
-                    Appended::Refused
-                }
-            },
+            }
             other => Appended::Not(other),
         })
     }

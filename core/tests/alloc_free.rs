@@ -54,7 +54,7 @@ fn drive(
             while let Some(decision) = server.poll_decision() {
                 match decision {
                     Decision::Authenticate { .. } => {
-                        server.settle_auth(now, Ok(Grants::publish_any()))
+                        server.settle_auth(now, Ok(Grants::publish_any().create_any()))
                     }
                     Decision::Authorize { room } => server.settle_join(hub, &room, true),
                     other => panic!("unexpected {other:?}"),

@@ -98,7 +98,7 @@ fn welcome(conn: &mut Connection, hub: &Hub, framing_text: bool) {
             token: Some("t".into())
         })
     );
-    conn.settle_auth(T0, Ok(Grants::publish_any()));
+    conn.settle_auth(T0, Ok(Grants::publish_any().create_any()));
     assert_eq!(conn.state(), SessionState::Open);
 }
 
@@ -260,7 +260,7 @@ fn a_byte_stream_is_decoded_across_chunks_and_an_oversize_frame_closes_early() {
         conn.poll_decision(),
         Some(Decision::Authenticate { client_id: 5, .. })
     ));
-    conn.settle_auth(T0, Ok(Grants::publish_any()));
+    conn.settle_auth(T0, Ok(Grants::publish_any().create_any()));
     let mut out = Vec::new();
     assert!(conn.poll_transmit(T0, &mut out).is_some());
     assert_eq!(out.last(), Some(&0), "stream frames end with their zero");
@@ -307,7 +307,7 @@ fn polling_bodies_carry_several_frames_and_answers_follow_each_request_form() {
         conn.poll_decision(),
         Some(Decision::Authenticate { .. })
     ));
-    conn.settle_auth(T0, Ok(Grants::publish_any()));
+    conn.settle_auth(T0, Ok(Grants::publish_any().create_any()));
     assert_eq!(
         conn.poll_decision(),
         Some(Decision::Authorize {

@@ -10,6 +10,7 @@ use eventwire_core::code::CloseCode;
 use eventwire_core::codec::{stream, Codec};
 use eventwire_core::frame::Seq;
 use eventwire_core::frame::{Frame, Hello, Ping};
+use eventwire_core::handshake::Origins;
 use eventwire_core::hub::{Hub, HubConfig};
 use eventwire_core::server::http::{cors, preflight, Answer, Cors, Header, Refusal};
 use eventwire_core::server::polling::{
@@ -20,7 +21,7 @@ use eventwire_core::server::{Body, BodyError, Connection, Framing, ServerConfig}
 use eventwire_core::time::Instant;
 
 const T0: Instant = Instant::from_micros(1_000_000);
-const NONE: Option<&[&str]> = None;
+const NONE: Origins<'static> = Origins::Any;
 const LIMITS: Limits = Limits {
     max_body: 4096,
     max_frames: 4,
@@ -36,7 +37,7 @@ fn head<'h>(length: &'h [u8], content_type: &'h [u8]) -> Head<'h> {
     }
 }
 
-fn refused(allowed: Option<&[&str]>, head: &Head<'_>) -> u16 {
+fn refused(allowed: Origins<'_>, head: &Head<'_>) -> u16 {
     check_head(allowed, 100, head).unwrap_err().status()
 }
 
@@ -78,7 +79,10 @@ fn the_head_decides_form_length_and_session() {
 #[test]
 fn each_bad_head_gets_its_status() {
     let json = JSON_TYPE.as_bytes();
-    let allowed: Option<&[&str]> = Some(&["https://page.example"]);
+    let allowed = Origins::Listed {
+        host: None,
+        allowed: &["https://page.example"],
+    };
     // A length that is not a number: 400, before anything else (even a refused origin).
     let bad_length = Head {
         origin: Some(b"https://evil.example"),
@@ -103,6 +107,12 @@ fn each_bad_head_gets_its_status() {
         ..head(b"1", json)
     };
     assert!(check_head(allowed, 100, &page).is_ok());
+    // The default admits the server's own pages only: another site's polling gets 403.
+    let own = Origins::SameOrigin {
+        host: Some(b"page.example:443"),
+    };
+    assert!(check_head(own, 100, &page).is_ok());
+    assert_eq!(refused(own, &evil), 403);
     // No length: 411 (a chunked body); over the limit: 413, also beyond usize.
     let no_length = Head {
         content_type: Some(json),
@@ -246,7 +256,7 @@ fn session(codec: Codec) -> (Connection, Hub) {
 fn settle(conn: &mut Connection) {
     while let Some(decision) = conn.poll_decision() {
         if let eventwire_core::server::Decision::Authenticate { .. } = decision {
-            conn.settle_auth(T0, Ok(Grants::publish_any()));
+            conn.settle_auth(T0, Ok(Grants::publish_any().create_any()));
         }
     }
 }
@@ -545,7 +555,10 @@ fn shutdown_and_faults_remove_sessions() {
 
 #[test]
 fn cors_admits_allowed_origins_only() {
-    let allowed: Option<&[&str]> = Some(&["https://page.example"]);
+    let allowed = Origins::Listed {
+        host: None,
+        allowed: &["https://page.example"],
+    };
     assert_eq!(cors(allowed, None), Cors::None);
     assert_eq!(
         cors(allowed, Some(b"https://page.example")),
@@ -577,7 +590,10 @@ fn cors_admits_allowed_origins_only() {
 
 #[test]
 fn the_preflight_names_what_a_polling_client_sends() {
-    let allowed: Option<&[&str]> = Some(&["https://page.example"]);
+    let allowed = Origins::Listed {
+        host: None,
+        allowed: &["https://page.example"],
+    };
     let ok = preflight(allowed, Some(b"https://page.example"));
     assert_eq!(ok.status, 204);
     assert!(ok.body.is_empty());

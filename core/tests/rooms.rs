@@ -96,7 +96,9 @@ fn subscriber(hub: &Hub<Recording>, rooms: &[&str]) -> (Connection<Recording>, R
     conn.handle_message(T0, hub, &bytes, false);
     while let Some(decision) = conn.poll_decision() {
         match decision {
-            Decision::Authenticate { .. } => conn.settle_auth(T0, Ok(Grants::publish_any())),
+            Decision::Authenticate { .. } => {
+                conn.settle_auth(T0, Ok(Grants::publish_any().create_any()))
+            }
             Decision::Authorize { room } => conn.settle_join(hub, &room, true),
             other => panic!("unexpected {other:?}"),
         }
@@ -245,4 +247,67 @@ fn admission_counts_in_and_refuses_at_the_limit() {
     assert!(!counters.over_limit(2, 0), "counted in: one other open");
     assert!(!counters.closed());
     assert!(counters.closed(), "the last one");
+}
+
+/// Rooms clients create live only while used: one without watchers and new events since a sweep
+/// `room_idle` ago is freed, a watched or busy one is not, the application's rooms never are;
+/// clients hold at most `max_client_rooms`; and a room created again after being freed starts
+/// in a new epoch, so a position in the old one cannot pass for one in the new. Before this, a
+/// subscribe created a room for the hub's life and junk names filled the hub until restart.
+#[test]
+fn client_rooms_are_freed_when_idle_and_come_back_in_a_new_epoch() {
+    use core::time::Duration;
+    use eventwire_core::hub::HubError;
+
+    let t = |s: u64| Instant::from_millis(s * 1000);
+    let config = HubConfig::new()
+        .room_idle(Duration::from_secs(60))
+        .max_client_rooms(2);
+    let hub = Hub::new(9, config);
+    hub.ensure_room("agents").unwrap();
+    let (watched, slot) = hub
+        .client_room("scratch:1", true, |r| (r.clone(), r.watch(())))
+        .unwrap();
+    let emit = |room: &str, at| {
+        hub.client_room(room, true, |r| r.emit(at, "note", b"{}", None))
+            .unwrap()
+            .unwrap()
+    };
+    emit("scratch:2", t(0));
+    assert_eq!(
+        hub.client_room("scratch:3", true, |_| ()),
+        Err(HubError::TooManyRooms),
+        "clients hold at most max_client_rooms"
+    );
+    assert_eq!(
+        hub.client_room("nope", false, |_| ()),
+        Err(HubError::NoSuchRoom)
+    );
+    hub.emit(t(0), "agents", "note", b"{}", None).unwrap();
+
+    // scratch:2 is quiet from the sweep at 1 s on; freed a full room_idle later, not before.
+    for (at, freed) in [(0, 0), (1, 0), (60, 0), (61, 1)] {
+        assert_eq!(hub.sweep(t(at)), freed, "sweep at {at} s");
+    }
+    assert!(hub.room("scratch:2").is_none());
+    assert!(hub.room("scratch:1").is_some(), "a watched room was freed");
+
+    // Activity restarts the clock: an event at 100 s keeps scratch:1 past 121 s.
+    watched.unwatch(slot);
+    assert_eq!(hub.sweep(t(62)), 0);
+    emit("scratch:1", t(100));
+    for (at, freed) in [(101, 0), (102, 0), (161, 0), (162, 1)] {
+        assert_eq!(hub.sweep(t(at)), freed, "sweep at {at} s");
+    }
+    let rooms: Vec<String> = hub.rooms().iter().map(|r| r.name().to_string()).collect();
+    assert_eq!(
+        rooms,
+        ["agents"],
+        "the application's room stays, idle or not"
+    );
+
+    let again = emit("scratch:2", t(200));
+    assert_eq!(again.offset, 1);
+    assert_ne!(again.epoch, 9, "a room created again reused its old epoch");
+    assert_eq!(hub.room("agents").unwrap().head().epoch, 9);
 }

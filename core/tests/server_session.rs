@@ -169,9 +169,10 @@ impl Harness {
     fn new(config: ServerConfig, history: HistoryConfig) -> Self {
         let now = Instant::from_millis(1_000);
         let mut session = ServerSession::new(now, config, SESSION_ID, 5);
-        // These tests publish; `publishes_outside_the_grants_are_refused_and_never_appended`
-        // narrows the grants.
-        session.grant(Grants::publish_any());
+        // These tests publish, and join rooms before anything is emitted to them;
+        // `publishes_outside_the_grants_are_refused_and_never_appended` and
+        // `rooms_nobody_created_are_refused_unless_granted` narrow the grants.
+        session.grant(Grants::publish_any().create_any());
         Harness {
             hub: Hub::new(EPOCH, HubConfig::new().history(history)),
             session,
@@ -1023,8 +1024,9 @@ fn publish_is_appended_once_and_a_retry_gets_the_same_ack() {
 #[test]
 fn publishes_outside_the_grants_are_refused_and_never_appended() {
     let mut h = Harness::new(ServerConfig::new(), history());
-    h.session
-        .grant(Grants::publish_to(["tasks", "agent:*"]).unwrap());
+    let grants = Grants::publish_to(["tasks", "agent:*"]).unwrap();
+    h.session.grant(grants.create_rooms(["agent:*"]).unwrap());
+    h.hub.ensure_room("tasks").unwrap();
     h.open(&[]);
     let into = |room: &'static str, id: u64| {
         Frame::Publish(Publish {
@@ -1081,6 +1083,63 @@ fn publishes_outside_the_grants_are_refused_and_never_appended() {
     ));
 }
 
+/// Clients do not create rooms unless granted: a join or a publish naming a room the application
+/// neither emitted to nor declared gets `NO_SUCH_ROOM` (the publish with its id, counted and
+/// reported), and no room comes into being; once declared, the same join succeeds. A grant to
+/// create covers only its rooms. Before this, any subscribe created a room.
+#[test]
+fn rooms_nobody_created_are_refused_unless_granted() {
+    let mut h = Harness::new(ServerConfig::new(), history());
+    h.session.grant(Grants::publish_any());
+    h.open(&[]);
+    let no_such = |id, room: &str| Down::Error {
+        code: ErrorCode::NO_SUCH_ROOM,
+        id,
+        room: Some(room.into()),
+        retry_after_ms: None,
+    };
+    h.feed(&subscribe("ghost", None));
+    h.allow_all();
+    assert_eq!(h.drain(), [no_such(None, "ghost")]);
+    h.feed(&Frame::Publish(Publish {
+        room: "ghost",
+        id: 1,
+        kind: "note",
+        payload: Payload(b"{}"),
+    }));
+    assert_eq!(h.drain(), [no_such(Some(1), "ghost")]);
+    assert_eq!(h.take_events(), [SEv::Refused("ghost".into(), 1)]);
+    assert_eq!(h.session.stats().refused, 1);
+    assert!(
+        h.hub.room("ghost").is_none(),
+        "a refused client created a room"
+    );
+
+    h.hub.ensure_room("ghost").unwrap();
+    h.feed(&subscribe("ghost", None));
+    h.allow_all();
+    assert_eq!(
+        h.drain(),
+        [Down::Subscribed("ghost".into(), Position::new(EPOCH, 0))]
+    );
+
+    let mut c = Harness::new(ServerConfig::new(), history());
+    c.session
+        .grant(Grants::none().create_rooms(["scratch:*"]).unwrap());
+    c.open(&[]);
+    c.feed(&subscribe("scratch:1", None));
+    c.feed(&subscribe("other", None));
+    c.allow_all();
+    assert_eq!(
+        c.drain(),
+        [
+            Down::Subscribed("scratch:1".into(), Position::new(EPOCH, 0)),
+            no_such(None, "other")
+        ]
+    );
+    assert!(c.hub.room("scratch:1").is_some() && c.hub.room("other").is_none());
+}
+
 #[test]
 fn grants_name_rooms_or_prefixes_and_nothing_else() {
     assert!(Grants::publish_to(["ok", "bad/room"]).is_err());
@@ -1094,9 +1153,13 @@ fn grants_name_rooms_or_prefixes_and_nothing_else() {
     assert!(!g.may_publish("task") && !g.may_publish("tasks2") && !g.may_publish("agents"));
     assert!(Grants::publish_any().may_publish("anything"));
     assert!(
-        !Grants::default().may_publish("tasks"),
+        !Grants::default().may_publish("tasks") && !Grants::publish_any().may_create("tasks"),
         "nothing unless granted"
     );
+    let c = Grants::none().create_rooms(["scratch:*"]).unwrap();
+    assert!(c.may_create("scratch:1") && !c.may_create("scratch") && !c.may_publish("scratch:1"));
+    assert!(Grants::none().create_any().may_create("anything"));
+    assert!(Grants::none().create_rooms(["bad/room"]).is_err());
 }
 
 #[test]

@@ -205,10 +205,12 @@ impl Harness {
                         Decision::Authenticate { .. } => {
                             auths += 1;
                             assert!(auths <= 1, "two authentications pending at once");
-                            // Odd: accepted, publishing into "agents" only (so both
-                            // granted and refused publishes happen).
+                            // Odd: accepted, publishing into and creating "agents" only
+                            // (so granted and refused publishes happen, and joins of rooms
+                            // nobody created are refused).
                             let verdict = if len % 2 == 1 {
                                 Grants::publish_to(["agents"])
+                                    .and_then(|g| g.create_rooms(["agents"]))
                                     .map_err(|_| CloseCode::INTERNAL_ERROR)
                             } else {
                                 Err(CloseCode::UNAUTHORIZED)

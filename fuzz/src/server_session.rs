@@ -343,12 +343,15 @@ impl Harness {
                 // and the window is allocated per input cheaply.
                 .dedup(DedupConfig::new().clients(3).window(8)),
         );
-        let grants = match s.grants % 3 {
-            0 => Grants::publish_any(),
-            1 => match Grants::publish_to([ops::ROOMS[0], "agent:*"]) {
+        let grants = match s.grants % 4 {
+            0 => Grants::publish_any().create_any(),
+            1 => match Grants::publish_to([ops::ROOMS[0], "agent:*"])
+                .and_then(|g| g.create_rooms(["agent:*"]))
+            {
                 Ok(g) => g,
                 Err(e) => panic!("the operations' first room is not a grant: {e}"),
             },
+            2 => Grants::publish_any(),
             _ => Grants::none(),
         };
         let mut h = Harness {
@@ -590,7 +593,8 @@ impl Harness {
                         .push((*id, room.clone(), kind.clone(), payload.clone()));
                 }
                 Owned::Refused(room) => assert!(
-                    !self.grants.may_publish(room),
+                    !self.grants.may_publish(room)
+                        || (self.hub.room(room).is_none() && !self.grants.may_create(room)),
                     "a publish into {room}, which the grants allow, was refused"
                 ),
                 Owned::Published(room, position, kind, payload) => {

@@ -79,6 +79,9 @@ pub struct TestServer {
     hub: TestHub,
 }
 
+/// The rooms the tests' application declares at start: clients cannot create rooms.
+pub const ROOMS: [&str; 4] = ["r0", "r1", "feed", "metrics"];
+
 impl TestServer {
     /// A server whose rooms start in `epoch` and keep `history` events (of up to 4 MiB).
     pub fn start(side: Side, epoch: u32, history: usize) -> TestServer {
@@ -89,6 +92,7 @@ impl TestServer {
         match side {
             Side::Sync => {
                 let hub = eventwire_sync::Hub::with_epoch(epoch, config);
+                hub.declare(ROOMS).expect("valid rooms");
                 let server_config = eventwire_sync::ServerConfig::default()
                     .session(session())
                     .grants(eventwire_sync::Grants::publish_any());
@@ -102,6 +106,7 @@ impl TestServer {
             }
             Side::Tokio => {
                 let hub = eventwire_tokio::Hub::with_epoch(epoch, config);
+                hub.declare(ROOMS).expect("valid rooms");
                 let server_config = eventwire_tokio::ServerConfig::default()
                     .session(session())
                     .grants(eventwire_tokio::Grants::publish_any());

@@ -63,6 +63,8 @@ struct Options {
     chaos: f64,
     seconds: Option<f64>,
     seed: u64,
+    /// Other origins whose pages may connect (the demo's own always may).
+    origins: Vec<String>,
 }
 
 impl Options {
@@ -75,6 +77,7 @@ impl Options {
             chaos: 0.0,
             seconds: None,
             seed: 0x5eed,
+            origins: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -88,10 +91,12 @@ impl Options {
                 "--chaos" => o.chaos = value()?.parse().map_err(|e| bad(&e))?,
                 "--seconds" => o.seconds = Some(value()?.parse().map_err(|e| bad(&e))?),
                 "--seed" => o.seed = value()?.parse().map_err(|e| bad(&e))?,
+                "--allow-origin" => o.origins.push(value()?),
                 "--help" | "-h" => {
                     return Err(
                         "usage: dashboard [--addr HOST:PORT] [--agents N] [--rate R] \
-                                [--no-websocket] [--chaos P] [--seconds S] [--seed N]"
+                                [--no-websocket] [--chaos P] [--seconds S] [--seed N] \
+                                [--allow-origin SCHEME://HOST:PORT]..."
                             .into(),
                     )
                 }
@@ -390,7 +395,12 @@ fn config(options: &Options, board: &SharedBoard) -> ServerConfig {
             HttpResponse::json(json!({ "paused": paused }).to_string())
         }
     };
-    ServerConfig::default()
+    let mut config = ServerConfig::default();
+    if !options.origins.is_empty() {
+        // Pages of these origins too, besides the demo's own.
+        config = config.allowed_origins(options.origins.iter().cloned());
+    }
+    config
         // Clients read the swarm's rooms; they may write only into `notes` (the operators'
         // notes), never into `agents`, `tasks` or `system`, which the dashboard trusts.
         .grants(Grants::publish_to([NOTES_ROOM]).expect("a valid room name"))
@@ -425,6 +435,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // never met by the default action (which kills the process with no close frame).
     let signal = shutdown_signal();
     let hub = Hub::new(Default::default());
+    // Clients may not create rooms: the swarm's rooms and the notes exist from the start, so a
+    // page that connects before their first event can join them.
+    hub.declare(ROOMS.iter().chain([&NOTES_ROOM]))?;
     let board: SharedBoard = Arc::new(Mutex::new(Board::new(
         hub.clone(),
         options.agents,

@@ -405,6 +405,19 @@ test('refused joins are reported; a room left while its join is unanswered is un
   env.client.close();
 });
 
+test('a join of a room that does not exist (NO_SUCH_ROOM) is reported and the room is no longer held', async () => {
+  const env = setup({ rooms: ['ghost', 'tasks'] });
+  const errors = [];
+  env.client.onError((e) => errors.push(e));
+  const ws = await open(env);
+  ws.receive({ error: { code: 7, id: null, room: 'ghost', retry_after_ms: null, reason: 'no such room' } });
+  ws.receive({ subscribed: { room: 'tasks', position: { epoch: 1, offset: 0 } } });
+  await settle();
+  assert.deepEqual(errors, [{ code: 7, name: 'NO_SUCH_ROOM', reason: 'no such room', room: 'ghost' }]);
+  assert.deepEqual(Object.keys(env.client.positions()), ['tasks']);
+  env.client.close();
+});
+
 test('a throwing handler is reported and does not break delivery', async () => {
   const env = setup({ rooms: ['tasks'] });
   const errors = [];

@@ -25,7 +25,9 @@ window.client = client;
 }
 
 scenario('cross-origin polling: a page of another origin receives events', async (ctx) => {
-  const demo = await startDemo(ctx, ['--agents', '8', '--no-websocket', '--rate', '2']);
+  // The page's server listens first: its origin is what the demo is told to allow (a server
+  // admits only its own pages unless told otherwise).
+  let demo;
   const other = createServer((req, res) => {
     if (req.url === '/') {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
@@ -37,6 +39,7 @@ scenario('cross-origin polling: a page of another origin receives events', async
   await new Promise((r) => other.listen(0, '127.0.0.1', r));
   ctx.defer(() => new Promise((r) => other.close(r)));
   const otherOrigin = `http://127.0.0.1:${other.address().port}`;
+  demo = await startDemo(ctx, ['--agents', '8', '--no-websocket', '--rate', '2', '--allow-origin', otherOrigin]);
   assert.notEqual(otherOrigin, demo.origin);
 
   const { page, problems } = await launch(ctx);

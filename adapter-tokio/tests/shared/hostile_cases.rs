@@ -24,6 +24,21 @@ pub const ALLOWED_ORIGIN: &str = "https://dash.example";
 pub const TOKEN: &str = "letmein";
 /// The room refused when a case authorises rooms.
 pub const FORBIDDEN_ROOM: &str = "admin";
+/// The rooms each target's application declares at start (clients cannot create rooms), the
+/// forbidden one among them, so that refusing it is the room hook's doing.
+pub const DECLARED: [&str; 11] = [
+    FORBIDDEN_ROOM,
+    "room-0",
+    "room-1",
+    "room-2",
+    "room-3",
+    "room-4",
+    "room-5",
+    "room-6",
+    "room-7",
+    "room-8",
+    "room-9",
+];
 
 /// The limits and hooks a case needs, on top of [`session`]'s.
 #[derive(Debug, Clone, Copy, Default)]
@@ -244,6 +259,25 @@ pub async fn wrong_version_bad_origin_failed_auth_slow_handshake<T: Target>() {
     server.shutdown(Duration::from_secs(1)).await;
 }
 
+/// With no origin configured, only the server's own pages connect: another site's page is
+/// refused with 403 (before this default, any site could open a socket and read every room); a
+/// page of the server's own origin and a client that sends no `Origin` are served.
+pub async fn only_the_servers_own_pages_by_default<T: Target>() {
+    let (server, url) = T::start(Limits::default()).await;
+    let refused = connect(&url, &[("origin", "https://evil.example")]).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(r)) if r.status() == 403),
+        "{refused:?}"
+    );
+    let own = format!("http://{}", url.trim_start_matches("ws://"));
+    let mut page = connect(&url, &[("origin", own.as_str())]).await.unwrap();
+    page.send(hello(None, PROTOCOL_VERSION)).await.unwrap();
+    until(&mut page, |f| matches!(f, Frame::Welcome(_))).await;
+    let mut tool = healthy(&url).await;
+    still_served(&mut tool).await;
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
 /// A refused room (an error frame), then more joins than the subscription limit.
 pub async fn forbidden_room_and_subscription_flood<T: Target>() {
     let limits = Limits {
@@ -262,6 +296,21 @@ pub async fn forbidden_room_and_subscription_flood<T: Target>() {
         matches!(f, Frame::Error(e) if e.code == ErrorCode::FORBIDDEN_ROOM && e.room == Some(FORBIDDEN_ROOM))
     })
     .await;
+    // Rooms nobody created cannot be conjured by subscribing: each is refused, and none counts
+    // against the subscriptions.
+    for i in 0..20 {
+        let room = format!("junk-{i}");
+        ws.send(bin(&Frame::Subscribe(Subscribe {
+            room: &room,
+            from: None,
+        })))
+        .await
+        .unwrap();
+        until(&mut ws, |f| {
+            matches!(f, Frame::Error(e) if e.code == ErrorCode::NO_SUCH_ROOM && e.room == Some(room.as_str()))
+        })
+        .await;
+    }
     for i in 0..10 {
         let room = format!("room-{i}");
         ws.send(bin(&Frame::Subscribe(Subscribe {

@@ -364,6 +364,7 @@ impl<H: Host> Connection<H> {
     pub fn handle_message(&mut self, now: Instant, hub: &Hub<H>, data: &[u8], text: bool) {
         // Received is received: bytes count whatever becomes of them.
         self.counts.bytes_in += data.len() as u64;
+        hub.sweep_due(now);
         if self.failed {
             return;
         }
@@ -380,6 +381,7 @@ impl<H: Host> Connection<H> {
     /// with `MESSAGE_TOO_BIG` as soon as its size is known.
     pub fn handle_stream(&mut self, now: Instant, hub: &Hub<H>, bytes: &[u8]) {
         self.counts.bytes_in += bytes.len() as u64;
+        hub.sweep_due(now);
         // The decoder is set aside while its frames, which borrow it, go to the session.
         let Some(mut decoder) = self.stream.take() else {
             return;
@@ -418,6 +420,7 @@ impl<H: Host> Connection<H> {
     /// A polling request's body arrived ([`Framing::Body`]); `size` is its length in bytes.
     pub fn handle_body(&mut self, now: Instant, hub: &Hub<H>, body: &Body<'_>, size: usize) {
         self.counts.bytes_in += size as u64;
+        hub.sweep_due(now);
         let max_frame = self.session.max_frame() as usize;
         // The scratch buffer is set aside while the frames unstuffed into it go to the session.
         let mut scratch = core::mem::take(&mut self.scratch);

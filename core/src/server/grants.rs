@@ -1,4 +1,5 @@
-//! What a connection may do beyond reading: the rooms it may publish into.
+//! What a connection may do beyond reading rooms that exist: the rooms it may publish into, and
+//! the rooms it may create.
 //!
 //! Reading is decided per join ([`Decision::Authorize`](super::Decision::Authorize)); writing is
 //! decided once per connection, when it is authenticated: the application's verdict carries the
@@ -8,7 +9,11 @@
 //!
 //! **Secure by default.** A session starts with [`Grants::none`]: until the application grants
 //! more, no client writes into any room, so a page on any site that reaches the server cannot
-//! forge events that dashboards show.
+//! forge events that dashboards show. Nor does it create rooms: a join or publish naming a room
+//! the application has not created (by emitting to it or declaring it with
+//! [`Hub::ensure_room`](crate::hub::Hub::ensure_room)) is refused with `NO_SUCH_ROOM`, unless the
+//! grants allow creating it ([`Grants::create_rooms`]). Rooms clients create are bounded apart
+//! and freed when idle (see [`hub`](crate::hub)).
 //!
 //! Invariant: a rule names at most [`MAX_RULES`] rooms or prefixes, each a valid room name (a
 //! prefix is one followed by `*`), so checking a publish costs a bounded scan.
@@ -22,11 +27,13 @@ use crate::text::check_name;
 /// Most rooms or prefixes one [`Grants`] names.
 pub const MAX_RULES: usize = 32;
 
-/// The rooms a connection may publish into. Build with [`Grants::none`] (the default),
-/// [`Grants::publish_any`] or [`Grants::publish_to`].
+/// The rooms a connection may publish into and create. Build with [`Grants::none`] (the
+/// default), [`Grants::publish_any`] or [`Grants::publish_to`], then
+/// [`Grants::create_rooms`] / [`Grants::create_any`] to let it create rooms.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grants {
     publish: Rule,
+    create: Rule,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,23 +74,70 @@ impl fmt::Display for GrantsError {
 impl core::error::Error for GrantsError {}
 
 impl Grants {
-    /// Publishing into no room: the default.
+    /// Publishing into no room and creating none: the default.
     pub const fn none() -> Self {
         Grants {
             publish: Rule::Nothing,
+            create: Rule::Nothing,
         }
     }
 
-    /// Publishing into every room. For a server whose every client is trusted (behind
-    /// authentication, or on a private network).
+    /// Publishing into every room that exists. For a server whose every client is trusted
+    /// (behind authentication, or on a private network).
     pub const fn publish_any() -> Self {
-        Grants { publish: Rule::Any }
+        Grants {
+            publish: Rule::Any,
+            create: Rule::Nothing,
+        }
     }
 
     /// Publishing into the rooms named, and into every room that starts with an entry ending in
     /// `*` (`"agent:*"` covers `agent:7`). An entry must be a room name (with the `*` left out for
     /// a prefix); at most [`MAX_RULES`] entries.
     pub fn publish_to<I, S>(rooms: I) -> Result<Self, GrantsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Ok(Grants {
+            publish: Rule::parse(rooms)?,
+            create: Rule::Nothing,
+        })
+    }
+
+    /// Also allows creating the rooms named, or starting with an entry ending in `*`, by joining
+    /// or publishing into them; same rules as [`Grants::publish_to`]. Such rooms are freed once
+    /// idle, and at most `HubConfig::max_client_rooms` exist at a time.
+    pub fn create_rooms<I, S>(mut self, rooms: I) -> Result<Self, GrantsError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.create = Rule::parse(rooms)?;
+        Ok(self)
+    }
+
+    /// Also allows creating any room by joining or publishing into it: the behaviour of a
+    /// server without room hygiene, for development or fully trusted clients.
+    #[must_use]
+    pub fn create_any(mut self) -> Self {
+        self.create = Rule::Any;
+        self
+    }
+
+    /// Whether a connection holding these grants may publish into `room`.
+    pub fn may_publish(&self, room: &str) -> bool {
+        self.publish.covers(room)
+    }
+
+    /// Whether a connection holding these grants may create `room` (when it does not exist).
+    pub fn may_create(&self, room: &str) -> bool {
+        self.create.covers(room)
+    }
+}
+
+impl Rule {
+    fn parse<I, S>(rooms: I) -> Result<Rule, GrantsError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -104,14 +158,11 @@ impl Grants {
             }
             list.push(String::from(name));
         }
-        Ok(Grants {
-            publish: Rule::Rooms { exact, prefixes },
-        })
+        Ok(Rule::Rooms { exact, prefixes })
     }
 
-    /// Whether a connection holding these grants may publish into `room`.
-    pub fn may_publish(&self, room: &str) -> bool {
-        match &self.publish {
+    fn covers(&self, room: &str) -> bool {
+        match self {
             Rule::Nothing => false,
             Rule::Any => true,
             Rule::Rooms { exact, prefixes } => {

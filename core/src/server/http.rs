@@ -18,7 +18,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
-use crate::handshake;
+use crate::handshake::{self, Origins};
 
 /// Content type of the plain-text refusals.
 const TEXT: &str = "text/plain";
@@ -266,12 +266,12 @@ pub enum Cors<'o> {
 }
 
 /// The CORS decision for a request with this `Origin` header value, by the upgrade's rule
-/// ([`handshake::origin_allowed`]; `allowed` of `None` admits any origin).
-pub fn cors<'o, S: AsRef<str>>(allowed: Option<&[S]>, origin: Option<&'o [u8]>) -> Cors<'o> {
+/// ([`handshake::origin_allowed`]).
+pub fn cors<'o, S: AsRef<str>>(origins: Origins<'_, S>, origin: Option<&'o [u8]>) -> Cors<'o> {
     let Some(origin) = origin else {
         return Cors::None;
     };
-    if !handshake::origin_allowed(allowed, Some(origin)) {
+    if !handshake::origin_allowed(origins, Some(origin)) {
         return Cors::Refused;
     }
     match core::str::from_utf8(origin) {
@@ -283,8 +283,8 @@ pub fn cors<'o, S: AsRef<str>>(allowed: Option<&[S]>, origin: Option<&'o [u8]>) 
 /// The answer to the CORS preflight (`OPTIONS`) of a polling request: 204 with the method and
 /// headers a polling client sends (and the CORS headers for the origin, if any); 403 for an
 /// origin the allow-list does not admit.
-pub fn preflight<S: AsRef<str>>(allowed: Option<&[S]>, origin: Option<&[u8]>) -> Answer {
-    let cors = cors(allowed, origin);
+pub fn preflight<S: AsRef<str>>(origins: Origins<'_, S>, origin: Option<&[u8]>) -> Answer {
+    let cors = cors(origins, origin);
     if cors == Cors::Refused {
         return Refusal::OriginNotAllowed.answer();
     }

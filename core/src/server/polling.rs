@@ -43,7 +43,7 @@ use super::connection::{Body, BodyError, Connection, Framing};
 use super::http::{Answer, Header, Refusal};
 use super::SessionState;
 use crate::codec::Codec;
-use crate::handshake;
+use crate::handshake::{self, Origins};
 use crate::hub::{Host, Hub};
 use crate::rng::Rng;
 use crate::time::Instant;
@@ -143,7 +143,7 @@ pub struct Checked {
 /// no `Content-Length` (411), a body over `max_body` (413), a content type of neither form
 /// (415), a session token that cannot be one of ours (404, as an unknown one).
 pub fn check_head<S: AsRef<str>>(
-    allowed: Option<&[S]>,
+    origins: Origins<'_, S>,
     max_body: usize,
     head: &Head<'_>,
 ) -> Result<Checked, Refusal> {
@@ -151,7 +151,7 @@ pub fn check_head<S: AsRef<str>>(
         None => None,
         Some(text) => Some(parse_length(text).ok_or(Refusal::BadLength)?),
     };
-    if !handshake::origin_allowed(allowed, head.origin) {
+    if !handshake::origin_allowed(origins, head.origin) {
         return Err(Refusal::OriginNotAllowed);
     }
     let length = length.ok_or(Refusal::LengthRequired)?;

@@ -197,7 +197,7 @@ impl World {
             rng,
             params,
             now: Instant::from_millis(1),
-            hub: Hub::new(epoch, hub_config),
+            hub: declared(Hub::new(epoch, hub_config)),
             hub_config,
             server_config,
             conns: Vec::new(),
@@ -384,7 +384,7 @@ impl World {
             }
         }
         let epoch = self.hub.epoch() + 1 + self.rng.up_to(5) as u32;
-        self.hub = Hub::new(epoch, self.hub_config);
+        self.hub = declared(Hub::new(epoch, self.hub_config));
     }
 
     /// Drops a connection: what is in flight is lost (a prefix of one message may arrive on a
@@ -1084,4 +1084,14 @@ fn trace(frame: &Frame<'_>) -> String {
         }
         other => format!("{other:?}").chars().take(160).collect(),
     }
+}
+
+/// The hub as the server application sets it up: its rooms declared at start, so that clients
+/// (who may not create rooms) can join them before their first event.
+fn declared(hub: Hub) -> Hub {
+    for room in ROOMS {
+        hub.ensure_room(room)
+            .expect("the simulation's rooms are valid");
+    }
+    hub
 }

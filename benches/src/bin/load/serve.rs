@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use eventwire_core::dashboard::{AGENTS_ROOM, SYSTEM_ROOM, TASKS_ROOM};
 use eventwire_core::history::HistoryConfig;
 use eventwire_core::hub::HubConfig;
 use eventwire_core::server::ServerConfig as SessionConfig;
@@ -176,6 +177,10 @@ pub fn main(args: &[String]) -> Result<(), String> {
                 .max_events(args.history_events)
                 .max_bytes(args.history_bytes);
             let hub = Hub::new(HubConfig::new().history(history));
+            // The rooms subscribers join, declared as a service would: clients cannot create
+            // rooms.
+            hub.declare([event::ROOM, AGENTS_ROOM, TASKS_ROOM, SYSTEM_ROOM])
+                .map_err(|e| format!("rooms: {e}"))?;
             let mut session = SessionConfig::new();
             let batch = args
                 .batch_ms
