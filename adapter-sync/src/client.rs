@@ -14,7 +14,7 @@
 //! # The driver's loop
 //! 1. Read the clock: if the machine's deadline passed, `handle_timeout(now)`.
 //! 2. Drain `poll_transmit` into the WebSocket and flush (writes block, bounded by
-//!    [`ClientOptions::write_timeout`]).
+//!    [`SyncOptions::write_timeout`]).
 //! 3. Act on `poll_action`: `Connect` starts an attempt thread; `Disconnect` abandons an attempt
 //!    or closes the socket.
 //! 4. Read what the reader thread buffered, a bounded number of messages per round, feeding each
@@ -26,7 +26,7 @@
 //! timeout is the machine's own deadline, so nothing sleeps past it.
 //!
 //! # Backpressure
-//! Events wait in a queue of [`ClientOptions::events_capacity`]. While it is full the driver
+//! Events wait in a queue of [`Options::events_capacity`]. While it is full the driver
 //! stops reading the socket (the reader thread then stops too, and TCP pushes back on the
 //! server); taking an event wakes it again. Nothing is dropped: the events of one frame always
 //! enter the queue, so it can exceed the capacity by one frame's worth. Timers keep running
@@ -55,10 +55,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use eventwire_core::client::handle::{self, OUTBOX_BYTES};
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, Call, Channel, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Level,
-    OwnedEvent, WsUrl,
+    Action, AdapterOptions, Call, Channel, ClientConfig, ClientEvent, ConnState, HandleConnection,
+    HandleError, Level, Options, OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -80,12 +81,6 @@ use crate::message;
 use crate::pipe::Duplex;
 use crate::signal::{self, Inbox, Waker, Woke};
 
-/// Rooms one client holds (the machine's `ROOMS`).
-const ROOMS: usize = 64;
-/// Publishes awaiting acknowledgement (the machine's `OUTBOX`).
-const OUTBOX: usize = 256;
-/// Bytes of room, kind and payload the outbox holds (the machine's `OUTBOX_BYTES`).
-const OUTBOX_BYTES: usize = 256 * 1024;
 /// Bytes tungstenite buffers before writing; a flush always writes everything.
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Bytes the reader thread reads ahead of the driver.
@@ -95,79 +90,42 @@ const READS_PER_ROUND: usize = 64;
 /// How long a closing connection may take to send its last frames and the close handshake.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Machine = eventwire_core::client::Connection<ROOMS, OUTBOX, OUTBOX_BYTES>;
 type Ws = WebSocket<Duplex>;
 
-/// How a [`Client`] connects and behaves. Build it with [`ClientOptions::new`] (or `default()`)
-/// and the setters.
+/// How a [`Client`] connects and behaves: the core's client [`Options`] (codec, message limit,
+/// event capacity, seed, the machine's configuration) with this client's own [`SyncOptions`].
+/// Build it with `ClientOptions::new(client_id)` (or `default()`) and the setters; set the write
+/// timeout with [`Options::adapter`].
+pub type ClientOptions = Options<SyncOptions>;
+
+/// What the blocking client adds to the core's client [`Options`]: how long a write may block.
+/// Set through [`Options::adapter`]:
+/// `ClientOptions::default().adapter(|a| a.write_timeout(Duration::from_secs(2)))`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct ClientOptions {
-    /// The core machine's configuration: identity, token, backoff, timeouts, frame limits.
-    pub core: ClientConfig,
-    /// The message form, sent as the WebSocket subprotocol. Default [`Codec::Binary`].
-    pub codec: Codec,
-    /// Largest WebSocket message (and frame) accepted, in bytes. Default: `core.max_frame`.
-    /// Before the first welcome it also bounds the size of a publish (afterwards the server's
-    /// `max_frame` does).
-    pub max_message: usize,
-    /// Events the queue holds before the client stops reading. Default 1024.
-    pub events_capacity: usize,
-    /// Seed of the machine's backoff jitter and ping nonces; `None` draws one like the default
-    /// client id.
-    pub seed: Option<u64>,
+pub struct SyncOptions {
     /// Longest time one write may block on the socket before the connection counts as lost.
     /// Default 10 s.
     pub write_timeout: Duration,
 }
 
-impl ClientOptions {
-    /// Defaults for a client with identity `client_id` (masked to 53 bits). The id must be new
-    /// for every process: publish ids restart at 1 with each client.
-    pub fn new(client_id: u64) -> Self {
-        let core = ClientConfig::new(client_id);
-        ClientOptions {
-            max_message: core.max_frame as usize,
-            core,
-            codec: Codec::Binary,
-            events_capacity: 1024,
-            seed: None,
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
             write_timeout: Duration::from_secs(10),
         }
     }
+}
 
-    /// Replaces the core configuration; [`max_message`](Self::max_message) follows its
-    /// `max_frame` (set it afterwards to differ).
-    pub fn core(mut self, core: ClientConfig) -> Self {
-        self.max_message = core.max_frame as usize;
-        self.core = core;
-        self
+impl AdapterOptions for SyncOptions {
+    /// The wall clock hashed with a `RandomState` (keyed by std from the OS). Not
+    /// cryptographic; it only has to differ between clients.
+    fn fresh_id() -> u64 {
+        entropy()
     }
+}
 
-    /// Sets the message form.
-    pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
-        self
-    }
-
-    /// Sets the largest message accepted.
-    pub fn max_message(mut self, bytes: usize) -> Self {
-        self.max_message = bytes;
-        self
-    }
-
-    /// Sets the capacity of the event queue (at least 1).
-    pub fn events_capacity(mut self, events: usize) -> Self {
-        self.events_capacity = events.max(1);
-        self
-    }
-
-    /// Sets the seed of the machine's randomness, for runs that replay.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
+impl SyncOptions {
     /// Sets the longest time one write may block.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
@@ -175,64 +133,9 @@ impl ClientOptions {
     }
 }
 
-impl Default for ClientOptions {
-    /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
-    /// std from the OS). Not cryptographic; it only has to differ between clients.
-    fn default() -> Self {
-        ClientOptions::new(entropy())
-    }
-}
-
-/// Why a client call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The URL is not `ws://host[:port][/path]`; the text says what is wrong.
-    InvalidUrl(&'static str),
-    /// The client's driver thread could not be started.
-    Spawn(io::Error),
-    /// The client is closed for good: closed by the application, refused by the server, or out
-    /// of reconnect attempts. See [`Client::status`].
-    Closed,
-    /// The core machine refused the call: too many rooms, an invalid name, or a publish the
-    /// outbox cannot take (`Core(Outbox(OutboxError::Full))`, or `TooLarge` with the frame's
-    /// size and the limit).
-    Core(CoreError),
-    /// The payload could not be serialised to JSON, or (JSON codec) raw bytes are not JSON text.
-    Payload(serde_json::Error),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
-            ClientError::Spawn(e) => write!(f, "cannot start the client thread: {e}"),
-            ClientError::Closed => f.write_str("client closed"),
-            ClientError::Core(e) => write!(f, "{e}"),
-            ClientError::Payload(e) => write!(f, "payload: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Spawn(e) => Some(e),
-            ClientError::Core(e) => Some(e),
-            ClientError::Payload(e) => Some(e),
-            ClientError::InvalidUrl(_) | ClientError::Closed => None,
-        }
-    }
-}
-
-impl ClientError {
-    fn from_core(e: CoreError) -> Self {
-        match e {
-            CoreError::Closed => ClientError::Closed,
-            e => ClientError::Core(e),
-        }
-    }
-}
+/// Why a client call failed: the core's [`HandleError`], which the tokio client returns too.
+/// [`HandleError::InvalidUrl`] includes `wss://` URLs: this client has no TLS.
+pub type ClientError = HandleError;
 
 /// Why [`Client::recv_timeout`] returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,13 +301,14 @@ impl Client {
     /// connection attempt runs in the background. Only the URL is checked here; connection
     /// failures show as [`Event::Status`] changes and are retried with backoff.
     pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let ClientOptions {
+        let Options {
             core,
             codec,
             max_message,
             events_capacity,
             seed,
-            write_timeout,
+            adapter: SyncOptions { write_timeout },
+            ..
         } = options;
         let target = Target::new(url)?;
         let seed = seed.unwrap_or_else(entropy);
@@ -495,18 +399,12 @@ impl Client {
         kind: &str,
         payload: &T,
     ) -> Result<u64, ClientError> {
-        let bytes = serde_json::to_vec(payload).map_err(ClientError::Payload)?;
-        self.publish_bytes(room, kind, bytes)
+        self.publish_bytes(room, kind, handle::json_payload(payload)?)
     }
 
     /// Publishes payload bytes as they are; with the JSON codec they must be JSON text.
     pub fn publish_raw(&self, room: &str, kind: &str, payload: &[u8]) -> Result<u64, ClientError> {
-        if self.codec.is_text() {
-            // The JSON form carries the payload inline, so it must be one JSON value.
-            serde_json::from_slice::<&serde_json::value::RawValue>(payload)
-                .map_err(ClientError::Payload)?;
-        }
-        self.publish_bytes(room, kind, payload.to_vec())
+        self.publish_bytes(room, kind, handle::raw_payload(self.codec, payload)?)
     }
 
     fn publish_bytes(&self, room: &str, kind: &str, payload: Vec<u8>) -> Result<u64, ClientError> {
@@ -805,7 +703,7 @@ struct Setup {
 
 /// The driver thread: the machine, the socket, and the channels to the handle.
 struct Driver {
-    machine: Box<Machine>,
+    machine: Box<HandleConnection>,
     clock: Clock,
     target: Target,
     ws_config: WebSocketConfig,
@@ -835,7 +733,7 @@ enum Round {
 impl Driver {
     fn run(setup: Setup) {
         let mut driver = Driver {
-            machine: Box::new(Machine::new(
+            machine: Box::new(HandleConnection::new(
                 setup.config,
                 setup.codec,
                 setup.max_message,

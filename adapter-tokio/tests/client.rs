@@ -660,11 +660,17 @@ fn default_options_draw_fresh_ids() {
     assert_eq!(ClientOptions::new(1).events_capacity(0).events_capacity, 1);
     // The polling fallback is on by default, with the core's defaults.
     assert_eq!(
-        ClientOptions::new(1).polling,
+        ClientOptions::new(1).adapter.polling,
         Some(PollingOptions::default())
     );
     assert_eq!(PollingOptions::default().after_failures, 3);
-    assert_eq!(ClientOptions::new(1).polling(None).polling, None);
+    assert_eq!(
+        ClientOptions::new(1)
+            .adapter(|a| a.polling(None))
+            .adapter
+            .polling,
+        None
+    );
 }
 
 #[test]
