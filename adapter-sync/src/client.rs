@@ -370,24 +370,13 @@ impl Client {
     }
 
     fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Subscribe {
-                room: room.to_owned(),
-                from,
-                reply,
-            })
-        })?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::subscribe(room, from, reply)))?
+            .map_err(ClientError::from_core)
     }
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Unsubscribe {
-                room: room.to_owned(),
-                reply,
-            })
-        })
+        self.request(|reply| Command::Call(Call::unsubscribe(room, reply)))
     }
 
     /// Publishes `payload`, serialised as JSON, to `room` and returns the publish id. It is sent
@@ -408,15 +397,8 @@ impl Client {
     }
 
     fn publish_bytes(&self, room: &str, kind: &str, payload: Vec<u8>) -> Result<u64, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Publish {
-                room: room.to_owned(),
-                kind: kind.to_owned(),
-                payload,
-                reply,
-            })
-        })?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::publish(room, kind, payload, reply)))?
+            .map_err(ClientError::from_core)
     }
 
     /// The rooms held, each with the last position delivered (save them to resume a later run

@@ -335,26 +335,15 @@ impl Client {
     }
 
     async fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Subscribe {
-                room: room.to_owned(),
-                from,
-                reply,
-            })
-        })
-        .await?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::subscribe(room, from, reply)))
+            .await?
+            .map_err(ClientError::from_core)
     }
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub async fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Unsubscribe {
-                room: room.to_owned(),
-                reply,
-            })
-        })
-        .await
+        self.request(|reply| Command::Call(Call::unsubscribe(room, reply)))
+            .await
     }
 
     /// Publishes `payload`, serialised as JSON, to `room` and returns the publish id. It is sent
@@ -387,16 +376,9 @@ impl Client {
         kind: &str,
         payload: Vec<u8>,
     ) -> Result<u64, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Publish {
-                room: room.to_owned(),
-                kind: kind.to_owned(),
-                payload,
-                reply,
-            })
-        })
-        .await?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::publish(room, kind, payload, reply)))
+            .await?
+            .map_err(ClientError::from_core)
     }
 
     /// The rooms held, each with the last position delivered (save them to resume a later run
