@@ -74,7 +74,7 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tungstenite::http::{HeaderValue, Uri};
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Error as WsError, Message, WebSocket};
+use tungstenite::{Bytes, Error as WsError, Message, WebSocket};
 
 use crate::clock::{entropy, Clock};
 use crate::message;
@@ -799,7 +799,8 @@ impl Driver {
         self.out_buf.clear();
         while let Some(len) = self.machine.poll_transmit(now, &mut self.out_buf) {
             let result = match self.conn.as_mut() {
-                Some(ws) => message::from_bytes(text, &self.out_buf).and_then(|m| ws.write(m)),
+                Some(ws) => message::from_payload(text, Bytes::copy_from_slice(&self.out_buf))
+                    .and_then(|m| ws.write(m)),
                 None => {
                     tracing::trace!(len, "no connection for a message");
                     Ok(())

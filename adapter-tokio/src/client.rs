@@ -762,8 +762,9 @@ impl Task {
             let text = self.machine.is_text();
             self.out_buf.clear();
             while let Some(len) = self.machine.poll_transmit(now, &mut self.out_buf) {
+                let payload = Bytes::copy_from_slice(&self.out_buf);
                 match self.conn.as_mut() {
-                    Some(conn) => match message::from_bytes(text, &self.out_buf) {
+                    Some(conn) => match message::from_payload(text, payload) {
                         Ok(message) => {
                             conn.queue.push_back(message);
                             conn.unflushed = true;
