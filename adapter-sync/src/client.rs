@@ -58,8 +58,8 @@ use std::time::Duration;
 use eventwire_core::client::handle::{self, OUTBOX_BYTES};
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, AdapterOptions, Call, Channel, ClientConfig, ClientEvent, ConnState, HandleConnection,
-    HandleError, Level, Options, OwnedEvent, WsUrl,
+    Action, AdapterOptions, Call, Channel, ClientEvent, ConnState, HandleConnection, HandleError,
+    Level, Options, OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -117,9 +117,8 @@ impl Default for SyncOptions {
     }
 }
 
+/// Default client ids and seeds: `clock::entropy`.
 impl AdapterOptions for SyncOptions {
-    /// The wall clock hashed with a `RandomState` (keyed by std from the OS). Not
-    /// cryptographic; it only has to differ between clients.
     fn fresh_id() -> u64 {
         entropy()
     }
@@ -301,17 +300,16 @@ impl Client {
     /// connection attempt runs in the background. Only the URL is checked here; connection
     /// failures show as [`Event::Status`] changes and are retried with backoff.
     pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let machine = options.connection();
         let Options {
             core,
             codec,
             max_message,
             events_capacity,
-            seed,
             adapter: SyncOptions { write_timeout },
             ..
         } = options;
         let target = Target::new(url)?;
-        let seed = seed.unwrap_or_else(entropy);
         let shared = Arc::new(ClientState {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
@@ -331,11 +329,8 @@ impl Client {
         let span =
             tracing::info_span!("eventwire_client", url = %target.uri, client_id = core.client_id);
         let setup = Setup {
-            config: core,
-            seed,
+            machine,
             target,
-            codec,
-            max_message,
             ws_config,
             write_timeout,
             inbox,
@@ -671,11 +666,8 @@ fn close_ws(mut ws: Box<Ws>, code: CloseCode) {
 
 /// What the driver is made of, gathered by `Client::connect`.
 struct Setup {
-    config: ClientConfig,
-    seed: u64,
+    machine: Box<HandleConnection>,
     target: Target,
-    codec: Codec,
-    max_message: usize,
     ws_config: WebSocketConfig,
     write_timeout: Duration,
     inbox: Inbox<Input>,
@@ -715,12 +707,7 @@ enum Round {
 impl Driver {
     fn run(setup: Setup) {
         let mut driver = Driver {
-            machine: Box::new(HandleConnection::new(
-                setup.config,
-                setup.codec,
-                setup.max_message,
-                setup.seed,
-            )),
+            machine: setup.machine,
             clock: Clock::new(),
             target: setup.target,
             ws_config: setup.ws_config,

@@ -70,8 +70,8 @@ use bytes::Bytes;
 use eventwire_core::client::handle::{self, OUTBOX_BYTES};
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, AdapterOptions, Call, Channel, ClientConfig, ClientEvent, ConnState, Fallback,
-    HandleConnection, HandleError, Level, Options, OwnedEvent, WsUrl,
+    Action, AdapterOptions, Call, Channel, ClientEvent, ConnState, Fallback, HandleConnection,
+    HandleError, Level, Options, OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -155,9 +155,8 @@ impl Default for TokioOptions {
     }
 }
 
+/// Default client ids and seeds: `clock::entropy`.
 impl AdapterOptions for TokioOptions {
-    /// The wall clock hashed with a `RandomState` (keyed by std from the OS). Not
-    /// cryptographic; it only has to differ between clients.
     fn fresh_id() -> u64 {
         entropy()
     }
@@ -259,12 +258,12 @@ impl Client {
     /// # Panics
     /// Outside a Tokio runtime, like `tokio::spawn`.
     pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
+        let machine = options.connection();
         let Options {
             core,
             codec,
             max_message,
             events_capacity,
-            seed,
             adapter:
                 TokioOptions {
                     polling,
@@ -279,7 +278,6 @@ impl Client {
             tls,
         )?;
         let uri = &target.uri;
-        let seed = seed.unwrap_or_else(entropy);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
         let (events_tx, events_rx) = mpsc::channel(events_capacity.max(1));
         let (status_tx, status_rx) = watch::channel(Status::Connecting);
@@ -295,10 +293,8 @@ impl Client {
             .max_write_buffer_size(WRITE_BUFFER + OUTBOX_BYTES + 64 * 1024);
         let span = tracing::info_span!("eventwire_client", url = %uri, client_id = core.client_id);
         let setup = Setup {
-            config: core,
-            seed,
+            machine,
             target,
-            codec,
             max_message,
             ws_config,
             polling,
@@ -658,10 +654,8 @@ enum Wake {
 
 /// What the task is made of, gathered by `Client::connect`.
 struct Setup {
-    config: ClientConfig,
-    seed: u64,
+    machine: Box<HandleConnection>,
     target: Target,
-    codec: Codec,
     max_message: usize,
     ws_config: WebSocketConfig,
     polling: Option<PollingOptions>,
@@ -696,15 +690,8 @@ struct Task {
 impl Task {
     /// Runs the client until the machine is closed for good.
     async fn run(setup: Setup) {
-        // Built here, on the runtime's stack, then boxed: the machine holds its outbox inline.
-        let machine = Box::new(HandleConnection::new(
-            setup.config,
-            setup.codec,
-            setup.max_message,
-            setup.seed,
-        ));
         let mut task = Task {
-            machine,
+            machine: setup.machine,
             clock: Clock::new(),
             target: setup.target,
             out_buf: Vec::new(),

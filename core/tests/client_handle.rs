@@ -51,6 +51,17 @@ fn setters_set_and_max_message_follows_the_core_config() {
 }
 
 #[test]
+fn the_connection_is_built_from_the_options() {
+    let o = Options::<Extra>::new(3).codec(Codec::Json).seed(1);
+    let connection = o.connection();
+    assert_eq!(connection.codec(), Codec::Json);
+    assert_eq!(connection.machine().config().client_id, 3);
+    // Without a seed the adapter's entropy is drawn; the connection is built all the same.
+    let unseeded = Options::<Extra>::new(3).connection();
+    assert_eq!(unseeded.codec(), Codec::Binary);
+}
+
+#[test]
 fn handle_errors_display_and_map_the_machine_s_refusals() {
     assert_eq!(
         HandleError::InvalidUrl("no host").to_string(),

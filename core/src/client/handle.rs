@@ -11,6 +11,7 @@
 //! at least 1; a raw payload published in the JSON form is one JSON value, checked before it
 //! reaches the outbox, so encoding its frame cannot fail later.
 
+use alloc::boxed::Box;
 #[cfg(all(feature = "std", feature = "json"))]
 use alloc::vec::Vec;
 #[cfg(all(feature = "std", feature = "json"))]
@@ -146,6 +147,20 @@ impl<A> Options<A> {
     pub fn adapter(mut self, set: impl FnOnce(A) -> A) -> Self {
         self.adapter = set(self.adapter);
         self
+    }
+}
+
+impl<A: AdapterOptions> Options<A> {
+    /// The connection these options describe, on the heap (the machine holds its outbox
+    /// inline), seeded with [`seed`](Self::seed) or else a fresh seed from the adapter.
+    pub fn connection(&self) -> Box<HandleConnection> {
+        let seed = self.seed.unwrap_or_else(A::fresh_id);
+        Box::new(Connection::new(
+            self.core.clone(),
+            self.codec,
+            self.max_message,
+            seed,
+        ))
     }
 }
 
