@@ -328,20 +328,27 @@ impl Client {
         let (inbox, waker) = signal::inbox();
         let span =
             tracing::info_span!("eventwire_client", url = %target.uri, client_id = core.client_id);
-        let setup = Setup {
+        let driver = Driver {
             machine,
+            clock: Clock::new(),
             target,
             ws_config,
             write_timeout,
             inbox,
             waker: waker.clone(),
             shared: shared.clone(),
+            conn: None,
+            attempt: None,
+            attempts: 0,
+            closing: Vec::new(),
+            close_replies: Vec::new(),
+            out_buf: Vec::new(),
         };
         let driver = std::thread::Builder::new()
             .name("eventwire-client".into())
             .spawn(move || {
                 let _entered = span.enter();
-                Driver::run(setup);
+                driver.run();
             })
             .map_err(ClientError::Spawn)?;
         Ok(Client {
@@ -664,17 +671,6 @@ fn close_ws(mut ws: Box<Ws>, code: CloseCode) {
     tracing::debug!(%code, "close handshake timed out");
 }
 
-/// What the driver is made of, gathered by `Client::connect`.
-struct Setup {
-    machine: Box<HandleConnection>,
-    target: Target,
-    ws_config: WebSocketConfig,
-    write_timeout: Duration,
-    inbox: Inbox<Input>,
-    waker: Waker<Input>,
-    shared: Arc<ClientState>,
-}
-
 /// The driver thread: the machine, the socket, and the channels to the handle.
 struct Driver {
     machine: Box<HandleConnection>,
@@ -705,28 +701,13 @@ enum Round {
 }
 
 impl Driver {
-    fn run(setup: Setup) {
-        let mut driver = Driver {
-            machine: setup.machine,
-            clock: Clock::new(),
-            target: setup.target,
-            ws_config: setup.ws_config,
-            write_timeout: setup.write_timeout,
-            inbox: setup.inbox,
-            waker: setup.waker,
-            shared: setup.shared,
-            conn: None,
-            attempt: None,
-            attempts: 0,
-            closing: Vec::new(),
-            close_replies: Vec::new(),
-            out_buf: Vec::new(),
-        };
-        let now = driver.clock.now();
-        let out = &driver.shared;
-        driver.machine.connect(now, &mut |e| out.on_event(e));
-        driver.drive();
-        driver.finish();
+    /// Runs the client until the machine is closed for good.
+    fn run(mut self) {
+        let now = self.clock.now();
+        let out = &self.shared;
+        self.machine.connect(now, &mut |e| out.on_event(e));
+        self.drive();
+        self.finish();
     }
 
     fn drive(&mut self) {

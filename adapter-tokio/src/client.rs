@@ -292,22 +292,28 @@ impl Client {
             // larger than its outbox plus framing.
             .max_write_buffer_size(WRITE_BUFFER + OUTBOX_BYTES + 64 * 1024);
         let span = tracing::info_span!("eventwire_client", url = %uri, client_id = core.client_id);
-        let setup = Setup {
+        let task = Task {
             machine,
+            clock: Clock::new(),
             target,
+            out_buf: Vec::new(),
             max_message,
             ws_config,
-            polling,
-            transport: transport_tx,
             commands: commands_rx,
+            commands_open: true,
             out: Outputs {
                 events: events_tx,
                 pending: VecDeque::new(),
                 status: status_tx,
                 quality: quality_tx,
             },
+            attempt: None,
+            conn: None,
+            closing: None,
+            close_reply: None,
+            poll: polling::Polling::new(Fallback::new(polling), transport_tx),
         };
-        tokio::spawn(Task::run(setup).instrument(span));
+        tokio::spawn(task.run().instrument(span));
         Ok(Client {
             commands: commands_tx,
             events: events_rx,
@@ -652,18 +658,6 @@ enum Wake {
     Poll(polling::PollWake),
 }
 
-/// What the task is made of, gathered by `Client::connect`.
-struct Setup {
-    machine: Box<HandleConnection>,
-    target: Target,
-    max_message: usize,
-    ws_config: WebSocketConfig,
-    polling: Option<PollingOptions>,
-    transport: watch::Sender<Transport>,
-    commands: mpsc::Receiver<Command>,
-    out: Outputs,
-}
-
 /// The background task: the machine, the socket, and the channels to the handle.
 struct Task {
     machine: Box<HandleConnection>,
@@ -689,27 +683,11 @@ struct Task {
 
 impl Task {
     /// Runs the client until the machine is closed for good.
-    async fn run(setup: Setup) {
-        let mut task = Task {
-            machine: setup.machine,
-            clock: Clock::new(),
-            target: setup.target,
-            out_buf: Vec::new(),
-            max_message: setup.max_message,
-            ws_config: setup.ws_config,
-            commands: setup.commands,
-            commands_open: true,
-            out: setup.out,
-            attempt: None,
-            conn: None,
-            closing: None,
-            close_reply: None,
-            poll: polling::Polling::new(Fallback::new(setup.polling), setup.transport),
-        };
-        let now = task.clock.now();
-        task.machine.connect(now, &mut |e| task.out.on_event(e));
-        task.drive().await;
-        task.finish().await;
+    async fn run(mut self) {
+        let now = self.clock.now();
+        self.machine.connect(now, &mut |e| self.out.on_event(e));
+        self.drive().await;
+        self.finish().await;
     }
 
     async fn drive(&mut self) {
