@@ -7,8 +7,8 @@
 //! timeouts, the polling fallback) as the `A` of [`Options<A>`], and draws the default client id
 //! from its own entropy through [`AdapterOptions`]: nothing here reads a clock or draws entropy.
 //!
-//! Invariants: `max_message` follows `core.max_frame` unless set after it; `events_capacity` is
-//! at least 1; a raw payload published in the JSON form is one JSON value, checked before it
+//! Invariants: `max_message` follows `core.max_frame` unless set after it; the setter keeps
+//! `events_capacity` at least 1; a raw payload published in the JSON form is one JSON value, checked before it
 //! reaches the outbox, so encoding its frame cannot fail later.
 
 use alloc::boxed::Box;
@@ -39,8 +39,9 @@ pub type HandleConnection = Connection<ROOMS, OUTBOX, OUTBOX_BYTES>;
 /// What an adapter adds to a client's [`Options`]: its transport's own options (the `A` of
 /// `Options<A>`, its defaults from `Default`), and where a default client id comes from.
 pub trait AdapterOptions: Default {
-    /// A client id for [`Options::default`], from the adapter's entropy. It only has to differ
-    /// between clients (and between runs of one process).
+    /// 64 bits from the adapter's entropy: the client id of [`Options::default`], and the seed
+    /// of [`Options::connection`] when none is set. They only have to differ between clients
+    /// (and between runs of one process).
     fn fresh_id() -> u64;
 }
 
