@@ -14,7 +14,7 @@
 //! # The driver's loop
 //! 1. Read the clock: if the machine's deadline passed, `handle_timeout(now)`.
 //! 2. Drain `poll_transmit` into the WebSocket and flush (writes block, bounded by
-//!    [`ClientOptions::write_timeout`]).
+//!    [`SyncOptions::write_timeout`]).
 //! 3. Act on `poll_action`: `Connect` starts an attempt thread; `Disconnect` abandons an attempt
 //!    or closes the socket.
 //! 4. Read what the reader thread buffered, a bounded number of messages per round, feeding each
@@ -26,7 +26,7 @@
 //! timeout is the machine's own deadline, so nothing sleeps past it.
 //!
 //! # Backpressure
-//! Events wait in a queue of [`ClientOptions::events_capacity`]. While it is full the driver
+//! Events wait in a queue of [`Options::events_capacity`]. While it is full the driver
 //! stops reading the socket (the reader thread then stops too, and TCP pushes back on the
 //! server); taking an event wakes it again. Nothing is dropped: the events of one frame always
 //! enter the queue, so it can exceed the capacity by one frame's worth. Timers keep running
@@ -55,10 +55,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use eventwire_core::client::handle::{self, OUTBOX_BYTES};
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, Call, Channel, ClientConfig, ClientError as CoreError, ClientEvent, ConnState, Level,
-    OwnedEvent, WsUrl,
+    Action, AdapterOptions, Call, Channel, ClientEvent, ConnState, HandleConnection, HandleError,
+    Level, Options, OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -73,19 +74,13 @@ use tungstenite::handshake::HandshakeError;
 use tungstenite::http::header::SEC_WEBSOCKET_PROTOCOL;
 use tungstenite::http::{HeaderValue, Uri};
 use tungstenite::protocol::WebSocketConfig;
-use tungstenite::{Error as WsError, Message, WebSocket};
+use tungstenite::{Bytes, Error as WsError, Message, WebSocket};
 
 use crate::clock::{entropy, Clock};
 use crate::message;
 use crate::pipe::Duplex;
 use crate::signal::{self, Inbox, Waker, Woke};
 
-/// Rooms one client holds (the machine's `ROOMS`).
-const ROOMS: usize = 64;
-/// Publishes awaiting acknowledgement (the machine's `OUTBOX`).
-const OUTBOX: usize = 256;
-/// Bytes of room, kind and payload the outbox holds (the machine's `OUTBOX_BYTES`).
-const OUTBOX_BYTES: usize = 256 * 1024;
 /// Bytes tungstenite buffers before writing; a flush always writes everything.
 const WRITE_BUFFER: usize = 64 * 1024;
 /// Bytes the reader thread reads ahead of the driver.
@@ -95,79 +90,41 @@ const READS_PER_ROUND: usize = 64;
 /// How long a closing connection may take to send its last frames and the close handshake.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Machine = eventwire_core::client::Connection<ROOMS, OUTBOX, OUTBOX_BYTES>;
 type Ws = WebSocket<Duplex>;
 
-/// How a [`Client`] connects and behaves. Build it with [`ClientOptions::new`] (or `default()`)
-/// and the setters.
+/// How a [`Client`] connects and behaves: the core's client [`Options`] (codec, message limit,
+/// event capacity, seed, the machine's configuration) with this client's own [`SyncOptions`].
+/// Build it with `ClientOptions::new(client_id)` (or `default()`) and the setters; set the write
+/// timeout with [`Options::adapter`].
+pub type ClientOptions = Options<SyncOptions>;
+
+/// What the blocking client adds to the core's client [`Options`]: how long a write may block.
+/// Set through [`Options::adapter`]:
+/// `ClientOptions::default().adapter(|a| a.write_timeout(Duration::from_secs(2)))`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct ClientOptions {
-    /// The core machine's configuration: identity, token, backoff, timeouts, frame limits.
-    pub core: ClientConfig,
-    /// The message form, sent as the WebSocket subprotocol. Default [`Codec::Binary`].
-    pub codec: Codec,
-    /// Largest WebSocket message (and frame) accepted, in bytes. Default: `core.max_frame`.
-    /// Before the first welcome it also bounds the size of a publish (afterwards the server's
-    /// `max_frame` does).
-    pub max_message: usize,
-    /// Events the queue holds before the client stops reading. Default 1024.
-    pub events_capacity: usize,
-    /// Seed of the machine's backoff jitter and ping nonces; `None` draws one like the default
-    /// client id.
-    pub seed: Option<u64>,
+pub struct SyncOptions {
     /// Longest time one write may block on the socket before the connection counts as lost.
     /// Default 10 s.
     pub write_timeout: Duration,
 }
 
-impl ClientOptions {
-    /// Defaults for a client with identity `client_id` (masked to 53 bits). The id must be new
-    /// for every process: publish ids restart at 1 with each client.
-    pub fn new(client_id: u64) -> Self {
-        let core = ClientConfig::new(client_id);
-        ClientOptions {
-            max_message: core.max_frame as usize,
-            core,
-            codec: Codec::Binary,
-            events_capacity: 1024,
-            seed: None,
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
             write_timeout: Duration::from_secs(10),
         }
     }
+}
 
-    /// Replaces the core configuration; [`max_message`](Self::max_message) follows its
-    /// `max_frame` (set it afterwards to differ).
-    pub fn core(mut self, core: ClientConfig) -> Self {
-        self.max_message = core.max_frame as usize;
-        self.core = core;
-        self
+/// Default client ids and seeds: `clock::entropy`.
+impl AdapterOptions for SyncOptions {
+    fn fresh_id() -> u64 {
+        entropy()
     }
+}
 
-    /// Sets the message form.
-    pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
-        self
-    }
-
-    /// Sets the largest message accepted.
-    pub fn max_message(mut self, bytes: usize) -> Self {
-        self.max_message = bytes;
-        self
-    }
-
-    /// Sets the capacity of the event queue (at least 1).
-    pub fn events_capacity(mut self, events: usize) -> Self {
-        self.events_capacity = events.max(1);
-        self
-    }
-
-    /// Sets the seed of the machine's randomness, for runs that replay.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
-        self
-    }
-
+impl SyncOptions {
     /// Sets the longest time one write may block.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
@@ -175,64 +132,9 @@ impl ClientOptions {
     }
 }
 
-impl Default for ClientOptions {
-    /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
-    /// std from the OS). Not cryptographic; it only has to differ between clients.
-    fn default() -> Self {
-        ClientOptions::new(entropy())
-    }
-}
-
-/// Why a client call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The URL is not `ws://host[:port][/path]`; the text says what is wrong.
-    InvalidUrl(&'static str),
-    /// The client's driver thread could not be started.
-    Spawn(io::Error),
-    /// The client is closed for good: closed by the application, refused by the server, or out
-    /// of reconnect attempts. See [`Client::status`].
-    Closed,
-    /// The core machine refused the call: too many rooms, an invalid name, or a publish the
-    /// outbox cannot take (`Core(Outbox(OutboxError::Full))`, or `TooLarge` with the frame's
-    /// size and the limit).
-    Core(CoreError),
-    /// The payload could not be serialised to JSON, or (JSON codec) raw bytes are not JSON text.
-    Payload(serde_json::Error),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
-            ClientError::Spawn(e) => write!(f, "cannot start the client thread: {e}"),
-            ClientError::Closed => f.write_str("client closed"),
-            ClientError::Core(e) => write!(f, "{e}"),
-            ClientError::Payload(e) => write!(f, "payload: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Spawn(e) => Some(e),
-            ClientError::Core(e) => Some(e),
-            ClientError::Payload(e) => Some(e),
-            ClientError::InvalidUrl(_) | ClientError::Closed => None,
-        }
-    }
-}
-
-impl ClientError {
-    fn from_core(e: CoreError) -> Self {
-        match e {
-            CoreError::Closed => ClientError::Closed,
-            e => ClientError::Core(e),
-        }
-    }
-}
+/// Why a client call failed: the core's [`HandleError`], which the tokio client returns too.
+/// [`HandleError::InvalidUrl`] includes `wss://` URLs: this client has no TLS.
+pub type ClientError = HandleError;
 
 /// Why [`Client::recv_timeout`] returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,16 +300,16 @@ impl Client {
     /// connection attempt runs in the background. Only the URL is checked here; connection
     /// failures show as [`Event::Status`] changes and are retried with backoff.
     pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let ClientOptions {
+        let machine = options.connection();
+        let Options {
             core,
             codec,
             max_message,
             events_capacity,
-            seed,
-            write_timeout,
+            adapter: SyncOptions { write_timeout },
+            ..
         } = options;
         let target = Target::new(url)?;
-        let seed = seed.unwrap_or_else(entropy);
         let shared = Arc::new(ClientState {
             queue: Mutex::new(Queue {
                 events: VecDeque::new(),
@@ -426,23 +328,27 @@ impl Client {
         let (inbox, waker) = signal::inbox();
         let span =
             tracing::info_span!("eventwire_client", url = %target.uri, client_id = core.client_id);
-        let setup = Setup {
-            config: core,
-            seed,
+        let driver = Driver {
+            machine,
+            clock: Clock::new(),
             target,
-            codec,
-            max_message,
             ws_config,
             write_timeout,
             inbox,
             waker: waker.clone(),
             shared: shared.clone(),
+            conn: None,
+            attempt: None,
+            attempts: 0,
+            closing: Vec::new(),
+            close_replies: Vec::new(),
+            out_buf: Vec::new(),
         };
         let driver = std::thread::Builder::new()
             .name("eventwire-client".into())
             .spawn(move || {
                 let _entered = span.enter();
-                Driver::run(setup);
+                driver.run();
             })
             .map_err(ClientError::Spawn)?;
         Ok(Client {
@@ -466,24 +372,13 @@ impl Client {
     }
 
     fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Subscribe {
-                room: room.to_owned(),
-                from,
-                reply,
-            })
-        })?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::subscribe(room, from, reply)))?
+            .map_err(ClientError::from_core)
     }
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Unsubscribe {
-                room: room.to_owned(),
-                reply,
-            })
-        })
+        self.request(|reply| Command::Call(Call::unsubscribe(room, reply)))
     }
 
     /// Publishes `payload`, serialised as JSON, to `room` and returns the publish id. It is sent
@@ -495,30 +390,17 @@ impl Client {
         kind: &str,
         payload: &T,
     ) -> Result<u64, ClientError> {
-        let bytes = serde_json::to_vec(payload).map_err(ClientError::Payload)?;
-        self.publish_bytes(room, kind, bytes)
+        self.publish_bytes(room, kind, handle::json_payload(payload)?)
     }
 
     /// Publishes payload bytes as they are; with the JSON codec they must be JSON text.
     pub fn publish_raw(&self, room: &str, kind: &str, payload: &[u8]) -> Result<u64, ClientError> {
-        if self.codec.is_text() {
-            // The JSON form carries the payload inline, so it must be one JSON value.
-            serde_json::from_slice::<&serde_json::value::RawValue>(payload)
-                .map_err(ClientError::Payload)?;
-        }
-        self.publish_bytes(room, kind, payload.to_vec())
+        self.publish_bytes(room, kind, handle::raw_payload(self.codec, payload)?)
     }
 
     fn publish_bytes(&self, room: &str, kind: &str, payload: Vec<u8>) -> Result<u64, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Publish {
-                room: room.to_owned(),
-                kind: kind.to_owned(),
-                payload,
-                reply,
-            })
-        })?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::publish(room, kind, payload, reply)))?
+            .map_err(ClientError::from_core)
     }
 
     /// The rooms held, each with the last position delivered (save them to resume a later run
@@ -789,23 +671,9 @@ fn close_ws(mut ws: Box<Ws>, code: CloseCode) {
     tracing::debug!(%code, "close handshake timed out");
 }
 
-/// What the driver is made of, gathered by `Client::connect`.
-struct Setup {
-    config: ClientConfig,
-    seed: u64,
-    target: Target,
-    codec: Codec,
-    max_message: usize,
-    ws_config: WebSocketConfig,
-    write_timeout: Duration,
-    inbox: Inbox<Input>,
-    waker: Waker<Input>,
-    shared: Arc<ClientState>,
-}
-
 /// The driver thread: the machine, the socket, and the channels to the handle.
 struct Driver {
-    machine: Box<Machine>,
+    machine: Box<HandleConnection>,
     clock: Clock,
     target: Target,
     ws_config: WebSocketConfig,
@@ -833,33 +701,13 @@ enum Round {
 }
 
 impl Driver {
-    fn run(setup: Setup) {
-        let mut driver = Driver {
-            machine: Box::new(Machine::new(
-                setup.config,
-                setup.codec,
-                setup.max_message,
-                setup.seed,
-            )),
-            clock: Clock::new(),
-            target: setup.target,
-            ws_config: setup.ws_config,
-            write_timeout: setup.write_timeout,
-            inbox: setup.inbox,
-            waker: setup.waker,
-            shared: setup.shared,
-            conn: None,
-            attempt: None,
-            attempts: 0,
-            closing: Vec::new(),
-            close_replies: Vec::new(),
-            out_buf: Vec::new(),
-        };
-        let now = driver.clock.now();
-        let out = &driver.shared;
-        driver.machine.connect(now, &mut |e| out.on_event(e));
-        driver.drive();
-        driver.finish();
+    /// Runs the client until the machine is closed for good.
+    fn run(mut self) {
+        let now = self.clock.now();
+        let out = &self.shared;
+        self.machine.connect(now, &mut |e| out.on_event(e));
+        self.drive();
+        self.finish();
     }
 
     fn drive(&mut self) {
@@ -919,7 +767,8 @@ impl Driver {
         self.out_buf.clear();
         while let Some(len) = self.machine.poll_transmit(now, &mut self.out_buf) {
             let result = match self.conn.as_mut() {
-                Some(ws) => message::from_bytes(text, &self.out_buf).and_then(|m| ws.write(m)),
+                Some(ws) => message::from_payload(text, Bytes::copy_from_slice(&self.out_buf))
+                    .and_then(|m| ws.write(m)),
                 None => {
                     tracing::trace!(len, "no connection for a message");
                     Ok(())

@@ -75,7 +75,9 @@ mod server;
 mod signal;
 mod state;
 
-pub use client::{Client, ClientError, ClientOptions, Event, Events, RecvTimeoutError, Status};
+pub use client::{
+    Client, ClientError, ClientOptions, Event, Events, RecvTimeoutError, Status, SyncOptions,
+};
 pub use config::{AuthHook, AuthRequest, AuthResult, Peer, RoomHook, ServerConfig};
 pub use eventwire_core as core;
 pub use eventwire_core::dashboard::EmitDashboard;

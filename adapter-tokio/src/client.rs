@@ -30,10 +30,10 @@
 //! [`PollingOptions::upgrade_every`]. The core's [`Fallback`] makes every decision of it (its
 //! probe deadline joins the machine's in the wait); `client/polling.rs` does the HTTP. Each switch is a reconnect with resume, lossless by
 //! positions; [`Client::transport`] tells which transport is in use. On by default; see
-//! [`ClientOptions::polling`].
+//! [`TokioOptions::polling`].
 //!
 //! # Backpressure
-//! The event channel is bounded ([`ClientOptions::events_capacity`]). Events one frame produces
+//! The event channel is bounded ([`Options::events_capacity`]). Events one frame produces
 //! that do not fit wait in the task, in order, and while any wait the task stops reading the
 //! socket; TCP then pushes back on the server. Nothing is dropped. Timers keep running meanwhile:
 //! a consumer that stalls for longer than the dead-link timeout (three heartbeats by default)
@@ -67,10 +67,11 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use eventwire_core::client::handle::{self, OUTBOX_BYTES};
 pub use eventwire_core::client::Status;
 use eventwire_core::client::{
-    Action, Call, Channel, ClientConfig, ClientError as CoreError, ClientEvent, ConnState,
-    Fallback, Level, OwnedEvent, WsUrl,
+    Action, AdapterOptions, Call, Channel, ClientEvent, ConnState, Fallback, HandleConnection,
+    HandleError, Level, Options, OwnedEvent, WsUrl,
 };
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
@@ -101,20 +102,11 @@ use crate::message;
 mod polling;
 /// When and how the client falls back to HTTP long-polling (PROTOCOL.md section 1.4): the
 /// core's [`PollingConfig`](eventwire_core::client::PollingConfig). Set with
-/// [`ClientOptions::polling`]; the fallback is on by default.
+/// [`TokioOptions::polling`]; the fallback is on by default.
 pub use eventwire_core::client::PollingConfig as PollingOptions;
 /// The transport of the client's current (or last) session; see [`Client::transport`].
 pub use eventwire_core::client::Transport;
 
-/// Rooms one client holds (the machine's `ROOMS`): far more than a dashboard needs, and small
-/// (each is a name and a position).
-const ROOMS: usize = 64;
-/// Publishes awaiting acknowledgement (the machine's `OUTBOX`); the core sends at most
-/// `ClientConfig::publish_window` of them at a time.
-const OUTBOX: usize = 256;
-/// Bytes of room, kind and payload the outbox holds (the machine's `OUTBOX_BYTES`). It lives in
-/// the machine, which the task keeps on the heap.
-const OUTBOX_BYTES: usize = 256 * 1024;
 /// Commands queued from the handle to the task; a caller waits when it is full.
 const COMMANDS: usize = 64;
 /// Bytes the socket buffers before writing; a flush always writes everything.
@@ -122,7 +114,6 @@ const WRITE_BUFFER: usize = 64 * 1024;
 /// How long a closing connection may take to send its last frames and the close handshake.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-type Machine = eventwire_core::client::Connection<ROOMS, OUTBOX, OUTBOX_BYTES>;
 type Ws = WebSocketStream<Box<dyn Io>>;
 type Attempt = Pin<Box<dyn Future<Output = Result<(Ws, Response), WsError>> + Send>>;
 
@@ -131,24 +122,18 @@ trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
-/// How a [`Client`] connects and behaves. Build it with [`ClientOptions::new`] (or `default()`)
-/// and the setters.
+/// How a [`Client`] connects and behaves: the core's client [`Options`] (codec, message limit,
+/// event capacity, seed, the machine's configuration) with this client's own [`TokioOptions`].
+/// Build it with `ClientOptions::new(client_id)` (or `default()`) and the setters; set the polling
+/// fallback and TLS with [`Options::adapter`].
+pub type ClientOptions = Options<TokioOptions>;
+
+/// What the tokio client adds to the core's client [`Options`]: the long-polling fallback and
+/// TLS. Set through [`Options::adapter`]:
+/// `ClientOptions::default().adapter(|a| a.polling(None))`.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct ClientOptions {
-    /// The core machine's configuration: identity, token, backoff, timeouts, frame limits.
-    pub core: ClientConfig,
-    /// The message form, sent as the WebSocket subprotocol. Default [`Codec::Binary`].
-    pub codec: Codec,
-    /// Largest WebSocket message (and frame) accepted, in bytes. Default: `core.max_frame`.
-    /// Before the first welcome it also bounds the size of a publish (afterwards the server's
-    /// `max_frame` does).
-    pub max_message: usize,
-    /// Events the application channel holds before the client stops reading. Default 1024.
-    pub events_capacity: usize,
-    /// Seed of the machine's backoff jitter and ping nonces; `None` draws one like the default
-    /// client id.
-    pub seed: Option<u64>,
+pub struct TokioOptions {
     /// The HTTP long-polling fallback (PROTOCOL.md section 1.4); `None` turns it off. On by
     /// default, with [`PollingOptions::default`]: after 3 failed WebSocket attempts in a row the
     /// client polls `/eventwire/poll`, and tries a WebSocket again every 30 s. For `wss://` the
@@ -160,58 +145,27 @@ pub struct ClientOptions {
     pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
-impl ClientOptions {
-    /// Defaults for a client with identity `client_id` (masked to 53 bits). The id must be new
-    /// for every process: publish ids restart at 1 with each client.
-    pub fn new(client_id: u64) -> Self {
-        let core = ClientConfig::new(client_id);
-        ClientOptions {
-            max_message: core.max_frame as usize,
-            core,
-            codec: Codec::Binary,
-            events_capacity: 1024,
-            seed: None,
+impl Default for TokioOptions {
+    fn default() -> Self {
+        TokioOptions {
             polling: Some(PollingOptions::default()),
             #[cfg(feature = "tls")]
             tls: None,
         }
     }
+}
 
-    /// Replaces the core configuration; [`max_message`](Self::max_message) follows its
-    /// `max_frame` (set it afterwards to differ).
-    pub fn core(mut self, core: ClientConfig) -> Self {
-        self.max_message = core.max_frame as usize;
-        self.core = core;
-        self
+/// Default client ids and seeds: `clock::entropy`.
+impl AdapterOptions for TokioOptions {
+    fn fresh_id() -> u64 {
+        entropy()
     }
+}
 
-    /// Sets the message form.
-    pub fn codec(mut self, codec: Codec) -> Self {
-        self.codec = codec;
-        self
-    }
-
-    /// Sets the largest message accepted.
-    pub fn max_message(mut self, bytes: usize) -> Self {
-        self.max_message = bytes;
-        self
-    }
-
-    /// Sets the capacity of the event channel (at least 1).
-    pub fn events_capacity(mut self, events: usize) -> Self {
-        self.events_capacity = events.max(1);
-        self
-    }
-
+impl TokioOptions {
     /// Sets the long-polling fallback: `PollingOptions`, or `None` for WebSocket only.
     pub fn polling(mut self, polling: impl Into<Option<PollingOptions>>) -> Self {
         self.polling = polling.into();
-        self
-    }
-
-    /// Sets the seed of the machine's randomness, for runs that replay.
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = Some(seed);
         self
     }
 
@@ -230,7 +184,7 @@ impl ClientOptions {
     /// let tls = rustls::ClientConfig::builder()
     ///     .with_root_certificates(roots)
     ///     .with_no_client_auth();
-    /// let options = ClientOptions::default().tls(Arc::new(tls));
+    /// let options = ClientOptions::default().adapter(|a| a.tls(Arc::new(tls)));
     /// let client = Client::connect("wss://events.example.com/", options)?;
     /// # Ok(())
     /// # }
@@ -242,62 +196,9 @@ impl ClientOptions {
     }
 }
 
-impl Default for ClientOptions {
-    /// Defaults with a random client id: the wall clock hashed with a `RandomState` (keyed by
-    /// std from the OS). Not cryptographic; it only has to differ between clients.
-    fn default() -> Self {
-        ClientOptions::new(entropy())
-    }
-}
-
-/// Why a client call failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The URL is not `ws://host[:port][/path]` (or `wss://`, with the `tls` feature and
-    /// `ClientOptions::tls`); the text says what is wrong.
-    InvalidUrl(&'static str),
-    /// The client is closed for good (its task ended): closed by the application, refused by
-    /// the server, or out of reconnect attempts. See [`Client::status`].
-    Closed,
-    /// The core machine refused the call: too many rooms, an invalid name, or a publish the
-    /// outbox cannot take. A full outbox is `Core(Outbox(OutboxError::Full))`; a publish larger
-    /// than the server accepts is `Core(Outbox(OutboxError::TooLarge { .. }))`, with the frame's
-    /// size and the limit.
-    Core(CoreError),
-    /// The payload could not be serialised to JSON, or (JSON codec) raw bytes are not JSON text.
-    Payload(serde_json::Error),
-}
-
-impl fmt::Display for ClientError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ClientError::InvalidUrl(why) => write!(f, "invalid URL: {why}"),
-            ClientError::Closed => f.write_str("client closed"),
-            ClientError::Core(e) => write!(f, "{e}"),
-            ClientError::Payload(e) => write!(f, "payload: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ClientError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ClientError::Core(e) => Some(e),
-            ClientError::Payload(e) => Some(e),
-            ClientError::InvalidUrl(_) | ClientError::Closed => None,
-        }
-    }
-}
-
-impl ClientError {
-    fn from_core(e: CoreError) -> Self {
-        match e {
-            CoreError::Closed => ClientError::Closed,
-            e => ClientError::Core(e),
-        }
-    }
-}
+/// Why a client call failed: the core's [`HandleError`], which the blocking client returns too.
+/// This client never returns [`HandleError::Spawn`] (it spawns a task, not a thread).
+pub type ClientError = HandleError;
 
 /// Something the application receives from the [`Client`] stream, in the order it happened
 /// (the core's [`OwnedEvent`] with a shared payload). This client never yields
@@ -350,22 +251,26 @@ impl fmt::Debug for Client {
 
 impl Client {
     /// Starts a client for `url` (`ws://host[:port][/path]`, or `wss://` with the `tls` feature
-    /// and `ClientOptions::tls`) and returns at once; the first connection attempt runs in a
+    /// and `TokioOptions::tls`) and returns at once; the first connection attempt runs in a
     /// spawned task. Only the URL is checked here; connection
     /// failures show in [`Client::status`] and are retried with backoff.
     ///
     /// # Panics
     /// Outside a Tokio runtime, like `tokio::spawn`.
     pub fn connect(url: &str, options: ClientOptions) -> Result<Client, ClientError> {
-        let ClientOptions {
+        let machine = options.connection();
+        let Options {
             core,
             codec,
             max_message,
             events_capacity,
-            seed,
-            polling,
-            #[cfg(feature = "tls")]
-            tls,
+            adapter:
+                TokioOptions {
+                    polling,
+                    #[cfg(feature = "tls")]
+                    tls,
+                },
+            ..
         } = options;
         let target = Target::new(
             url,
@@ -373,7 +278,6 @@ impl Client {
             tls,
         )?;
         let uri = &target.uri;
-        let seed = seed.unwrap_or_else(entropy);
         let (commands_tx, commands_rx) = mpsc::channel(COMMANDS);
         let (events_tx, events_rx) = mpsc::channel(events_capacity.max(1));
         let (status_tx, status_rx) = watch::channel(Status::Connecting);
@@ -388,24 +292,28 @@ impl Client {
             // larger than its outbox plus framing.
             .max_write_buffer_size(WRITE_BUFFER + OUTBOX_BYTES + 64 * 1024);
         let span = tracing::info_span!("eventwire_client", url = %uri, client_id = core.client_id);
-        let setup = Setup {
-            config: core,
-            seed,
+        let task = Task {
+            machine,
+            clock: Clock::new(),
             target,
-            codec,
+            out_buf: Vec::new(),
             max_message,
             ws_config,
-            polling,
-            transport: transport_tx,
             commands: commands_rx,
+            commands_open: true,
             out: Outputs {
                 events: events_tx,
                 pending: VecDeque::new(),
                 status: status_tx,
                 quality: quality_tx,
             },
+            attempt: None,
+            conn: None,
+            closing: None,
+            close_reply: None,
+            poll: polling::Polling::new(Fallback::new(polling), transport_tx),
         };
-        tokio::spawn(Task::run(setup).instrument(span));
+        tokio::spawn(task.run().instrument(span));
         Ok(Client {
             commands: commands_tx,
             events: events_rx,
@@ -429,26 +337,15 @@ impl Client {
     }
 
     async fn subscribe_at(&self, room: &str, from: Option<Position>) -> Result<(), ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Subscribe {
-                room: room.to_owned(),
-                from,
-                reply,
-            })
-        })
-        .await?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::subscribe(room, from, reply)))
+            .await?
+            .map_err(ClientError::from_core)
     }
 
     /// Leaves `room`: nothing more of it is delivered. Returns whether it was held.
     pub async fn unsubscribe(&self, room: &str) -> Result<bool, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Unsubscribe {
-                room: room.to_owned(),
-                reply,
-            })
-        })
-        .await
+        self.request(|reply| Command::Call(Call::unsubscribe(room, reply)))
+            .await
     }
 
     /// Publishes `payload`, serialised as JSON, to `room` and returns the publish id. It is sent
@@ -460,8 +357,8 @@ impl Client {
         kind: &str,
         payload: &T,
     ) -> Result<u64, ClientError> {
-        let bytes = serde_json::to_vec(payload).map_err(ClientError::Payload)?;
-        self.publish_bytes(room, kind, bytes).await
+        self.publish_bytes(room, kind, handle::json_payload(payload)?)
+            .await
     }
 
     /// Publishes payload bytes as they are; with the JSON codec they must be JSON text.
@@ -471,13 +368,8 @@ impl Client {
         kind: &str,
         payload: &[u8],
     ) -> Result<u64, ClientError> {
-        if self.codec.is_text() {
-            // The JSON form carries the payload inline, so it must be one JSON value; caught
-            // here, it cannot fail later when the frame is encoded.
-            serde_json::from_slice::<&serde_json::value::RawValue>(payload)
-                .map_err(ClientError::Payload)?;
-        }
-        self.publish_bytes(room, kind, payload.to_vec()).await
+        self.publish_bytes(room, kind, handle::raw_payload(self.codec, payload)?)
+            .await
     }
 
     async fn publish_bytes(
@@ -486,16 +378,9 @@ impl Client {
         kind: &str,
         payload: Vec<u8>,
     ) -> Result<u64, ClientError> {
-        self.request(|reply| {
-            Command::Call(Call::Publish {
-                room: room.to_owned(),
-                kind: kind.to_owned(),
-                payload,
-                reply,
-            })
-        })
-        .await?
-        .map_err(ClientError::from_core)
+        self.request(|reply| Command::Call(Call::publish(room, kind, payload, reply)))
+            .await?
+            .map_err(ClientError::from_core)
     }
 
     /// The rooms held, each with the last position delivered (save them to resume a later run
@@ -531,7 +416,7 @@ impl Client {
     }
 
     /// The transport of the current (or last) session: [`Transport::Polling`] while the client
-    /// falls back to HTTP long-polling (see [`ClientOptions::polling`]).
+    /// falls back to HTTP long-polling (see [`TokioOptions::polling`]).
     pub fn transport(&self) -> watch::Receiver<Transport> {
         self.transport.clone()
     }
@@ -600,7 +485,7 @@ impl Target {
             }
             Some(_) => None,
             None if parts.secure => {
-                return Err(ClientError::InvalidUrl("wss needs ClientOptions::tls"))
+                return Err(ClientError::InvalidUrl("wss needs TokioOptions::tls"))
             }
             None => None,
         };
@@ -773,23 +658,9 @@ enum Wake {
     Poll(polling::PollWake),
 }
 
-/// What the task is made of, gathered by `Client::connect`.
-struct Setup {
-    config: ClientConfig,
-    seed: u64,
-    target: Target,
-    codec: Codec,
-    max_message: usize,
-    ws_config: WebSocketConfig,
-    polling: Option<PollingOptions>,
-    transport: watch::Sender<Transport>,
-    commands: mpsc::Receiver<Command>,
-    out: Outputs,
-}
-
 /// The background task: the machine, the socket, and the channels to the handle.
 struct Task {
-    machine: Box<Machine>,
+    machine: Box<HandleConnection>,
     clock: Clock,
     target: Target,
     /// The message being written (or a polling request's frame).
@@ -812,34 +683,11 @@ struct Task {
 
 impl Task {
     /// Runs the client until the machine is closed for good.
-    async fn run(setup: Setup) {
-        // Built here, on the runtime's stack, then boxed: the machine holds its outbox inline.
-        let machine = Box::new(Machine::new(
-            setup.config,
-            setup.codec,
-            setup.max_message,
-            setup.seed,
-        ));
-        let mut task = Task {
-            machine,
-            clock: Clock::new(),
-            target: setup.target,
-            out_buf: Vec::new(),
-            max_message: setup.max_message,
-            ws_config: setup.ws_config,
-            commands: setup.commands,
-            commands_open: true,
-            out: setup.out,
-            attempt: None,
-            conn: None,
-            closing: None,
-            close_reply: None,
-            poll: polling::Polling::new(Fallback::new(setup.polling), setup.transport),
-        };
-        let now = task.clock.now();
-        task.machine.connect(now, &mut |e| task.out.on_event(e));
-        task.drive().await;
-        task.finish().await;
+    async fn run(mut self) {
+        let now = self.clock.now();
+        self.machine.connect(now, &mut |e| self.out.on_event(e));
+        self.drive().await;
+        self.finish().await;
     }
 
     async fn drive(&mut self) {
@@ -879,8 +727,9 @@ impl Task {
             let text = self.machine.is_text();
             self.out_buf.clear();
             while let Some(len) = self.machine.poll_transmit(now, &mut self.out_buf) {
+                let payload = Bytes::copy_from_slice(&self.out_buf);
                 match self.conn.as_mut() {
-                    Some(conn) => match message::from_bytes(text, &self.out_buf) {
+                    Some(conn) => match message::from_payload(text, payload) {
                         Ok(message) => {
                             conn.queue.push_back(message);
                             conn.unflushed = true;

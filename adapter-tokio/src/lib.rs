@@ -17,7 +17,7 @@
 //! - [`TcpServer`]: the same over plain TCP with COBS-framed binary frames, for devices without a
 //!   WebSocket stack.
 //! - `axum` (feature `axum`): eventwire mounted at a path of an existing axum app.
-//! - TLS (feature `tls`): `Server::bind_tls` serves `wss://`, and `ClientOptions::tls` lets the
+//! - TLS (feature `tls`): `Server::bind_tls` serves `wss://`, and `TokioOptions::tls` lets the
 //!   client connect to it, both through rustls (re-exported as `rustls`) with the caller's
 //!   configuration.
 //! - [`Client`]: a reconnecting client that resumes every room; its events are a
@@ -79,4 +79,6 @@ pub use tcp::TcpServer;
 #[cfg(feature = "tls")]
 pub use tokio_rustls::rustls;
 mod client;
-pub use client::{Client, ClientError, ClientOptions, Event, PollingOptions, Status, Transport};
+pub use client::{
+    Client, ClientError, ClientOptions, Event, PollingOptions, Status, TokioOptions, Transport,
+};

@@ -8,11 +8,6 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// The message carrying bytes a connection wrote: text for the JSON form (which serde_json
 /// writes as UTF-8, so the check never fails in practice), binary otherwise.
-pub(crate) fn from_bytes(text: bool, bytes: &[u8]) -> Result<Message, std::str::Utf8Error> {
-    from_payload(text, Bytes::copy_from_slice(bytes))
-}
-
-/// [`from_bytes`] for a payload already cut (see `wire::Outgoing`).
 pub(crate) fn from_payload(text: bool, bytes: Bytes) -> Result<Message, std::str::Utf8Error> {
     Ok(if text {
         Message::Text(Utf8Bytes::try_from(bytes)?)

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventwire_core::client::{ClientConfig, ClientError as CoreError};
+use eventwire_core::client::ClientError as CoreError;
 use eventwire_core::codec::Codec;
 use eventwire_core::frame::Position;
 use eventwire_core::CloseCode;
@@ -37,6 +37,9 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as HandshakeRequest, Response as HandshakeResponse,
 };
+
+#[path = "shared/client_urls.rs"]
+mod client_urls;
 
 /// No await in these tests may take longer: fail, don't hang.
 const LIMIT: Duration = Duration::from_secs(5);
@@ -625,22 +628,7 @@ async fn publishes_are_refused_at_call_time() {
 
 #[tokio::test]
 async fn urls_are_checked_at_connect() {
-    for url in [
-        "http://127.0.0.1:9001/",
-        "wss://127.0.0.1:9001/",
-        "ws://",
-        "ws:///path",
-        "not a url",
-        "127.0.0.1:9001",
-    ] {
-        let result = Client::connect(url, ClientOptions::default());
-        assert!(
-            matches!(result, Err(ClientError::InvalidUrl(_))),
-            "{url}: {result:?}"
-        );
-    }
-    let client = Client::connect("ws://localhost:1/events?x=1", ClientOptions::default());
-    assert!(client.is_ok());
+    client_urls::urls_are_checked(|url| Client::connect(url, ClientOptions::default()).map(drop));
 }
 
 #[test]
@@ -649,22 +637,20 @@ fn default_options_draw_fresh_ids() {
     let b = ClientOptions::default();
     assert_ne!(a.core.client_id, b.core.client_id);
     assert!(a.core.client_id <= MAX_SAFE_INTEGER);
-    assert_eq!(a.codec, Codec::Binary);
-    assert_eq!(a.max_message, 64 * 1024);
-    assert_eq!(a.events_capacity, 1024);
-    assert_eq!(a.seed, None);
-    let c = a
-        .core(ClientConfig::new(1).max_frame(1000))
-        .max_message(2000);
-    assert_eq!((c.core.client_id, c.max_message), (1, 2000));
-    assert_eq!(ClientOptions::new(1).events_capacity(0).events_capacity, 1);
+    // The core's defaults and setters: core/tests/client_handle.rs.
     // The polling fallback is on by default, with the core's defaults.
     assert_eq!(
-        ClientOptions::new(1).polling,
+        ClientOptions::new(1).adapter.polling,
         Some(PollingOptions::default())
     );
     assert_eq!(PollingOptions::default().after_failures, 3);
-    assert_eq!(ClientOptions::new(1).polling(None).polling, None);
+    assert_eq!(
+        ClientOptions::new(1)
+            .adapter(|a| a.polling(None))
+            .adapter
+            .polling,
+        None
+    );
 }
 
 #[test]
@@ -702,17 +688,4 @@ fn event_helpers_decode_payloads() {
     };
     assert!(ack.json::<Value>().is_none());
     assert!(ack.dashboard().is_none());
-}
-
-#[test]
-fn errors_display() {
-    assert_eq!(
-        ClientError::InvalidUrl("no host").to_string(),
-        "invalid URL: no host"
-    );
-    assert_eq!(ClientError::Closed.to_string(), "client closed");
-    assert_eq!(
-        ClientError::Core(CoreError::Outbox(OutboxError::Full)).to_string(),
-        "outbox full: publish refused"
-    );
 }

@@ -256,7 +256,7 @@ fn options(codec: Codec) -> ClientOptions {
     let base = ClientOptions::new(7)
         .seed(1)
         .codec(codec)
-        .polling(PollingOptions::new().after_failures(1));
+        .adapter(|a| a.polling(PollingOptions::new().after_failures(1)));
     let core = base.core.clone().backoff(
         BackoffPolicy::new()
             .initial(Duration::from_millis(10))
@@ -338,7 +338,8 @@ async fn requests_follow_the_protocol() {
 async fn the_path_comes_from_the_options_and_a_bad_one_sends_nothing() {
     let first = ok(&welcome(Codec::Json), true);
     let mut fake = Fake::start(first_then_empty(Codec::Json, first, Then::Keep)).await;
-    let custom = options(Codec::Json).polling(PollingOptions::new().after_failures(1).path("x/y"));
+    let custom = options(Codec::Json)
+        .adapter(|a| a.polling(PollingOptions::new().after_failures(1).path("x/y")));
     let client = Client::connect(&fake.url(), custom).unwrap();
     let (_, head, _) = fake.post().await;
     assert!(head.starts_with("post /x/y http/1.1\r\n"), "{head}");
@@ -349,7 +350,8 @@ async fn the_path_comes_from_the_options_and_a_bad_one_sends_nothing() {
     // the client keeps reconnecting.
     let first = ok(&welcome(Codec::Json), true);
     let mut fake = Fake::start(first_then_empty(Codec::Json, first, Then::Keep)).await;
-    let bad = options(Codec::Json).polling(PollingOptions::new().after_failures(1).path("a b"));
+    let bad = options(Codec::Json)
+        .adapter(|a| a.polling(PollingOptions::new().after_failures(1).path("a b")));
     let client = Client::connect(&fake.url(), bad).unwrap();
     let mut transport = client.transport();
     within(

@@ -507,7 +507,7 @@ async fn falls_back_and_upgrades(
     let polling = PollingOptions::new()
         .after_failures(2)
         .upgrade_every(Duration::from_millis(300));
-    let options = base.core(core).polling(polling);
+    let options = base.core(core).adapter(|a| a.polling(polling));
     let mut client = Client::connect(&format!("ws://{addr}/"), options).unwrap();
     client.subscribe("agents").await.unwrap();
     let mut transport = client.transport();
@@ -645,7 +645,7 @@ async fn json_client_polls_the_real_server() {
 async fn no_fallback_without_polling_options() {
     let fake = fake();
     let addr = start(Backend::Fake(fake.clone()), Arc::new(AtomicBool::new(true))).await;
-    let base = ClientOptions::new(12).seed(3).polling(None);
+    let base = ClientOptions::new(12).seed(3).adapter(|a| a.polling(None));
     let core = base.core.clone().backoff(
         eventwire_core::backoff::BackoffPolicy::new()
             .initial(Duration::from_millis(5))

@@ -65,7 +65,7 @@ fn trusting(cert: CertificateDer<'static>) -> ClientOptions {
             .cap(Duration::from_millis(50))
             .jitter(Jitter::None),
     );
-    base.core(core).tls(Arc::new(tls))
+    base.core(core).adapter(|a| a.tls(Arc::new(tls)))
 }
 
 async fn next_event(client: &mut Client) -> Event {
@@ -189,7 +189,7 @@ async fn wss_needs_a_tls_config() {
     assert!(
         matches!(
             result,
-            Err(ClientError::InvalidUrl("wss needs ClientOptions::tls"))
+            Err(ClientError::InvalidUrl("wss needs TokioOptions::tls"))
         ),
         "{result:?}"
     );
@@ -287,7 +287,7 @@ async fn a_wss_client_whose_upgrades_are_refused_polls_over_https() {
     let (server, hub, backend_cert) = server(ServerConfig::default()).await;
     let (front, cert, refused) = upgrade_refusing_front(server.local_addr(), backend_cert);
     let url = format!("wss://{front}/");
-    let options = trusting(cert).polling(PollingOptions::new().after_failures(1));
+    let options = trusting(cert).adapter(|a| a.polling(PollingOptions::new().after_failures(1)));
     let mut client = Client::connect(&url, options).unwrap();
     client.subscribe("feed").await.unwrap();
     let subscribed = next_event(&mut client).await;

@@ -1104,6 +1104,8 @@ mod connection;
 #[cfg(feature = "alloc")]
 pub mod fallback;
 #[cfg(feature = "alloc")]
+pub mod handle;
+#[cfg(feature = "alloc")]
 mod owned;
 #[cfg(feature = "alloc")]
 pub use crate::error::TransportError;
@@ -1113,5 +1115,9 @@ pub use call::{Call, Channel};
 pub use connection::{Connection, Counts};
 #[cfg(feature = "alloc")]
 pub use fallback::{Fallback, PollingConfig, Transport};
+#[cfg(all(feature = "std", feature = "json"))]
+pub use handle::HandleError;
+#[cfg(feature = "alloc")]
+pub use handle::{AdapterOptions, HandleConnection, Options};
 #[cfg(feature = "alloc")]
 pub use owned::{OwnedEvent, Status};

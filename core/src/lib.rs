@@ -19,7 +19,8 @@
 //!   `client::Connection` (feature `alloc`): the same in bytes, with every close code decided;
 //!   `client::fallback` (feature `alloc`): when to fall back to long-polling, what each poll
 //!   request carries, when to try a WebSocket again; `client::call` (feature `alloc`): the
-//!   application's calls a client handle sends to its loop; [`client::url`]: the URL check;
+//!   application's calls a client handle sends to its loop; `client::handle` (feature `alloc`):
+//!   the options and errors every adapter's client handle shares; [`client::url`]: the URL check;
 //!   `client::Level`: how client events are logged.
 //! - `server` (feature `alloc`): one connection on the server, in bytes (`server::Connection`,
 //!   what adapters drive) around its session in frames; `server::polling`: HTTP long-polling

@@ -297,7 +297,7 @@ pub fn client(
                 .core(core)
                 .codec(codec)
                 .events_capacity(capacity)
-                .polling(None);
+                .adapter(|a| a.polling(None));
             let _runtime = RT.enter();
             Box::new(eventwire_tokio::Client::connect(url, options).expect("connect"))
         }

@@ -9,7 +9,7 @@
 //!
 //! HTTP/1.1 is hyper's client connection (`hyper::client::conn::http1`) over the byte stream a
 //! WebSocket attempt would use: plain TCP for `ws://`; for `wss://`, HTTPS: TLS through the same
-//! `ClientOptions::tls` config and server name, so HTTPS needs no connector of its own. A response
+//! `TokioOptions::tls` config and server name, so HTTPS needs no connector of its own. A response
 //! head is at most 8 KiB and a body at most `max_message * 64` bytes, framed by `Content-Length`,
 //! by chunked transfer coding, or by the end of the connection. A body over the limit fails the
 //! request (and so the session) as soon as its `Content-Length` declares it, or else as soon as

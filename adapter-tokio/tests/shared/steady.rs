@@ -92,17 +92,38 @@ fn read_events(ws: &mut Ws, events: usize) -> usize {
     got
 }
 
-/// Subscribes to `agents` on the server at `addr`, warms up, then sends 20,000 events through
+/// The room every event goes to.
+pub const ROOM: &str = "agents";
+/// The kind of every event.
+pub const KIND: &str = "agent.metrics";
+
+/// Runs [`steady_state`] and asserts that every event arrived and the server's threads
+/// allocated nothing; `emit` appends one event of [`KIND`] to [`ROOM`] on the server's hub.
+pub fn assert_allocation_free<T, E: std::fmt::Debug>(
+    addr: SocketAddr,
+    emit: impl Fn(&[u8]) -> Result<T, E>,
+) {
+    let (delivered, allocs) = steady_state(addr, |payload| {
+        emit(payload).expect("emit");
+    });
+    assert_eq!(delivered, 20_000);
+    assert_eq!(
+        allocs, 0,
+        "{allocs} allocations on the server's threads for {delivered} events"
+    );
+}
+
+/// Subscribes to [`ROOM`] on the server at `addr`, warms up, then sends 20,000 events through
 /// `emit` in bursts of 50 (one batch each, read before the next); returns the events delivered
 /// and the allocations counted on the server's threads meanwhile.
-pub fn steady_state(addr: SocketAddr, emit: impl Fn(&[u8])) -> (usize, usize) {
+fn steady_state(addr: SocketAddr, emit: impl Fn(&[u8])) -> (usize, usize) {
     let mut request = format!("ws://{addr}/").into_client_request().unwrap();
     request
         .headers_mut()
         .insert("sec-websocket-protocol", "eventwire.v1".parse().unwrap());
     let (mut ws, _) = tungstenite::connect(request).expect("connect");
     let rooms = [Resume {
-        room: "agents",
+        room: ROOM,
         from: None,
     }];
     let hello = Frame::Hello(Hello {

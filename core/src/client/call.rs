@@ -63,6 +63,45 @@ pub enum Call<C: Channel> {
     },
 }
 
+impl<C: Channel> Call<C> {
+    /// Hold `room`, resuming after `from` (or from its head when `None`).
+    pub fn subscribe(
+        room: &str,
+        from: Option<Position>,
+        reply: C::Sender<Result<(), ClientError>>,
+    ) -> Self {
+        Call::Subscribe {
+            room: room.into(),
+            from,
+            reply,
+        }
+    }
+
+    /// Leave `room`.
+    pub fn unsubscribe(room: &str, reply: C::Sender<bool>) -> Self {
+        Call::Unsubscribe {
+            room: room.into(),
+            reply,
+        }
+    }
+
+    /// Publish `payload` (the bytes [`json_payload`](super::handle::json_payload) or
+    /// [`raw_payload`](super::handle::raw_payload) made) as `kind` to `room`.
+    pub fn publish(
+        room: &str,
+        kind: &str,
+        payload: Vec<u8>,
+        reply: C::Sender<Result<u64, ClientError>>,
+    ) -> Self {
+        Call::Publish {
+            room: room.into(),
+            kind: kind.into(),
+            payload,
+            reply,
+        }
+    }
+}
+
 /// What the call is, for logs (without its payload).
 impl<C: Channel> fmt::Display for Call<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -176,7 +176,9 @@ async fn eventwire_sub(
     ready: mpsc::Sender<()>,
     r: &mut SubResult,
 ) -> Result<(), String> {
-    let options = ClientOptions::new(0x10_0000 + i).codec(codec).polling(None);
+    let options = ClientOptions::new(0x10_0000 + i)
+        .codec(codec)
+        .adapter(|a| a.polling(None));
     let mut client = Client::connect(url, options).map_err(|e| e.to_string())?;
     client
         .subscribe(event::ROOM)
@@ -515,7 +517,7 @@ pub async fn dashboard(
     let options = ClientOptions::new(0x20_0000 + id)
         .core(ClientConfig::new(0x20_0000 + id).max_batch(max_batch))
         .codec(codec)
-        .polling(None);
+        .adapter(|a| a.polling(None));
     let mut client = match Client::connect(&format!("ws://127.0.0.1:{port}/"), options) {
         Ok(c) => c,
         Err(e) => {
