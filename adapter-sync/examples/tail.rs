@@ -6,13 +6,15 @@
 //! Run: `cargo run -p eventwire-sync --example tail -- ws://127.0.0.1:9001 system`
 //! (against `cargo run -p eventwire-tokio --example server`, or the `swarm` example with rooms
 //! `agents tasks system`). Options: `--json` speaks the JSON subprotocol instead of binary.
+//! Ctrl-c or SIGTERM closes the connection normally (close 1000) before exiting.
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use eventwire_sync::core::backoff::BackoffPolicy;
 use eventwire_sync::core::codec::Codec;
 use eventwire_sync::core::frame::Missed;
-use eventwire_sync::{Client, ClientOptions, Event, Status};
+use eventwire_sync::{shutdown_signal, Client, ClientOptions, Event, Status};
 
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,13 +40,31 @@ fn main() -> ExitCode {
     if json {
         options = options.codec(Codec::Json);
     }
+    // Installed first, so that a signal from now on is ours to handle, never the default kill.
+    let stop = match shutdown_signal() {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("tail: cannot handle signals: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let client = match Client::connect(&url, options) {
-        Ok(client) => client,
+        Ok(client) => Arc::new(client),
         Err(e) => {
             eprintln!("tail: {e}");
             return ExitCode::from(2);
         }
     };
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        // On ctrl-c or SIGTERM: close normally; the loop below ends once the client stopped.
+        let (client, stopping) = (client.clone(), stopping.clone());
+        std::thread::spawn(move || {
+            stop.wait();
+            stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+            client.stop();
+        });
+    }
     for room in &rooms {
         if let Err(e) = client.subscribe(room) {
             eprintln!("tail: cannot join {room}: {e}");
@@ -104,6 +124,11 @@ fn main() -> ExitCode {
             other => eprintln!("{other:?}"),
         }
     }
-    // The iterator ends only when the client stopped for good (refused by the server).
-    ExitCode::FAILURE
+    // The iterator ends when the client stopped for good: asked to by a signal, or refused by
+    // the server.
+    if stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -491,6 +491,15 @@ impl Client {
         }
     }
 
+    /// Starts closing the client from any thread, without waiting: as [`Client::close`] (a
+    /// normal close) but through a shared reference, so that a thread watching for a signal can
+    /// end a loop over [`Client::events`] elsewhere; that loop ends once the driver stopped.
+    pub fn stop(&self) {
+        let _ = self
+            .waker
+            .send(Input::Command(Command::Close { reply: None }));
+    }
+
     fn request<T>(&self, command: impl FnOnce(Sender<T>) -> Command) -> Result<T, ClientError> {
         let (reply, answer) = mpsc::channel();
         self.waker

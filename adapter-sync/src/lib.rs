@@ -72,6 +72,7 @@ mod hub;
 mod message;
 mod pipe;
 mod server;
+mod shutdown;
 mod signal;
 mod state;
 
@@ -84,3 +85,4 @@ pub use eventwire_core::dashboard::EmitDashboard;
 pub use eventwire_core::server::Grants;
 pub use hub::{EmitError, Hub, HubStats, RoomStats};
 pub use server::Server;
+pub use shutdown::{shutdown_signal, ShutdownSignal};

@@ -76,16 +76,7 @@ fn tail_prints_events_and_survives_a_restart() {
     let first = TestServer::start(Side::Tokio, 1, 1024);
     let proxy = Proxy::start(first.addr());
     let stop = ticker(first.hub());
-    let mut child = Command::new(env!("CARGO"))
-        .args([
-            "run",
-            "-q",
-            "-p",
-            "eventwire-sync",
-            "--example",
-            "tail",
-            "--",
-        ])
+    let mut child = Command::new(tail_binary())
         .args([proxy.url().as_str(), "system"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -94,7 +85,8 @@ fn tail_prints_events_and_survives_a_restart() {
         .expect("spawn cargo");
     let stdout = lines(child.stdout.take().expect("stdout"));
     let stderr = lines(child.stderr.take().expect("stderr"));
-    let _child = Kill(child);
+    let pid = child.id();
+    let mut child = Kill(child);
 
     // Five events of the first epoch, consecutive.
     let mut offsets = Vec::new();
@@ -142,6 +134,41 @@ fn tail_prints_events_and_survives_a_restart() {
         event["offset"], 1,
         "the new epoch from its first event: {line}"
     );
+
+    // SIGTERM (what systemd and Kubernetes send) closes the connection normally and exits 0;
+    // before `shutdown_signal`, it killed the process with no close frame.
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    expect_line(&stderr, Duration::from_secs(10), "the normal close", |l| {
+        l.starts_with("state: closed for good")
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "tail did not exit on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "tail exited with {status}");
     stop.store(true, Ordering::Relaxed);
     second.shutdown();
+}
+
+/// The `tail` example's binary, built first (it sits beside this test's `deps` folder).
+fn tail_binary() -> std::path::PathBuf {
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "-q", "-p", "eventwire-sync", "--example", "tail"])
+        .status()
+        .expect("run cargo build");
+    assert!(built.success(), "building the tail example failed");
+    let exe = std::env::current_exe().expect("the test's path");
+    let profile = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    profile.join("examples").join("tail")
 }

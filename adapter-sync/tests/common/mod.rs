@@ -80,7 +80,7 @@ pub struct TestServer {
 }
 
 /// The rooms the tests' application declares at start: clients cannot create rooms.
-pub const ROOMS: [&str; 4] = ["r0", "r1", "feed", "metrics"];
+pub const ROOMS: [&str; 5] = ["r0", "r1", "feed", "metrics", "system"];
 
 impl TestServer {
     /// A server whose rooms start in `epoch` and keep `history` events (of up to 4 MiB).
