@@ -37,6 +37,7 @@ pub type RoomHook = Arc<dyn Fn(&Peer, &str) -> bool + Send + Sync>;
 /// | a write that does not drain (`write_timeout`) | 30 s | connection closed as a slow consumer |
 /// | browser origins (`origins`) | the server's own (same-origin) | upgrade (and polling request) refused with 403 |
 /// | subscriptions, publish rate | from `session` | error frames, then close 4004 |
+/// | bytes a connection sends (`session.max_bytes_in`) | 1 MiB/s, one second's burst | close 4004 with retry-after 1 s |
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {

@@ -19,6 +19,7 @@
 //! | a write that does not drain | 30 s | connection closed as a slow consumer |
 //! | browser origins (`origins`) | the server's own (same-origin) | upgrade (and polling request) refused with 403 |
 //! | subscriptions, publish rate | from `session` | error frames, then close 4004 |
+//! | bytes a connection sends (`session.max_bytes_in`) | 1 MiB/s, one second's burst | close 4004 with retry-after 1 s |
 //! | polling request body (`max_poll_body`) | 256 KiB | 413 before any of it is read |
 //! | frames per polling request (`max_poll_frames`) | 64 | 400, and the session ends (1008) |
 //! | polling request held (`long_poll`) | 25 s | answered with no frames |

@@ -97,6 +97,11 @@ pub struct ServerConfig {
     pub publish_rate: u16,
     /// Rate-limit errors a connection may cause before it is closed. Default 100.
     pub rate_strikes: u32,
+    /// Bytes a connection may send per second, whatever they carry (publishes, pings,
+    /// subscriptions, junk): a token bucket holding one second's worth, or two frames of
+    /// `max_frame` if that is more. Beyond it the connection is closed with `RATE_LIMITED`
+    /// (4004) and a retry-after of one second. Default 1 MiB; 0 turns the limit off.
+    pub max_bytes_in: u32,
     /// Most events per batch. Default 50.
     pub max_batch: u16,
     /// Batch interval of ordinary events. Default 100 ms.
@@ -120,12 +125,19 @@ impl ServerConfig {
             max_subscriptions: 64,
             publish_rate: 100,
             rate_strikes: 100,
+            max_bytes_in: 1024 * 1024,
             max_batch: 50,
             batch_interval: Duration::from_millis(100),
             metrics_interval: Duration::from_millis(500),
             quality: QualityConfig::new(),
             publish_mode: PublishMode::AppendToRoom,
         }
+    }
+
+    /// Sets the bytes a connection may send per second (0: no limit).
+    pub const fn max_bytes_in(mut self, bytes_per_second: u32) -> Self {
+        self.max_bytes_in = bytes_per_second;
+        self
     }
 
     /// Sets the heartbeat interval.

@@ -445,3 +445,60 @@ fn a_shared_hub_connection_appends_publishes_whatever_its_config_says() {
     assert_eq!(conn.poll_decision(), None);
     assert_eq!(shared.room_stats("feed").unwrap().head, Position::new(3, 1));
 }
+
+/// A peer may send at most `max_bytes_in` bytes a second, whatever they carry: one that keeps
+/// within it is never closed, one that floods (here with pings, which no other limit counts) is
+/// closed with `RATE_LIMITED` and a retry-after, and nothing it sent after is parsed. Before this
+/// limit a connection could make the server decode pings as fast as it could send them.
+#[test]
+fn a_peer_over_the_byte_rate_is_closed_with_rate_limited() {
+    let config = ServerConfig::new().max_frame(4096).max_bytes_in(10_000);
+    let ping = binary(&Frame::Ping(Ping { nonce: 1 << 52 }));
+
+    // Within the rate: 8,000 bytes a second for ten seconds.
+    let (mut calm, hub) = open(Framing::Message(Codec::Binary), config);
+    welcome(&mut calm, &hub, false);
+    assert_eq!(drain(&mut calm), ["welcome"]);
+    let mut now = T0;
+    for _ in 0..10 {
+        now = now + Duration::from_secs(1);
+        let mut bytes = 0;
+        while bytes + ping.len() <= 8_000 {
+            calm.handle_message(now, &hub, &ping, false);
+            bytes += ping.len();
+            // Read as it goes: a peer that pings without reading fills the control queue.
+            let sent = drain(&mut calm);
+            assert_eq!(sent, ["pong"]);
+        }
+        assert_eq!(calm.state(), SessionState::Open, "closed within the rate");
+    }
+
+    // A flood at one instant: the bucket (one second's worth) runs dry, then the close.
+    let (mut flood, hub) = open(Framing::Message(Codec::Binary), config);
+    welcome(&mut flood, &hub, false);
+    assert_eq!(drain(&mut flood), ["welcome"]);
+    let mut pings = 0;
+    let mut pongs = 0;
+    let mut last = Vec::new();
+    while flood.state() == SessionState::Open {
+        flood.handle_message(T0, &hub, &ping, false);
+        pings += 1;
+        assert!(pings * ping.len() <= 10_000 + ping.len(), "never closed");
+        last = drain(&mut flood);
+        pongs += last.iter().filter(|k| *k == "pong").count();
+    }
+    assert_eq!(last, ["close 4004"]);
+    assert_eq!(
+        pongs,
+        pings - 1,
+        "every ping within the budget was answered, none after"
+    );
+    // The hello counted too: the close came with the first ping past the budget.
+    let before = binary(&hello(5, Some("t"))).len() + (pings - 1) * ping.len();
+    assert!(
+        before <= 10_000 && before + ping.len() > 10_000,
+        "closed at {before} bytes"
+    );
+    flood.handle_message(T0, &hub, &ping, false);
+    assert!(drain(&mut flood).is_empty(), "parsed after the close");
+}

@@ -272,6 +272,51 @@ pub struct Connection<H: Host = Local> {
     counts: Counts,
     /// Where a binary polling body's frames are unstuffed.
     scratch: Vec<u8>,
+    /// The bytes the peer may still send (`ServerConfig::max_bytes_in`).
+    bytes_in: ByteBucket,
+}
+
+/// A token bucket of bytes: `rate` a second, holding at most `burst`.
+#[derive(Debug, Clone, Copy)]
+struct ByteBucket {
+    rate: u64,
+    burst: u64,
+    tokens: u64,
+    at: Instant,
+}
+
+impl ByteBucket {
+    fn new(now: Instant, config: &ServerConfig) -> Self {
+        let rate = u64::from(config.max_bytes_in);
+        let burst = rate.max(2 * u64::from(config.max_frame));
+        ByteBucket {
+            rate,
+            burst,
+            tokens: burst,
+            at: now,
+        }
+    }
+
+    /// Takes `n` bytes; `false` when the peer sent more than the rate allows.
+    fn take(&mut self, now: Instant, n: usize) -> bool {
+        if self.rate == 0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.at).as_micros();
+        let earned = u64::try_from(elapsed.saturating_mul(u128::from(self.rate)) / 1_000_000)
+            .unwrap_or(u64::MAX);
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(self.burst);
+            self.at = now;
+        }
+        match self.tokens.checked_sub(n as u64) {
+            Some(left) => {
+                self.tokens = left;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Connection<Local> {
@@ -299,6 +344,7 @@ impl<H: Host> Connection<H> {
         seed: u64,
         waker: H::Waker,
     ) -> Self {
+        let bytes_in = ByteBucket::new(now, &config);
         let mut session = ServerSession::with_waker(now, config, session_id, seed, waker);
         session.set_codec(framing.codec());
         Connection {
@@ -310,6 +356,7 @@ impl<H: Host> Connection<H> {
             decisions: VecDeque::new(),
             counts: Counts::default(),
             scratch: Vec::new(),
+            bytes_in,
         }
     }
 
@@ -362,10 +409,7 @@ impl<H: Host> Connection<H> {
     /// One WebSocket data message (`text` or binary) arrived. A message of the other type than
     /// the codec's closes with `UNSUPPORTED_DATA`.
     pub fn handle_message(&mut self, now: Instant, hub: &Hub<H>, data: &[u8], text: bool) {
-        // Received is received: bytes count whatever becomes of them.
-        self.counts.bytes_in += data.len() as u64;
-        hub.sweep_due(now);
-        if self.failed {
+        if !self.received(now, hub, data.len()) {
             return;
         }
         if let Err(code) = handshake::check_message_type(self.framing.codec(), text) {
@@ -380,8 +424,9 @@ impl<H: Host> Connection<H> {
     /// Bytes of a COBS byte stream arrived ([`Framing::Stream`]). A frame over the limit closes
     /// with `MESSAGE_TOO_BIG` as soon as its size is known.
     pub fn handle_stream(&mut self, now: Instant, hub: &Hub<H>, bytes: &[u8]) {
-        self.counts.bytes_in += bytes.len() as u64;
-        hub.sweep_due(now);
+        if !self.received(now, hub, bytes.len()) {
+            return;
+        }
         // The decoder is set aside while its frames, which borrow it, go to the session.
         let Some(mut decoder) = self.stream.take() else {
             return;
@@ -419,8 +464,9 @@ impl<H: Host> Connection<H> {
 
     /// A polling request's body arrived ([`Framing::Body`]); `size` is its length in bytes.
     pub fn handle_body(&mut self, now: Instant, hub: &Hub<H>, body: &Body<'_>, size: usize) {
-        self.counts.bytes_in += size as u64;
-        hub.sweep_due(now);
+        if !self.received(now, hub, size) {
+            return;
+        }
         let max_frame = self.session.max_frame() as usize;
         // The scratch buffer is set aside while the frames unstuffed into it go to the session.
         let mut scratch = core::mem::take(&mut self.scratch);
@@ -552,6 +598,27 @@ impl<H: Host> Connection<H> {
     }
 
     // ---- internals
+
+    /// Counts `n` bytes in (received is received, whatever becomes of them), lets the hub sweep
+    /// idle rooms, and charges the byte rate: a peer over it is closed with `RATE_LIMITED`.
+    /// Whether the bytes are to be parsed.
+    fn received(&mut self, now: Instant, hub: &Hub<H>, n: usize) -> bool {
+        self.counts.bytes_in += n as u64;
+        hub.sweep_due(now);
+        if self.failed {
+            return false;
+        }
+        if !self.bytes_in.take(now, n) {
+            self.failed = true;
+            self.session.close(
+                CloseCode::RATE_LIMITED,
+                Some(Duration::from_secs(1)),
+                "byte rate",
+            );
+            return false;
+        }
+        true
+    }
 
     fn fail(&mut self, code: CloseCode, reason: &'static str) {
         self.failed = true;
