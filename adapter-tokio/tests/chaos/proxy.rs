@@ -65,6 +65,12 @@ pub struct Tally {
     pub attempts: Mutex<Vec<Instant>>,
 }
 
+impl Tally {
+    pub fn count(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 pub struct Proxy {
     pub addr: SocketAddr,
     control: watch::Sender<Control>,
