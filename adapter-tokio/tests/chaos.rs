@@ -1013,3 +1013,220 @@ async fn reconnect_storm_is_spread_and_recovers() {
         oracle::rss_high_water_kib().unwrap_or(0),
     );
 }
+
+/// A peer that joins `room` over a WebSocket with a tiny receive buffer, then never reads.
+async fn stalled_peer(addr: std::net::SocketAddr, room: &str, id: u64) -> impl Drop {
+    use eventwire_core::codec::binary;
+    use eventwire_core::frame::{Frame, Hello, Resume, Seq};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let mut request = format!("ws://{addr}/").into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", "eventwire.v1".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .unwrap();
+    let rooms = [Resume { room, from: None }];
+    let hello = Frame::Hello(Hello {
+        version: eventwire_core::PROTOCOL_VERSION,
+        client_id: id,
+        token: None,
+        max_frame: 65536,
+        max_batch: 50,
+        rooms: Seq::from_slice(&rooms),
+    });
+    let mut bytes = Vec::new();
+    binary::encode_into(&hello, &mut bytes).unwrap();
+    ws.send(Message::Binary(bytes.into())).await.unwrap();
+    struct Stalled<T>(#[allow(dead_code)] T);
+    impl<T> Drop for Stalled<T> {
+        fn drop(&mut self) {}
+    }
+    Stalled(ws)
+}
+
+/// The p-th percentile (0-100) of `samples`, sorted in place.
+fn percentile(samples: &mut [u64], p: u64) -> u64 {
+    samples.sort_unstable();
+    samples[((samples.len() - 1) as u64 * p / 100) as usize]
+}
+
+/// Scenario 5: slow consumers. 36 clients read a busy room (about 800 events a second, 1 KiB
+/// each); in alternate phases 4 more peers (10%) join it and stop reading (a 4 KiB receive
+/// buffer, never drained). The readers' 99th-percentile latency (emit to the application) with
+/// the stalled peers must stay within twice its value without them; the phases alternate three
+/// times so that the machine's own hiccups fall on both sides. Every reader still gets every
+/// event in order, the room stays within its bounds, and the process's resident memory grows by
+/// less than what the stalled peers were sent (nothing is queued for them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumers_do_not_slow_the_others() {
+    let _turn = SERIAL.lock().await;
+    let guard = SeedGuard::new("slow_consumers_do_not_slow_the_others");
+    let mut rng = Rng::new(guard.seed);
+    const EPOCH: u32 = 31;
+    const READERS: u64 = 36;
+    const STALLED: u64 = 4;
+    const PHASE: Duration = Duration::from_millis(1500);
+    let history = HistoryConfig::new().max_events(1 << 15).max_bytes(64 << 20);
+    let hub = Hub::with_epoch(EPOCH, HubConfig::new().history(history));
+    let server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
+        .await
+        .unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    let origin = std::time::Instant::now();
+    hub.emit_raw("feed", "chaos.event", &payload(1, 0), None)
+        .unwrap();
+
+    // Readers: record every event, and its latency tagged with the phase it was emitted in.
+    let latencies: Arc<Mutex<[Vec<u64>; 2]>> = Arc::new(Mutex::new([
+        Vec::with_capacity(400_000),
+        Vec::with_capacity(400_000),
+    ]));
+    let mut readers = Vec::new();
+    for i in 0..READERS {
+        let mut client = Client::connect(&url, options(700 + i, rng.next_u64())).unwrap();
+        client
+            .subscribe_from("feed", Position::new(EPOCH, 0))
+            .await
+            .unwrap();
+        // Room for the whole run up front, so that memory grows evenly in both phases (a
+        // doubling vector would grow in steps, in one phase or the other).
+        let logs = Logs::default();
+        logs.lock()
+            .unwrap()
+            .entry("feed".to_owned())
+            .or_default()
+            .reserve(16_384);
+        let status = client.status();
+        let (out, latencies) = (logs.clone(), latencies.clone());
+        let task = tokio::spawn(async move {
+            while let Some(event) = client.next().await {
+                if let eventwire_tokio::Event::Event { payload, .. } = &event {
+                    // {"n":N,"t":<µs>,"s":<phase>,"pad":...}
+                    let text = std::str::from_utf8(payload).unwrap();
+                    let field = |name: &str| -> Option<u64> {
+                        let at = text.find(name)? + name.len();
+                        let digits: String = text[at..]
+                            .chars()
+                            .take_while(char::is_ascii_digit)
+                            .collect();
+                        digits.parse().ok()
+                    };
+                    if let (Some(t), Some(s)) = (field("\"t\":"), field("\"s\":")) {
+                        let now = origin.elapsed().as_micros() as u64;
+                        latencies.lock().unwrap()[s as usize].push(now.saturating_sub(t));
+                    }
+                }
+                record(&out, &event);
+            }
+        });
+        readers.push(Watched {
+            name: format!("reader-{i}"),
+            logs,
+            status,
+            task,
+        });
+    }
+    let subjects: Vec<&dyn Subject> = readers.iter().map(|w| w as &dyn Subject).collect();
+    let heads = vec![("feed".to_string(), hub.room_stats("feed").unwrap().head)];
+    all_back(&subjects, &heads).await;
+
+    let mut n = 2u64;
+    let pad = "x".repeat(1000);
+    let emit_for = |start: u64, span: Duration, tag: u64| {
+        let hub = hub.clone();
+        let pad = pad.clone();
+        async move {
+            let until = Instant::now() + span;
+            let mut n = start;
+            let mut next = Instant::now();
+            while Instant::now() < until {
+                let t = origin.elapsed().as_micros();
+                let body = format!("{{\"n\":{n},\"t\":{t},\"s\":{tag},\"pad\":\"{pad}\"}}");
+                hub.emit_raw("feed", "chaos.event", body.as_bytes(), None)
+                    .unwrap();
+                n += 1;
+                next += Duration::from_micros(1250);
+                tokio::time::sleep_until(next.max(Instant::now())).await;
+            }
+            n
+        }
+    };
+    // Warm up (untagged phase 0 samples are dropped below).
+    n = emit_for(n, Duration::from_millis(500), 0).await;
+    latencies.lock().unwrap()[0].clear();
+    // Resident memory grows in both phases alike (the readers' receipts, the latency samples);
+    // what the stalled peers do not read must not add to it.
+    let rss = || oracle::rss_kib().unwrap_or(0);
+    let (mut growth_without, mut growth_with) = (0u64, 0u64);
+    let mut stalled_bytes = 0u64;
+    for round in 0..3u64 {
+        let before = (n, rss());
+        n = emit_for(n, PHASE, 0).await;
+        growth_without += rss().saturating_sub(before.1);
+        let mut stalled = Vec::new();
+        for k in 0..STALLED {
+            stalled.push(stalled_peer(server.local_addr(), "feed", 900 + round * 10 + k).await);
+        }
+        let before = (n, rss());
+        n = emit_for(n, PHASE, 1).await;
+        growth_with += rss().saturating_sub(before.1);
+        stalled_bytes += (n - before.0) * 1000 * STALLED;
+        drop(stalled);
+    }
+    let heads = vec![("feed".to_string(), hub.room_stats("feed").unwrap().head)];
+    all_back(&subjects, &heads).await;
+    let verdict = check_all(&subjects, &heads);
+    assert_eq!((verdict.gaps, verdict.resets), (0, 0));
+    let room = hub.room_stats("feed").unwrap();
+    assert!(room.events <= 1 << 15 && room.bytes <= 64 << 20);
+
+    let (mut without, mut with) = {
+        let l = latencies.lock().unwrap();
+        (l[0].clone(), l[1].clone())
+    };
+    assert!(without.len() > 10_000 && with.len() > 10_000);
+    let (p50_without, p50_with) = (percentile(&mut without, 50), percentile(&mut with, 50));
+    let (p99_without, p99_with) = (percentile(&mut without, 99), percentile(&mut with, 99));
+    println!(
+        "chaos summary: slow_consumers_do_not_slow_the_others seed={} readers={READERS} \
+         stalled={STALLED} events={} samples_without={} samples_with={} p50_us_without={} \
+         p50_us_with={} p99_us_without={} p99_us_with={} ratio_p99={:.2} \
+         unread_by_stalled_kib={} rss_growth_kib_without={} rss_growth_kib_with={} \
+         slow_consumers_closed={}",
+        guard.seed,
+        heads[0].1.offset,
+        without.len(),
+        with.len(),
+        p50_without,
+        p50_with,
+        p99_without,
+        p99_with,
+        p99_with as f64 / p99_without as f64,
+        stalled_bytes / 1024,
+        growth_without,
+        growth_with,
+        hub.stats().slow_consumers,
+    );
+    assert!(
+        p99_with <= 2 * p99_without,
+        "p99 latency {p99_with} µs with stalled peers, {p99_without} µs without"
+    );
+    // Had the server queued what the stalled peers did not read, memory would have grown by
+    // that much more with them than without them.
+    assert!(
+        growth_with < growth_without + stalled_bytes / 1024 / 2,
+        "resident memory grew {growth_with} KiB with stalled peers ({growth_without} KiB \
+         without) while {} KiB went unread",
+        stalled_bytes / 1024
+    );
+    for r in readers {
+        r.task.abort();
+    }
+    server.shutdown(Duration::from_millis(50)).await;
+}

@@ -53,7 +53,7 @@ impl Drop for SeedGuard {
     }
 }
 
-/// What a client received of one room, in order.
+/// What a client received of one room, in order (of a payload, its first [`KEPT`] bytes).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
     Subscribed(Position),
@@ -80,13 +80,21 @@ pub fn record<P: AsRef<[u8]>>(logs: &Logs, event: &OwnedEvent<P>) {
         } => logs
             .entry(room.clone())
             .or_default()
-            .push(Item::Event(*position, payload.as_ref().to_vec())),
+            .push(Item::Event(*position, kept(payload.as_ref()))),
         OwnedEvent::Gap { room, missed } => logs
             .entry(room.clone())
             .or_default()
             .push(Item::Gap(*missed)),
         _ => {}
     }
+}
+
+/// The bytes of a payload the oracle keeps: the first 64 (the suite's payloads say what they
+/// are at their start), so that long runs and many clients do not fill memory with copies.
+pub const KEPT: usize = 64;
+
+fn kept(payload: &[u8]) -> Vec<u8> {
+    payload[..payload.len().min(KEPT)].to_vec()
 }
 
 /// The last position a room's receipts reach (the last event, or the end of the last gap).
