@@ -1230,3 +1230,214 @@ async fn slow_consumers_do_not_slow_the_others() {
     }
     server.shutdown(Duration::from_millis(50)).await;
 }
+
+/// How one hostile connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Ending {
+    /// The server closed it (EOF or reset).
+    Closed,
+    /// It was still open at the deadline.
+    Open,
+}
+
+/// Reads (and drops) whatever the server sends on `stream` until it closes it or `deadline`;
+/// `dribble`, if set, is sent a byte at a time every 200 ms meanwhile (a slowloris head).
+async fn until_closed(
+    mut stream: tokio::net::TcpStream,
+    deadline: Instant,
+    dribble: Option<&'static [u8]>,
+) -> (Ending, Vec<u8>, Instant) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut drip = dribble.unwrap_or(b"").iter().cycle();
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            read = stream.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return (Ending::Closed, got, Instant::now()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            },
+            _ = tick.tick(), if dribble.is_some() => {
+                let byte = *drip.next().unwrap();
+                if stream.write_all(&[byte]).await.is_err() {
+                    return (Ending::Closed, got, Instant::now());
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return (Ending::Open, got, Instant::now()),
+        }
+    }
+}
+
+/// Scenario 6: a crowd of connections that never finish anything, all at once: idle TCP
+/// connections that never speak, slowloris heads (a byte every 200 ms, never ending), polling
+/// requests whose body stops halfway, and WebSockets that never send a hello; more of them than
+/// the connection limit. Meanwhile real clients (WebSocket binary and JSON, and long-polling)
+/// join and read: they must all be in and caught up within `BACK_WITHIN` (WebSockets that never
+/// say hello count against the limit until the hello timeout, so real clients may wait that
+/// long, not more). Every hostile connection is closed by the server's timeouts: the upgrade
+/// timeout (heads, idle connections; a half body gets 408) and the hello timeout (4000).
+/// (`tests/http.rs` checks each timeout alone; this is the crowd.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_crowds_are_timed_out_and_never_keep_clients_out() {
+    use tokio::io::AsyncWriteExt;
+    let _turn = SERIAL.lock().await;
+    let guard = SeedGuard::new("hostile_crowds_are_timed_out_and_never_keep_clients_out");
+    let mut rng = Rng::new(guard.seed);
+    const EPOCH: u32 = 41;
+    const LIMIT: usize = 40;
+    const TIMEOUT: Duration = Duration::from_secs(1);
+    let hub = Hub::with_epoch(EPOCH, Default::default());
+    let config = server_config()
+        .session(session().handshake_timeout(TIMEOUT))
+        .upgrade_timeout(TIMEOUT)
+        .max_connections(LIMIT);
+    let server = Server::bind("127.0.0.1:0", hub.clone(), config)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let mut emitter = Emitter::new(&hub, &["feed"], rng.next_u64(), 200);
+
+    // The crowd, seeded in size.
+    let idle = 50 + rng.up_to(50) as usize;
+    let slowloris = 50 + rng.up_to(50) as usize;
+    let half_bodies = 20 + rng.up_to(30) as usize;
+    let silent_ws = LIMIT + rng.up_to(20) as usize;
+    let started = Instant::now();
+    let deadline = started + TIMEOUT + Duration::from_secs(10);
+    let mut crowd = Vec::new();
+    for _ in 0..idle {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        crowd.push(("idle", tokio::spawn(until_closed(stream, deadline, None))));
+    }
+    for _ in 0..slowloris {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        let drip: &'static [u8] = b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+        crowd.push((
+            "slowloris",
+            tokio::spawn(until_closed(stream, deadline, Some(drip))),
+        ));
+    }
+    for _ in 0..half_bodies {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /eventwire/poll HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                  Content-Length: 1000\r\n\r\n[{\"hello\":",
+            )
+            .await
+            .unwrap();
+        crowd.push((
+            "half-body",
+            tokio::spawn(until_closed(stream, deadline, None)),
+        ));
+    }
+    for _ in 0..silent_ws {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        // RFC 6455's sample key: nothing requires keys to differ between connections.
+        let head = format!(
+            "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: eventwire.v1\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        crowd.push((
+            "silent-websocket",
+            tokio::spawn(until_closed(stream, deadline, None)),
+        ));
+    }
+
+    // Real clients arrive while the crowd is there.
+    let mut watched = Vec::new();
+    for i in 0..4u64 {
+        let polling =
+            options(850 + i, rng.next_u64()).polling(PollingOptions::new().after_failures(1));
+        for (name, opts) in [
+            (format!("ws-binary-{i}"), options(800 + i, rng.next_u64())),
+            (
+                format!("ws-json-{i}"),
+                options(820 + i, rng.next_u64()).codec(Codec::Json),
+            ),
+            (format!("maybe-polling-{i}"), polling),
+        ] {
+            let client = Client::connect(&format!("ws://{addr}"), opts).unwrap();
+            client
+                .subscribe_from("feed", Position::new(EPOCH, 0))
+                .await
+                .unwrap();
+            watched.push(Watched::start(name, client));
+        }
+    }
+    for _ in 0..200 {
+        emitter.emit(0);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let heads = emitter.heads();
+    let subjects: Vec<&dyn Subject> = watched.iter().map(|w| w as &dyn Subject).collect();
+    all_back(&subjects, &heads).await;
+    let clients_in = started.elapsed();
+    check_all(&subjects, &heads);
+
+    // Every hostile connection was closed by a timeout, none later than the deadline.
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    let mut last_closed = Duration::ZERO;
+    for (kind, task) in crowd {
+        let (ending, got, at) = task.await.unwrap();
+        last_closed = last_closed.max(at - started);
+        let status = String::from_utf8_lossy(&got)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        *answers.entry(format!("{kind}: {status}")).or_default() += 1;
+        assert_eq!(
+            ending,
+            Ending::Closed,
+            "a {kind} connection outlived every timeout"
+        );
+        if kind == "half-body" {
+            assert!(status.contains(" 408 "), "a half body got {status:?}");
+        }
+        if kind == "silent-websocket" {
+            // Upgraded, then closed for its silence: the WebSocket close frame (0x88) carries
+            // HANDSHAKE_TIMEOUT, 4000 (0x0fa0), or TRY_AGAIN_LATER, 1013 (0x03f5) for those
+            // over the limit.
+            assert!(
+                status.contains(" 101 "),
+                "a silent WebSocket got {status:?}"
+            );
+            let closed = got.windows(4).any(|w| {
+                w[0] == 0x88 && w[1] >= 2 && (w[2..] == [0x0f, 0xa0] || w[2..] == [0x03, 0xf5])
+            });
+            assert!(
+                closed,
+                "a silent WebSocket was not closed with 4000 or 1013"
+            );
+            let code = if got.windows(2).any(|w| w == [0x0f, 0xa0]) {
+                "4000"
+            } else {
+                "1013"
+            };
+            *answers.entry(format!("{kind}: close {code}")).or_default() += 1;
+        }
+    }
+    println!(
+        "chaos summary: hostile_crowds_are_timed_out_and_never_keep_clients_out seed={} \
+         connection_limit={LIMIT} idle={idle} slowloris={slowloris} half_bodies={half_bodies} \
+         silent_websockets={silent_ws} real_clients={} clients_in_and_caught_up_ms={} \
+         crowd_closed_within_ms={} answers={:?}",
+        guard.seed,
+        subjects.len(),
+        clients_in.as_millis(),
+        last_closed.as_millis(),
+        answers,
+    );
+    for w in watched {
+        w.task.abort();
+    }
+    server.shutdown(Duration::from_millis(50)).await;
+}
