@@ -1441,3 +1441,298 @@ async fn hostile_crowds_are_timed_out_and_never_keep_clients_out() {
     }
     server.shutdown(Duration::from_millis(50)).await;
 }
+
+/// A hand-driven WebSocket peer for the floods: frames out as fast as it likes, everything the
+/// server sends counted by a reader task.
+mod flood {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use eventwire_core::codec::binary;
+    use eventwire_core::frame::{Frame, Hello, Seq};
+    use futures_util::stream::SplitSink;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    pub type Sink = SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>;
+
+    /// What a flooding peer heard.
+    #[derive(Debug, Default)]
+    pub struct Heard {
+        pub acks: AtomicU64,
+        /// Error frames by code.
+        pub errors: Mutex<std::collections::BTreeMap<u16, u64>>,
+        pub subscribed: AtomicU64,
+        /// The close code (eventwire close frame, else WebSocket close), once closed.
+        pub closed: Mutex<Option<u16>>,
+    }
+
+    pub fn bin(frame: &Frame<'_>) -> Message {
+        let mut out = Vec::new();
+        binary::encode_into(frame, &mut out).unwrap();
+        Message::Binary(out.into())
+    }
+
+    /// Connects, says hello as `client_id`, and starts counting what comes back.
+    pub async fn connect(url: &str, client_id: u64) -> (Sink, Arc<Heard>) {
+        let mut req = url.into_client_request().unwrap();
+        req.headers_mut()
+            .insert("sec-websocket-protocol", "eventwire.v1".parse().unwrap());
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let (mut sink, mut stream) = ws.split();
+        let hello = Frame::Hello(Hello {
+            version: eventwire_core::PROTOCOL_VERSION,
+            client_id,
+            token: None,
+            max_frame: 65536,
+            max_batch: 50,
+            rooms: Seq::empty(),
+        });
+        sink.send(bin(&hello)).await.unwrap();
+        let heard = Arc::new(Heard::default());
+        let out = heard.clone();
+        tokio::spawn(async move {
+            let mut code = None;
+            while let Some(message) = stream.next().await {
+                match message {
+                    Ok(Message::Binary(b)) => match binary::decode(&b, 1 << 20) {
+                        Ok(Frame::PublishAck(_)) => {
+                            out.acks.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Frame::Error(e)) => {
+                            *out.errors.lock().unwrap().entry(e.code.0).or_default() += 1;
+                        }
+                        Ok(Frame::Subscribed(_)) => {
+                            out.subscribed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Frame::Close(c)) => code = Some(c.code.0),
+                        _ => {}
+                    },
+                    Ok(Message::Close(c)) => {
+                        code = code.or(c.map(|c| u16::from(c.code)));
+                        break;
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            *out.closed.lock().unwrap() = Some(code.unwrap_or(0));
+        });
+        (sink, heard)
+    }
+}
+
+/// Scenario 7: floods from single peers while eight readers follow a busy room: one peer
+/// publishes as fast as it can (the publish rate answers RATE_LIMITED, then the strikes limit
+/// closes it with 4004, and only about the rate's worth of its publishes land), one sends
+/// thousands of subscribe/unsubscribe frames and joins beyond the subscription limit
+/// (TOO_MANY_SUBSCRIPTIONS), and a churn of peers connect and send malformed frames (1002) or
+/// text on the binary form (1003) or just close. The readers see every event in order and are
+/// never disconnected (one session each, from start to end).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_from_one_peer_are_limited_without_hurting_others() {
+    use eventwire_core::frame::{Frame, Publish, Subscribe, Unsubscribe};
+    use eventwire_core::payload::Payload;
+    use flood::bin;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let _turn = SERIAL.lock().await;
+    let guard = SeedGuard::new("floods_from_one_peer_are_limited_without_hurting_others");
+    let mut rng = Rng::new(guard.seed);
+    const EPOCH: u32 = 51;
+    const RATE: u16 = 50;
+    const SUBSCRIPTIONS: u16 = 8;
+    let hub = Hub::with_epoch(EPOCH, Default::default());
+    let config = server_config()
+        .session(
+            session()
+                .publish_rate(RATE)
+                .max_subscriptions(SUBSCRIPTIONS),
+        )
+        .grants(eventwire_tokio::Grants::publish_to(["flood"]).unwrap());
+    let server = Server::bind("127.0.0.1:0", hub.clone(), config)
+        .await
+        .unwrap();
+    let url = format!("ws://{}", server.local_addr());
+    let mut rooms = vec!["feed".to_string(), "flood".to_string()];
+    rooms.extend((0..16).map(|i| format!("r{i}")));
+    let room_refs: Vec<&str> = rooms.iter().map(String::as_str).collect();
+    let mut emitter = Emitter::new(&hub, &room_refs, rng.next_u64(), 200);
+
+    let mut readers = Vec::new();
+    for i in 0..8u64 {
+        let mut opts = options(600 + i, rng.next_u64());
+        if i % 2 == 1 {
+            opts = opts.codec(Codec::Json);
+        }
+        let client = Client::connect(&url, opts).unwrap();
+        client
+            .subscribe_from("feed", Position::new(EPOCH, 0))
+            .await
+            .unwrap();
+        readers.push(Watched::start(format!("reader-{i}"), client));
+    }
+    let subjects: Vec<&dyn Subject> = readers.iter().map(|w| w as &dyn Subject).collect();
+    let feed = |e: &Emitter| vec![e.heads()[0].clone()];
+    all_back(&subjects, &feed(&emitter)).await;
+    let flood_head_before = hub.room_stats("flood").unwrap().head.offset;
+
+    // The publisher: as fast as the socket takes them, until the server closes it.
+    let (mut sink, publisher) = flood::connect(&url, 1).await;
+    let publishing = tokio::spawn(async move {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        for id in 1.. {
+            let frame = Frame::Publish(Publish {
+                room: "flood",
+                id,
+                kind: "flood",
+                payload: Payload(b"{\"flood\":true}"),
+            });
+            if sink.send(bin(&frame)).await.is_err() || started.elapsed() > Duration::from_secs(5) {
+                break;
+            }
+            sent += 1;
+        }
+        (sent, started.elapsed())
+    });
+    // The subscriber: joins and leaves over and over, and asks for too many rooms.
+    let (mut sink, subscriber) = flood::connect(&url, 2).await;
+    let rooms_for_churn = rooms.clone();
+    let subscribing = tokio::spawn(async move {
+        let mut sent = 0u64;
+        for round in 0..200 {
+            for room in rooms_for_churn.iter().skip(2) {
+                let frame = if round % 2 == 0 {
+                    Frame::Subscribe(Subscribe { room, from: None })
+                } else {
+                    Frame::Unsubscribe(Unsubscribe { room })
+                };
+                if sink.send(bin(&frame)).await.is_err() {
+                    return sent;
+                }
+                sent += 1;
+            }
+        }
+        sent
+    });
+    // The churn: peers that connect and misbehave or leave at once.
+    let churn_url = url.clone();
+    let churning = tokio::spawn(async move {
+        let mut closes = std::collections::BTreeMap::<u16, u64>::new();
+        for i in 0..150u64 {
+            let (mut sink, heard) = flood::connect(&churn_url, 1000 + i).await;
+            let expect_close = match i % 3 {
+                0 => {
+                    let _ = sink.send(Message::Binary(vec![0xff; 12].into())).await;
+                    true
+                }
+                1 => {
+                    let _ = sink.send(Message::Text("{\"ping\":{}}".into())).await;
+                    true
+                }
+                _ => {
+                    let _ = sink.close().await;
+                    false
+                }
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(code) = *heard.closed.lock().unwrap() {
+                    if expect_close {
+                        *closes.entry(code).or_default() += 1;
+                    }
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "a churning peer was never closed"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        closes
+    });
+    // Meanwhile the readers' room keeps going.
+    while !(publishing.is_finished() && subscribing.is_finished() && churning.is_finished()) {
+        emitter.emit(0);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let (published, publish_time) = publishing.await.unwrap();
+    let subscription_frames = subscribing.await.unwrap();
+    let churn_closes = churning.await.unwrap();
+    for _ in 0..50 {
+        emitter.emit(0);
+    }
+    let heads = feed(&emitter);
+    all_back(&subjects, &heads).await;
+    let verdict = check_all(&subjects, &heads);
+    assert_eq!((verdict.gaps, verdict.resets), (0, 0));
+    for r in &readers {
+        let subscribed = r.logs.lock().unwrap()["feed"]
+            .iter()
+            .filter(|i| matches!(i, oracle::Item::Subscribed(_)))
+            .count();
+        assert_eq!(subscribed, 1, "{} was disconnected by the floods", r.name);
+    }
+
+    // The publisher was limited, then closed for its strikes.
+    let deadline = Instant::now() + BACK_WITHIN;
+    while publisher.closed.lock().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the publish flood was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let closed = publisher.closed.lock().unwrap().unwrap();
+    assert_eq!(closed, 4004, "the publish flood closes with RATE_LIMITED");
+    let landed = hub.room_stats("flood").unwrap().head.offset - flood_head_before;
+    let allowed = RATE as u64 * (publish_time.as_secs() + 2);
+    assert!(
+        landed <= allowed,
+        "{landed} flooding publishes landed in {publish_time:?} at {RATE}/s"
+    );
+    let rate_limited = publisher
+        .errors
+        .lock()
+        .unwrap()
+        .get(&3)
+        .copied()
+        .unwrap_or(0);
+    assert!(rate_limited > 0);
+    // The subscriber was answered within its limit.
+    let too_many = subscriber
+        .errors
+        .lock()
+        .unwrap()
+        .get(&2)
+        .copied()
+        .unwrap_or(0);
+    assert!(too_many > 0, "joins beyond the limit were refused");
+    assert_eq!(churn_closes.get(&1002), Some(&50), "{churn_closes:?}");
+    assert_eq!(churn_closes.get(&1003), Some(&50), "{churn_closes:?}");
+    println!(
+        "chaos summary: floods_from_one_peer_are_limited_without_hurting_others seed={} \
+         readers={} events_checked={} publishes_flooded={published} in_ms={} landed={landed} \
+         acked={} rate_limited={rate_limited} closed_with={closed} subscription_frames={} \
+         subscribed={} too_many_subscriptions={too_many} churn_peers=150 churn_closes={:?} \
+         hub_connections_after={}",
+        guard.seed,
+        readers.len(),
+        verdict.events,
+        publish_time.as_millis(),
+        publisher.acks.load(Ordering::Relaxed),
+        subscription_frames,
+        subscriber.subscribed.load(Ordering::Relaxed),
+        churn_closes,
+        hub.stats().connections,
+    );
+    for r in readers {
+        r.task.abort();
+    }
+    server.shutdown(Duration::from_millis(50)).await;
+}
