@@ -275,10 +275,11 @@ struct Injected {
 }
 
 /// Scenarios 1 and 2: all transports (WebSocket binary and JSON, COBS over TCP, long-polling)
-/// through fault-injecting proxies, faults every 100-500 ms for the whole run: cuts at once and
+/// through fault-injecting proxies, faults every 100-400 ms for the whole run: cuts at once and
 /// at a random byte (mid-frame), server-side drops, latency with jitter, stalls, bandwidth
-/// limits, refused connections. The history holds the whole run, so no client may see a gap:
-/// every event of every room, in order, once.
+/// limits, refused connections (polling: no delays, see `polling_under_jitter_keeps_order`).
+/// The history holds the whole run, so no client may see a gap: every event of every room, in
+/// order, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_transports_survive_random_faults() {
     let _turn = SERIAL.lock().await;
@@ -404,6 +405,13 @@ async fn mixed_transports_survive_random_faults() {
             _ => None,
         };
         if let Some(faults) = fault {
+            // Delays that differ between connections reorder a polling session's two requests,
+            // which loses events today (`polling_under_jitter_keeps_order`); the polling
+            // clients here get cuts, drops and refusals only, so that this run checks the rest.
+            let mut targets = targets;
+            if !faults.refusing {
+                targets.retain(|p| !std::ptr::eq(*p, &proxies[1]));
+            }
             targets.iter().for_each(|p| p.set(faults));
             let until = Instant::now() + span;
             while Instant::now() < until {
@@ -1733,6 +1741,96 @@ async fn floods_from_one_peer_are_limited_without_hurting_others() {
     );
     for r in readers {
         r.task.abort();
+    }
+    server.shutdown(Duration::from_millis(50)).await;
+}
+
+/// Long-polling clients behind a link whose connections each add their own delay (0 to 100 ms
+/// of jitter per chunk, order kept within a connection): a session's two requests under way at
+/// once (the held one, and one carrying the client's frames: here publishes) may reach the
+/// server in the other order than they were sent. Every event must still arrive in order, once,
+/// nothing missing.
+///
+/// This fails today: the server takes the request that *arrives* second as the newer one and
+/// answers the held one at once with the frames it has, while the client handles responses in
+/// the order it *sent* the requests. When the second request overtakes the first, the client
+/// delivers the later response's events first; the client's machine accepts a skip forward
+/// (coalesced events skip offsets) and then drops the earlier response's events as replay
+/// overlap: a silent loss (docs/RELIABILITY.md, "Known bug"). Kept apart from the mixed run so
+/// that the case stays plain to see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_under_jitter_keeps_order() {
+    let _turn = SERIAL.lock().await;
+    let guard = SeedGuard::new("polling_under_jitter_keeps_order");
+    let mut rng = Rng::new(guard.seed);
+    const EPOCH: u32 = 61;
+    let hub = Hub::with_epoch(EPOCH, Default::default());
+    let config = server_config()
+        .websocket(false)
+        .grants(eventwire_tokio::Grants::publish_to(["up"]).unwrap());
+    let server = Server::bind("127.0.0.1:0", hub.clone(), config)
+        .await
+        .unwrap();
+    let proxy = Proxy::start(server.local_addr(), rng.next_u64()).await;
+    proxy.set(Faults {
+        jitter: Duration::from_millis(100),
+        ..Faults::default()
+    });
+    let mut emitter = Emitter::new(&hub, &["feed", "up"], rng.next_u64(), 200);
+    let mut watched = Vec::new();
+    for i in 0..4u64 {
+        let opts =
+            options(950 + i, rng.next_u64()).polling(PollingOptions::new().after_failures(1));
+        let mut client = Client::connect(&proxy.url(), opts).unwrap();
+        client
+            .subscribe_from("feed", Position::new(EPOCH, 0))
+            .await
+            .unwrap();
+        let logs = Logs::default();
+        let status = client.status();
+        let out = logs.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            loop {
+                tokio::select! {
+                    event = client.next() => match event {
+                        Some(event) => record(&out, &event),
+                        None => return,
+                    },
+                    _ = tick.tick() => {
+                        let _ = client.publish_raw("up", "chaos.pub", b"{\"p\":1}").await;
+                    }
+                }
+            }
+        });
+        watched.push(Watched {
+            name: format!("polling-{i}"),
+            logs,
+            status,
+            task,
+        });
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        emitter.emit(0);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    proxy.set(Faults::default());
+    emitter.emit(0);
+    let heads = vec![emitter.heads()[0].clone()];
+    let subjects: Vec<&dyn Subject> = watched.iter().map(|w| w as &dyn Subject).collect();
+    all_back(&subjects, &heads).await;
+    let verdict = check_all(&subjects, &heads);
+    println!(
+        "chaos summary: polling_under_jitter_keeps_order seed={} clients=4 events_checked={} \
+         publishes_landed={} proxy_connections={}",
+        guard.seed,
+        verdict.events,
+        hub.room_stats("up").unwrap().head.offset - 1,
+        Tally::count(&proxy.tally.accepted),
+    );
+    for w in watched {
+        w.task.abort();
     }
     server.shutdown(Duration::from_millis(50)).await;
 }
