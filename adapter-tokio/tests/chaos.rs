@@ -193,6 +193,15 @@ impl Emitter {
 /// Waits until every subject is open and has reached each room's head; returns how long it
 /// took.
 async fn all_back(subjects: &[&dyn Subject], heads: &[(String, Position)]) -> Duration {
+    all_back_within(subjects, heads, BACK_WITHIN).await
+}
+
+/// [`all_back`] with a bound of its own.
+async fn all_back_within(
+    subjects: &[&dyn Subject],
+    heads: &[(String, Position)],
+    within: Duration,
+) -> Duration {
     let started = Instant::now();
     loop {
         let lagging: Vec<String> = subjects
@@ -210,8 +219,11 @@ async fn all_back(subjects: &[&dyn Subject], heads: &[(String, Position)]) -> Du
             return started.elapsed();
         }
         assert!(
-            started.elapsed() < BACK_WITHIN,
-            "not back and caught up within {BACK_WITHIN:?}: {lagging:?}"
+            started.elapsed() < within,
+            "{} of {} not back and caught up within {within:?}: {:?}",
+            lagging.len(),
+            subjects.len(),
+            &lagging[..lagging.len().min(20)]
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -903,7 +915,14 @@ async fn storm(seed: u64, clients: u64, jitter: Jitter) -> Storm {
         watched.push(Watched::start(format!("storm-{i}"), client));
     }
     let subjects: Vec<&dyn Subject> = watched.iter().map(|w| w as &dyn Subject).collect();
-    let first_connect = all_back(&subjects, &emitter.heads()).await;
+    // Connecting them all takes a while on two cores (a few ms each).
+    let first_connect = all_back_within(
+        &subjects,
+        &emitter.heads(),
+        BACK_WITHIN + Duration::from_millis(10 * clients),
+    )
+    .await;
+    eprintln!("storm ({jitter:?}): {clients} connected in {first_connect:?}");
     let kib_per_client = oracle::rss_kib().unwrap_or(0).saturating_sub(rss_before) / clients;
 
     // The server is lost at once: every connection cut, new ones refused for a second.
@@ -982,20 +1001,7 @@ async fn reconnect_storm_is_spread_and_recovers() {
     let clients = wanted.min(fd_cap);
     let jittered = storm(guard.seed, clients, Jitter::Full).await;
     let lockstep = storm(guard.seed ^ 1, clients, Jitter::None).await;
-    // Without jitter the clients retry in step: the busiest 50 ms holds most of their attempts
-    // (76-97% measured; this shows the measurement sees a storm on this machine)...
-    assert!(
-        lockstep.peak_per_50ms as u64 * 10 > clients * 6,
-        "without jitter only {} of {clients} attempts met in 50 ms: the machine blurs storms",
-        lockstep.peak_per_50ms
-    );
-    // ...and with full jitter over 250 ms at most half (33-37% measured: a fifth of the first
-    // retries, the early ones' second tries, and the bunching of a busy process).
-    assert!(
-        jittered.peak_per_50ms as u64 * 2 <= clients,
-        "{} of {clients} clients' attempts within 50 ms despite the jitter",
-        jittered.peak_per_50ms
-    );
+    // The figures first, so that a failing run still reports them.
     println!(
         "chaos summary: reconnect_storm_is_spread_and_recovers seed={} clients={clients} \
          (asked {wanted}, open-file cap {fd_cap}) outage_ms=1000 | full jitter: \
@@ -1019,6 +1025,20 @@ async fn reconnect_storm_is_spread_and_recovers() {
         lockstep.peak_per_100ms,
         lockstep.peak_per_50ms,
         oracle::rss_high_water_kib().unwrap_or(0),
+    );
+    // Without jitter the clients retry in step: the busiest 50 ms holds most of their attempts
+    // (76-97% measured; this shows the measurement sees a storm on this machine)...
+    assert!(
+        lockstep.peak_per_50ms as u64 * 10 > clients * 6,
+        "without jitter only {} of {clients} attempts met in 50 ms: the machine blurs storms",
+        lockstep.peak_per_50ms
+    );
+    // ...and with full jitter over 250 ms at most half (29-42% measured: a fifth of the first
+    // retries, the early ones' second tries, and the bunching of a busy process).
+    assert!(
+        jittered.peak_per_50ms as u64 * 2 <= clients,
+        "{} of {clients} clients' attempts within 50 ms despite the jitter",
+        jittered.peak_per_50ms
     );
 }
 
