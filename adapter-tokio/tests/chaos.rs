@@ -289,7 +289,7 @@ struct Injected {
 /// Scenarios 1 and 2: all transports (WebSocket binary and JSON, COBS over TCP, long-polling)
 /// through fault-injecting proxies, faults every 100-400 ms for the whole run: cuts at once and
 /// at a random byte (mid-frame), server-side drops, latency with jitter, stalls, bandwidth
-/// limits, refused connections (polling: no delays, see `polling_under_jitter_keeps_order`).
+/// limits, refused connections.
 /// The history holds the whole run, so no client may see a gap: every event of every room, in
 /// order, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,13 +417,8 @@ async fn mixed_transports_survive_random_faults() {
             _ => None,
         };
         if let Some(faults) = fault {
-            // Delays that differ between connections reorder a polling session's two requests,
-            // which loses events today (`polling_under_jitter_keeps_order`); the polling
-            // clients here get cuts, drops and refusals only, so that this run checks the rest.
-            let mut targets = targets;
-            if !faults.refusing {
-                targets.retain(|p| !std::ptr::eq(*p, &proxies[1]));
-            }
+            // Polling clients too: delays that differ between connections reorder a session's
+            // two requests, which the server orders by their numbers (`Eventwire-Seq`).
             targets.iter().for_each(|p| p.set(faults));
             let until = Instant::now() + span;
             while Instant::now() < until {
@@ -1771,13 +1766,13 @@ async fn floods_from_one_peer_are_limited_without_hurting_others() {
 /// server in the other order than they were sent. Every event must still arrive in order, once,
 /// nothing missing.
 ///
-/// This fails today: the server takes the request that *arrives* second as the newer one and
-/// answers the held one at once with the frames it has, while the client handles responses in
-/// the order it *sent* the requests. When the second request overtakes the first, the client
-/// delivers the later response's events first; the client's machine accepts a skip forward
-/// (coalesced events skip offsets) and then drops the earlier response's events as replay
-/// overlap: a silent loss (docs/RELIABILITY.md, "Known bug"). Kept apart from the mixed run so
-/// that the case stays plain to see.
+/// This failed on every run while the server took the request that *arrived* second as the
+/// newer one (the client handles responses in the order it *sent* the requests): the later
+/// response's events came first, the machine accepted the skip forward and dropped the earlier
+/// ones as replay overlap, a silent loss. Now each request carries its number in the session
+/// (`Eventwire-Seq`) and the server gives frames only to requests of increasing numbers; an
+/// overtaken one is answered at once, empty (PROTOCOL.md 1.4, docs/RELIABILITY.md). Kept apart
+/// from the mixed run so that the case stays plain to see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_under_jitter_keeps_order() {
     let _turn = SERIAL.lock().await;
