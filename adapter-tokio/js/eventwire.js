@@ -2591,7 +2591,10 @@ export class RoomHandle {
  * session and the client reconnects with resume). One request is held by the server at all
  * times; frames to send go out in a second request at once (the server then returns the held
  * one). A session's first request is answered before any other goes out: it brings the token.
- * Responses are handled in the order of their requests.
+ * Responses are handled in the order of their requests. Each request carries its number in the
+ * session (`Eventwire-Seq`: 1, 2, 3 ... in the order sent): when two overtake each other on the
+ * way, the server goes by the numbers and gives frames only to requests of increasing numbers,
+ * so reading the responses in the order sent reads the frames in order.
  */
 class PollConn {
   /** @param {Client} client */
@@ -2610,6 +2613,8 @@ class PollConn {
     /** @type {string[]} */
     this.pending = [];
     this.requests = 0;
+    /** Requests sent so far: the last one's number (`Eventwire-Seq`). */
+    this.seq = 0;
     /** @type {Promise<void>} */
     this.chain = Promise.resolve();
     /** @type {Set<AbortController>} */
@@ -2658,6 +2663,8 @@ class PollConn {
     /** @type {Record<string, string>} */
     const headers = { 'Content-Type': 'application/json' };
     if (this.token) headers['Eventwire-Session'] = this.token;
+    this.seq += 1;
+    headers['Eventwire-Seq'] = String(this.seq);
     const controller = new AbortController();
     if (!last) this.controllers.add(controller);
     const timer = this.clock.setTimeout(() => controller.abort(), last ? CLOSE_GRACE_MS : POLL_REQUEST_TIMEOUT_MS);

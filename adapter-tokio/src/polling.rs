@@ -8,7 +8,9 @@
 //! publish notification as a socket connection) kept in the server's [`Registry`], and it counts
 //! toward `max_connections` while it exists. A held request waits for the first of: an append to
 //! a room the session holds (its waker), the deadline `Hold::poll` returned, a newer request of
-//! the session (`Entry::release`), shutdown (the `GOING_AWAY` close, then the answer carries it).
+//! the session (`Entry::release`; newer by the client's `Eventwire-Seq`, which the core's
+//! `Sessions::begin` compares: an overtaken request is answered at once, empty), shutdown (the
+//! `GOING_AWAY` close, then the answer carries it).
 //!
 //! Timers only run while a request is held or arriving, which is how a polling session is alive;
 //! a session without a request for `poll_idle` is ended by a sweeper task (one per registry,
@@ -30,7 +32,7 @@ use eventwire_core::hub::Counter;
 use eventwire_core::server::http::{cors, preflight, Answer, Refusal};
 use eventwire_core::server::polling::{
     self, begins_session, capacity_refusal, check_head, Head, Hold, Kind, Limits, Sessions, Step,
-    Ticket, Token, SESSION_HEADER,
+    Ticket, Token, SEQ_HEADER, SESSION_HEADER,
 };
 use eventwire_core::server::{Body, Framing};
 use eventwire_core::CloseCode;
@@ -131,6 +133,7 @@ where
                 content_length: header(CONTENT_LENGTH.as_str()),
                 content_type: header(CONTENT_TYPE.as_str()),
                 session: header(SESSION_HEADER),
+                seq: header(SEQ_HEADER),
             };
             exchange(shared, peer, &parts.headers, &head, body, counted)
                 .await
@@ -168,7 +171,7 @@ where
             let begun = shared
                 .polls
                 .lock()
-                .begin(token)
+                .begin(token, checked.seq)
                 .map(|(e, t)| (e.clone(), t));
             let (entry, ticket) = begun.ok_or(Refusal::UnknownSession)?;
             (token, entry, ticket)

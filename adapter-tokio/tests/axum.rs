@@ -414,7 +414,7 @@ async fn serves_the_browser_client_and_answers_polling_preflights() {
     assert_eq!(body, eventwire_tokio::js::CLIENT_JS);
 
     let asks = "Access-Control-Request-Method: POST\r\n\
-                Access-Control-Request-Headers: content-type, eventwire-session\r\n";
+                Access-Control-Request-Headers: content-type, eventwire-session, eventwire-seq\r\n";
     let allowed = format!("Origin: http://page.test\r\n{asks}");
     let (status, head, _) = app.request("OPTIONS", "/eventwire/poll", &allowed).await;
     assert_eq!(status, 204, "{head}");
@@ -422,7 +422,8 @@ async fn serves_the_browser_client_and_answers_polling_preflights() {
         head.contains("access-control-allow-origin: http://page.test"),
         "{head}"
     );
-    assert!(head.contains("access-control-allow-headers: content-type, eventwire-session"));
+    assert!(head
+        .contains("access-control-allow-headers: content-type, eventwire-session, eventwire-seq"));
 
     let refused = format!("Origin: http://other.test\r\n{asks}");
     let (status, head, _) = app.request("OPTIONS", "/eventwire/poll", &refused).await;

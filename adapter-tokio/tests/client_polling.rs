@@ -305,8 +305,9 @@ async fn requests_follow_the_protocol() {
                 "{header} in {head}"
             );
         }
-        // A session's first request has no token; it carries the hello.
+        // A session's first request has no token and the number 1; it carries the hello.
         assert!(!head.contains("eventwire-session"), "{head}");
+        assert!(head.contains("\r\neventwire-seq: 1\r\n"), "{head}");
         assert!(!body.is_empty());
         if codec.is_text() {
             let hello: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -316,6 +317,13 @@ async fn requests_follow_the_protocol() {
         // The next requests carry the token; an empty body still says its length.
         let (_, head, body) = fake.post().await;
         assert!(head.contains("\r\neventwire-session: s1\r\n"), "{head}");
+        // Numbered on: the second or (if two went out at once) the third request.
+        assert!(
+            ["2", "3"]
+                .iter()
+                .any(|n| head.contains(&format!("\r\neventwire-seq: {n}\r\n"))),
+            "{head}"
+        );
         let empty: &[u8] = if codec.is_text() { b"[]" } else { b"" };
         let (head, _) = within("a plain long-poll", async {
             let mut next = (head, body);

@@ -165,7 +165,7 @@ async fn polling_from_an_allowed_origin_passes_cors() {
         addr,
         b"OPTIONS /eventwire/poll HTTP/1.1\r\nHost: t\r\nOrigin: http://127.0.0.1:8000\r\n\
           Access-Control-Request-Method: POST\r\n\
-          Access-Control-Request-Headers: content-type, eventwire-session\r\n\r\n",
+          Access-Control-Request-Headers: content-type, eventwire-session, eventwire-seq\r\n\r\n",
     )
     .await;
     assert_eq!(preflight.status, 204);
@@ -181,7 +181,9 @@ async fn polling_from_an_allowed_origin_passes_cors() {
         .header("access-control-allow-headers")
         .unwrap()
         .to_ascii_lowercase();
-    assert!(allowed.contains("content-type") && allowed.contains("eventwire-session"));
+    for name in ["content-type", "eventwire-session", "eventwire-seq"] {
+        assert!(allowed.contains(name), "{allowed}");
+    }
 
     // The request itself: the token is readable by the page.
     let reply = raw(

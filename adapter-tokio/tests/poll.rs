@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 #[path = "shared/raw_http.rs"]
 mod raw_http;
-use raw_http::{kinds, post, post_request, post_to, raw, Conn, BINARY, JSON};
+use raw_http::{kinds, numbered_request, post, post_request, post_to, raw, Conn, BINARY, JSON};
 
 /// JSON frames as a JSON-form body.
 fn json_body(frames: &[&str]) -> Vec<u8> {
@@ -147,6 +147,60 @@ async fn publish_is_acknowledged() {
     assert_eq!(kinds(&frames), ["publish_ack"], "{frames:?}");
     assert_eq!(frames[0]["publish_ack"]["id"], 1);
     assert_eq!(server.hub().room_stats("commands").unwrap().head.offset, 1);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A session's request `seq` (`None`: without the header) with `body`.
+async fn numbered(addr: SocketAddr, token: &str, seq: Option<u64>, body: &str) -> raw_http::Reply {
+    let request = numbered_request(
+        "/eventwire/poll",
+        JSON,
+        Some(token),
+        seq,
+        body.as_bytes(),
+        false,
+    );
+    raw(addr, &request).await
+}
+
+/// The client's numbers decide which request is newer, not their arrival: request 3 arrives
+/// first and takes the event; request 2, arriving after it, is answered at once and empty,
+/// though its publish is applied (acknowledged in request 4). A session's request without a
+/// number is refused (400) and the session goes on.
+#[tokio::test]
+async fn requests_are_ordered_by_their_number_not_their_arrival() {
+    let server = server(ServerConfig::default()).await;
+    let addr = server.local_addr();
+    let token = open(addr, JSON, "feed").await;
+
+    let third = {
+        let token = token.clone();
+        tokio::spawn(async move { numbered(addr, &token, Some(3), "[]").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server
+        .hub()
+        .emit("feed", "tick", &serde_json::json!({"n": 1}))
+        .unwrap();
+    let third = third.await.unwrap();
+    assert_eq!(kinds(&third.frames()), ["batch"]);
+
+    let publish = r#"[{"publish":{"room":"commands","id":1,"kind":"k","payload":{}}}]"#;
+    let started = Instant::now();
+    let second = numbered(addr, &token, Some(2), publish).await;
+    assert_eq!(second.body, b"[]", "overtaken: no frames");
+    assert!(started.elapsed() < Duration::from_secs(3), "not held");
+    assert_eq!(server.hub().room_stats("commands").unwrap().head.offset, 1);
+
+    let missing = numbered(addr, &token, None, "[]").await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.body, b"bad Eventwire-Seq");
+    let zero = numbered(addr, &token, Some(0), "[]").await;
+    assert_eq!(zero.status, 400);
+
+    let fourth = numbered(addr, &token, Some(4), "[]").await;
+    let frames = fourth.frames();
+    assert_eq!(kinds(&frames), ["publish_ack"], "{frames:?}");
     server.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -321,6 +375,9 @@ async fn successive_requests_share_a_kept_alive_connection() {
         .expect("the held request returns with the event");
     assert_eq!(kinds(&reply.frames()), ["batch"]);
 
+    // The next request: the session's next number (the same bytes again would be a request
+    // the server has already seen, answered at once).
+    let held = request(Some(&token), b"[]");
     conn.socket.write_all(&held).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stop = tokio::spawn(server.shutdown(Duration::from_secs(2)));

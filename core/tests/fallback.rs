@@ -37,8 +37,8 @@ fn polling(now: Instant) -> Fallback {
 fn requests(fallback: &mut Fallback, codec: Codec) -> Vec<(usize, Vec<u8>)> {
     let mut out = Vec::new();
     let mut body = Vec::new();
-    while let Some(frames) = fallback.poll_request(codec, &mut body) {
-        out.push((frames, body.clone()));
+    while let Some(outgoing) = fallback.poll_request(codec, &mut body) {
+        out.push((outgoing.frames, body.clone()));
         assert!(out.len() <= 2, "at most two requests under way");
     }
     out
@@ -229,10 +229,45 @@ fn a_disconnect_sends_what_waits_once_the_session_has_a_token() {
     fallback.queue(b"\"close\"".to_vec());
     assert_eq!(fallback.in_flight(), 2);
     // Two under way, and still the close goes out.
-    assert_eq!(fallback.disconnect(Codec::Json, &mut body), Some(1));
+    let last = fallback.disconnect(Codec::Json, &mut body).unwrap();
+    assert_eq!(
+        (last.frames, last.seq),
+        (1, 4),
+        "the session's fourth request"
+    );
     assert_eq!(body, b"[\"close\"]");
     assert!(!fallback.in_session());
     assert_eq!(fallback.disconnect(Codec::Json, &mut body), None);
+}
+
+#[test]
+fn requests_are_numbered_in_the_order_they_go_out() {
+    let mut fallback = polling(at(0));
+    let mut body = Vec::new();
+    let mut seqs = Vec::new();
+    let mut take = |fallback: &mut Fallback, seqs: &mut Vec<u64>| {
+        while let Some(outgoing) = fallback.poll_request(Codec::Json, &mut body) {
+            seqs.push(outgoing.seq);
+        }
+    };
+    take(&mut fallback, &mut seqs);
+    assert_eq!(seqs, [1], "the first request, alone until the token comes");
+    assert_eq!(fallback.handle_response(200, true), Reply::Deliver);
+    take(&mut fallback, &mut seqs);
+    fallback.queue(b"1".to_vec());
+    take(&mut fallback, &mut seqs);
+    assert_eq!(seqs, [1, 2, 3], "the held one, then one with frames");
+    assert_eq!(fallback.handle_response(200, false), Reply::Deliver);
+    assert_eq!(fallback.handle_response(200, false), Reply::Deliver);
+    take(&mut fallback, &mut seqs);
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    // A new session numbers from 1 again.
+    assert!(fallback.handle_request_failed());
+    assert_eq!(fallback.connect(at(1)), Transport::Polling);
+    fallback.handle_session_opened();
+    seqs.clear();
+    take(&mut fallback, &mut seqs);
+    assert_eq!(seqs, [1]);
 }
 
 #[test]

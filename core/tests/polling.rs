@@ -62,16 +62,21 @@ fn the_head_decides_form_length_and_session() {
         Checked {
             codec: Codec::Json,
             length: 100,
-            session: None
+            session: None,
+            seq: 1,
         }
     );
     let token = Token::parse(b"0123456789abcdef0123456789abcdef").unwrap();
     let with_session = Head {
         session: Some(b" 0123456789abcdef0123456789abcdef\t"),
+        seq: Some(b" 17 "),
         ..head(b"0", BINARY_TYPE.as_bytes())
     };
     let ok = check_head(NONE, 100, &with_session).unwrap();
-    assert_eq!((ok.codec, ok.session), (Codec::Binary, Some(token)));
+    assert_eq!(
+        (ok.codec, ok.session, ok.seq),
+        (Codec::Binary, Some(token), 17)
+    );
     assert_eq!(content_type(Codec::Json), JSON_TYPE);
     assert_eq!(content_type(Codec::Binary), BINARY_TYPE);
 }
@@ -139,9 +144,48 @@ fn each_bad_head_gets_its_status() {
     ] {
         let head = Head {
             session: Some(bad),
+            seq: Some(b"2"),
             ..head(b"1", json)
         };
         assert_eq!(refused(NONE, &head), 404, "{bad:?}");
+    }
+}
+
+#[test]
+fn a_request_of_a_session_carries_its_number() {
+    let json = JSON_TYPE.as_bytes();
+    let token = b"0123456789abcdef0123456789abcdef";
+    let numbered = |session: Option<&'static [u8]>, seq: Option<&'static [u8]>| Head {
+        session,
+        seq,
+        ..head(b"1", JSON_TYPE.as_bytes())
+    };
+    // A first request: 1, or nothing (taken as 1).
+    assert_eq!(check_head(NONE, 100, &head(b"1", json)).unwrap().seq, 1);
+    assert_eq!(
+        check_head(NONE, 100, &numbered(None, Some(b"1")))
+            .unwrap()
+            .seq,
+        1
+    );
+    // A session's request: a number from 1; strict, every client sends it.
+    let ok = check_head(NONE, 100, &numbered(Some(token), Some(b"9007199254740991"))).unwrap();
+    assert_eq!(ok.seq, 9_007_199_254_740_991);
+    for (session, seq) in [
+        (Some(&token[..]), None),
+        (Some(&token[..]), Some(&b"0"[..])),
+        (Some(&token[..]), Some(&b"-2"[..])),
+        (Some(&token[..]), Some(&b"2x"[..])),
+        (Some(&token[..]), Some(&b""[..])),
+        (Some(&token[..]), Some(&b"18446744073709551616"[..])),
+        (None, Some(&b"2"[..])),
+        (None, Some(&b"0"[..])),
+    ] {
+        assert_eq!(
+            check_head(NONE, 100, &numbered(session, seq)),
+            Err(Refusal::BadSeq),
+            "{session:?} {seq:?}"
+        );
     }
 }
 
@@ -154,6 +198,7 @@ fn refusals_answer_with_status_reason_and_hint() {
         (Refusal::TooLarge, 413, "body too large"),
         (Refusal::UnsupportedType, 415, "unsupported content type"),
         (Refusal::UnknownSession, 404, "unknown session"),
+        (Refusal::BadSeq, 400, "bad Eventwire-Seq"),
         (Refusal::BodyTooSlow, 408, "body too slow"),
         (Refusal::BodyNotReceived, 400, "body not received"),
         (Refusal::NoHello, 400, "a session begins with a hello"),
@@ -487,8 +532,8 @@ fn requests_in_flight_keep_a_session_and_the_latest_is_held() {
     let (b, _) = table.vacant(T0, [2, 2]).unwrap().insert("b");
     assert!(!table.superseded(a, first));
     let unknown = Token::parse(b"ffffffffffffffffffffffffffffffff").unwrap();
-    assert!(table.begin(unknown).is_none());
-    let (value, second) = table.begin(a).unwrap();
+    assert!(table.begin(unknown, 2).is_none());
+    let (value, second) = table.begin(a, 2).unwrap();
     assert_eq!(*value, "a");
     assert!(
         table.superseded(a, first),
@@ -500,7 +545,7 @@ fn requests_in_flight_keep_a_session_and_the_latest_is_held() {
     let later = T0 + idle;
     assert!(table.expire(later - Duration::from_micros(1)).is_empty());
     assert_eq!(table.expire(later), vec!["b"]);
-    assert!(table.begin(b).is_none(), "an expired session is unknown");
+    assert!(table.begin(b, 2).is_none(), "an expired session is unknown");
     table.end(a, later);
     assert!(
         table.expire(later + idle).is_empty(),
@@ -607,7 +652,7 @@ fn the_preflight_names_what_a_polling_client_sends() {
     );
     assert_eq!(
         ok.header("access-control-allow-headers").as_deref(),
-        Some("Content-Type, Eventwire-Session")
+        Some("Content-Type, Eventwire-Session, Eventwire-Seq")
     );
     assert_eq!(ok.header("access-control-max-age").as_deref(), Some("600"));
     let refused = preflight(allowed, Some(b"https://evil.example"));
@@ -620,4 +665,102 @@ fn the_preflight_names_what_a_polling_client_sends() {
     for header in ok.headers.iter().chain(&refused.headers) {
         assert_eq!(header.name(), header.name().to_ascii_lowercase());
     }
+}
+
+/// The frames of a JSON answer, as values.
+fn values_of(answer: &Answer) -> Vec<serde_json::Value> {
+    serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A session's request numbered `seq` arrives carrying `frames`: it begins in the table, its
+/// body is fed, and it is polled once at `T0`; returns its answer, or `None` if it is held.
+fn arrives(
+    table: &mut Sessions<()>,
+    token: Token,
+    seq: u64,
+    (conn, hub): (&mut Connection, &Hub),
+    frames: &[Frame<'_>],
+) -> Option<Answer> {
+    let (_, ticket) = table.begin(token, seq).unwrap();
+    let body = json_body(frames);
+    let parsed = Body::parse(Codec::Json, &body, 4);
+    assert_eq!(
+        feed(conn, T0, hub, Codec::Json, &parsed, body.len()),
+        Ok(())
+    );
+    let hold = Hold::new(T0, Codec::Json, &LIMITS);
+    let mut out = Vec::new();
+    let superseded = table.superseded(token, ticket);
+    let step = hold.poll(conn, T0, superseded, &mut out);
+    table.end(token, T0);
+    match step {
+        Step::Answer { ended } => {
+            assert!(!ended);
+            Some(hold.finish(token, out))
+        }
+        Step::Wait { .. } => None,
+    }
+}
+
+fn nonce_ping(nonce: u64) -> Frame<'static> {
+    Frame::Ping(Ping { nonce })
+}
+
+/// A session's requests 2 and 3 are under way at once (the long-poll and one carrying the
+/// client's frames) and 3 reaches the server first (two connections, each with its own delay).
+/// The server decides "newer" by the client's numbers, not by arrival: 3 takes the frames the
+/// session has; 2, arriving after it, is answered at once with none, though its own frames are
+/// applied (their answers go to a later request). So the client, which reads its responses in
+/// the order it sent the requests (2, 3, 4), reads the frames in the order the session made
+/// them. By arrival order, 2 would be the latest and take the later frames, which the client
+/// would read first: the silent loss of `polling_under_jitter_keeps_order` (chaos.rs).
+#[test]
+fn an_overtaken_request_gets_no_frames_and_its_body_still_counts() {
+    let (mut conn, hub) = session(Codec::Json);
+    let mut table: Sessions<()> = Sessions::new(4, LIMITS.idle);
+    let (token, first) = table.vacant(T0, [5, 5]).unwrap().insert(());
+    let hold = Hold::new(T0, Codec::Json, &LIMITS);
+    let mut out = Vec::new();
+    assert!(!table.superseded(token, first));
+    assert_eq!(
+        hold.poll(&mut conn, T0, false, &mut out),
+        Step::Answer { ended: false }
+    );
+    assert_eq!(frames_of(&hold.finish(token, out)), ["welcome"]);
+    table.end(token, T0);
+
+    let mut responses = std::collections::BTreeMap::new();
+    // 3 arrives first, with a ping: it takes the pong at once.
+    let third = arrives(&mut table, token, 3, (&mut conn, &hub), &[nonce_ping(3)]);
+    responses.insert(3, third.expect("the pong"));
+    // 2 arrives after it, with a ping too: answered at once, empty; its ping is not lost.
+    let second = arrives(&mut table, token, 2, (&mut conn, &hub), &[nonce_ping(2)]);
+    responses.insert(2, second.expect("answered at once, not held"));
+    // The same number twice is no newer either.
+    let again = arrives(&mut table, token, 3, (&mut conn, &hub), &[]);
+    assert_eq!(again.expect("answered at once").body, b"[]");
+    // 4, the next long-poll, takes what the session made since: the pong of 2's ping.
+    let fourth = arrives(&mut table, token, 4, (&mut conn, &hub), &[]);
+    responses.insert(4, fourth.expect("the pong of 2's ping"));
+
+    // The client reads them in the order it sent them.
+    let read: Vec<serde_json::Value> = responses.values().flat_map(values_of).collect();
+    let nonces: Vec<u64> = read
+        .iter()
+        .map(|f| f["pong"]["nonce"].as_u64().expect("a pong"))
+        .collect();
+    assert_eq!(nonces, [3, 2], "the order the session made them: {read:?}");
+    assert_eq!(
+        responses[&2].body, b"[]",
+        "the overtaken request gets no frames"
+    );
+    // 5 arrives while 4's successor is held, as usual: a newer request releases a held one.
+    let (_, five) = table.begin(token, 5).unwrap();
+    assert!(!table.superseded(token, five));
+    let (_, six) = table.begin(token, 6).unwrap();
+    assert!(table.superseded(token, five) && !table.superseded(token, six));
 }

@@ -485,6 +485,7 @@ test('fallback: after 3 failed WebSocket attempts the client polls, then upgrade
   assert.equal(first.init.method, 'POST');
   assert.equal(first.headers['Content-Type'], 'application/json');
   assert.equal(first.headers['Eventwire-Session'], undefined);
+  assert.equal(first.headers['Eventwire-Seq'], '1', 'a session numbers its requests from 1');
   assert.equal(first.frames.length, 1);
   assert.equal(first.frames[0].hello.rooms[0].room, 'tasks');
   assert.equal(env.client.status.transport, 'polling');
@@ -495,12 +496,14 @@ test('fallback: after 3 failed WebSocket attempts the client polls, then upgrade
   // One request is held at all times.
   assert.equal(env.calls.length, 2);
   assert.equal(env.calls[1].headers['Eventwire-Session'], 's1');
+  assert.equal(env.calls[1].headers['Eventwire-Seq'], '2');
   assert.deepEqual(env.calls[1].frames, []);
   // Frames to send go in a new request at once; a server ping is answered there.
   const p = env.client.publish('notes', 'note', { a: 1 });
   await settle();
   assert.equal(env.calls.length, 3);
   assert.equal(env.calls[2].frames[0].publish.id, 1);
+  assert.equal(env.calls[2].headers['Eventwire-Seq'], '3', 'the second request under way: the next number');
   env.calls[1].reply(200, [{ ping: { nonce: 5 } }, batch('tasks', 1, [1, 2])], { 'Eventwire-Session': 's1' });
   env.calls[2].reply(200, [{ publish_ack: { id: 1, position: { epoch: 1, offset: 9 } } }], { 'Eventwire-Session': 's1' });
   assert.deepEqual(await p, { epoch: 1, offset: 9 });
@@ -550,6 +553,40 @@ test('polling: a 404 or a 503 ends the session; a 503 Retry-After is the retry d
   await settle();
   assert.equal(env.client.status.state, 'reconnecting');
   env.client.close();
+});
+
+test('polling: each request carries its number in the session (Eventwire-Seq), from 1 in each session', async () => {
+  const env = setup({ transports: 'polling', rooms: ['tasks'] });
+  await settle();
+  const seqs = () => env.calls.map((c) => c.headers['Eventwire-Seq']);
+  assert.deepEqual(seqs(), ['1']);
+  env.calls[0].reply(200, [WELCOME], { 'Eventwire-Session': 's1' });
+  await settle();
+  assert.deepEqual(seqs(), ['1', '2'], 'the held request');
+  const p = env.client.publish('notes', 'note', { a: 1 });
+  await settle();
+  assert.deepEqual(seqs(), ['1', '2', '3'], 'frames go in a second request, numbered next');
+  // The server answered 3 first (2 overtaken, answered empty): handled in request order.
+  env.calls[2].reply(200, [{ publish_ack: { id: 1, position: { epoch: 1, offset: 9 } } }], { 'Eventwire-Session': 's1' });
+  env.calls[1].reply(200, [], { 'Eventwire-Session': 's1' });
+  assert.deepEqual(await p, { epoch: 1, offset: 9 });
+  await settle();
+  assert.deepEqual(seqs(), ['1', '2', '3', '4']);
+  // A new session numbers from 1 again.
+  env.calls[3].reply(404, 'unknown session');
+  await settle();
+  await env.clock.advance(1000);
+  assert.equal(env.calls.length, 5);
+  assert.equal(env.calls[4].headers['Eventwire-Session'], undefined);
+  assert.equal(env.calls[4].headers['Eventwire-Seq'], '1');
+  env.calls[4].reply(200, [WELCOME], { 'Eventwire-Session': 's2' });
+  await settle();
+  assert.equal(env.calls[5].headers['Eventwire-Seq'], '2');
+  // The last request, carrying the close, is numbered too.
+  env.client.close();
+  const last = env.calls.at(-1);
+  assert.ok(last.frames.some((f) => f.close && f.close.code === 1000));
+  assert.equal(last.headers['Eventwire-Seq'], '3');
 });
 
 test('polling: a close frame in a response is authoritative; a response without a token fails', async () => {

@@ -29,7 +29,7 @@ use std::future::pending;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventwire_core::client::fallback::Reply as Verdict;
+use eventwire_core::client::fallback::{Outgoing, Reply as Verdict};
 use eventwire_core::client::{Fallback, Transport};
 use eventwire_core::codec::Codec;
 use eventwire_core::time::Instant;
@@ -56,6 +56,8 @@ const IDLE_LINKS: usize = 2;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The header that carries the session token.
 const SESSION_HEADER: &str = "Eventwire-Session";
+/// The header that carries a request's number in its session (the core's `Outgoing::seq`).
+const SEQ_HEADER: &str = "Eventwire-Seq";
 
 /// An HTTP response, as far as polling cares.
 pub(super) struct Reply {
@@ -229,25 +231,31 @@ impl Task {
     /// Sends every request the core asks for.
     pub(super) fn send_polls(&mut self) {
         let codec = self.machine.codec();
-        while let Some(frames) = self.poll.core.poll_request(codec, &mut self.poll.body) {
-            self.send_poll(frames);
+        while let Some(outgoing) = self.poll.core.poll_request(codec, &mut self.poll.body) {
+            self.send_poll(outgoing);
         }
     }
 
-    /// Spawns one request carrying the body the core filled.
-    fn send_poll(&mut self, frames: usize) {
+    /// Spawns one request carrying the body the core filled, with its number.
+    fn send_poll(&mut self, outgoing: Outgoing) {
         let Some(session) = self.poll.session.as_mut() else {
             return;
         };
         let body = std::mem::take(&mut self.poll.body);
         let target = self.target.clone();
-        tracing::trace!(frames, bytes = body.len(), "poll request");
+        tracing::trace!(
+            frames = outgoing.frames,
+            seq = outgoing.seq,
+            bytes = body.len(),
+            "poll request"
+        );
         let request = request(
             self.poll.core.config().map_or("/", |o| &o.path),
             &self.target.authority,
             self.machine.codec(),
             body,
             session.token.as_ref(),
+            outgoing.seq,
         );
         let link = session.idle.pop();
         let limit = self.max_message.saturating_mul(64);
@@ -267,8 +275,8 @@ impl Task {
     /// moment to finish, then the session is gone.
     pub(super) fn end_polling(&mut self) {
         let codec = self.machine.codec();
-        if let Some(frames) = self.poll.core.disconnect(codec, &mut self.poll.body) {
-            self.send_poll(frames);
+        if let Some(outgoing) = self.poll.core.disconnect(codec, &mut self.poll.body) {
+            self.send_poll(outgoing);
         }
         let Some(mut session) = self.poll.session.take() else {
             return;
@@ -380,13 +388,15 @@ impl Task {
     }
 }
 
-/// A poll request: `body` for the session of `token` (none for a session's first request).
+/// A poll request: `body` for the session of `token` (none for a session's first request), the
+/// session's request number `seq`.
 fn request(
     path: &str,
     authority: &str,
     codec: Codec,
     body: Vec<u8>,
     token: Option<&HeaderValue>,
+    seq: u64,
 ) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
     let content_type = content_type(codec);
     let mut request = Request::builder()
@@ -397,7 +407,8 @@ fn request(
         .header(CONTENT_TYPE, content_type)
         .header(ACCEPT, content_type)
         // Also for an empty body: the server answers a POST without it with 411.
-        .header(CONTENT_LENGTH, body.len());
+        .header(CONTENT_LENGTH, body.len())
+        .header(SEQ_HEADER, seq);
     if let Some(token) = token {
         request = request.header(SESSION_HEADER, token);
     }

@@ -180,11 +180,36 @@ pub async fn post_to(
     raw(addr, &post_request(path, content_type, token, body, false)).await
 }
 
-/// The bytes of a polling request; `keep_alive: false` asks the server to close after it.
+/// The last request number of each session token the tests' requests used (`Eventwire-Seq`).
+static SEQS: std::sync::Mutex<std::collections::BTreeMap<String, u64>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// The bytes of a polling request; `keep_alive: false` asks the server to close after it. A
+/// request with a token carries the session's next number (from 2: the first request, without
+/// a token, is 1).
 pub fn post_request(
     path: &str,
     content_type: &str,
     token: Option<&str>,
+    body: &[u8],
+    keep_alive: bool,
+) -> Vec<u8> {
+    // Numbered as a client numbers them: the session's next request, in the order built.
+    let seq = token.map(|token| {
+        let mut seqs = SEQS.lock().unwrap();
+        let seq = seqs.entry(token.to_owned()).or_insert(1);
+        *seq += 1;
+        *seq
+    });
+    numbered_request(path, content_type, token, seq, body, keep_alive)
+}
+
+/// The bytes of a polling request with the request number `seq` (`Eventwire-Seq`) as given.
+pub fn numbered_request(
+    path: &str,
+    content_type: &str,
+    token: Option<&str>,
+    seq: Option<u64>,
     body: &[u8],
     keep_alive: bool,
 ) -> Vec<u8> {
@@ -197,6 +222,9 @@ pub fn post_request(
     }
     if let Some(token) = token {
         request.push_str(&format!("Eventwire-Session: {token}\r\n"));
+    }
+    if let Some(seq) = seq {
+        request.push_str(&format!("Eventwire-Seq: {seq}\r\n"));
     }
     request.push_str("\r\n");
     let mut bytes = request.into_bytes();

@@ -13,6 +13,11 @@
 //!   back. Frames to send while one is held go out in a second request at once (the server then
 //!   returns the held one). A session's first request is answered before any other goes out: it
 //!   brings the session token. Responses are handled in the order of their requests;
+//! - every request carries its number in the session ([`Outgoing::seq`], the header
+//!   `Eventwire-Seq`: 1, 2, 3 ... in the order they are sent), by which the server tells which
+//!   request is newer when two overtake each other on the way: it gives frames only to requests
+//!   of increasing numbers, so responses read in the order of the requests bring the frames in
+//!   order;
 //! - any failure (an error, a status other than 200, a session without a token, a body that
 //!   does not decode) abandons the session, and the connection learns it is disconnected: it
 //!   backs off and reconnects with resume, so nothing is lost;
@@ -28,7 +33,8 @@
 //!   failure includes an attempt abandoned by a disconnect), a polling session's opening with
 //!   [`Fallback::handle_session_opened`] (then tell the connection it is connected);
 //! - while [`Fallback::in_session`], drain [`Connection::poll_transmit_body`] into
-//!   [`Fallback::queue`], then send a request for every body [`Fallback::poll_request`] fills;
+//!   [`Fallback::queue`], then send a request for every body [`Fallback::poll_request`] fills,
+//!   with its number;
 //! - each response goes to [`Fallback::handle_response`] (its body to
 //!   [`Connection::handle_body`] when the verdict is [`Reply::Deliver`]), each failed request to
 //!   [`Fallback::handle_request_failed`];
@@ -37,7 +43,8 @@
 //!   probe; its end goes to [`Fallback::handle_probe`].
 //!
 //! Invariants: nothing here reads a clock; at most two requests of a session are under way, and
-//! one until the session has a token; a request body holds at most [`MAX_FRAMES`] elements and,
+//! one until the session has a token; a session's requests are numbered from 1, each once, in
+//! the order they go out; a request body holds at most [`MAX_FRAMES`] elements and,
 //! beyond its first element, at most [`MAX_BODY`] bytes; elements leave in the order they were
 //! queued, each once; the queue holds only what the connection gave while its session is open
 //! (bounded by what the machine transmits: its outbox, its rooms, a ping) and is dropped with
@@ -139,6 +146,16 @@ pub enum Reply {
     Stale,
 }
 
+/// One request to send, filled by [`Fallback::poll_request`] or [`Fallback::disconnect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Outgoing {
+    /// The number of elements in its body.
+    pub frames: usize,
+    /// Its number in the session, sent as `Eventwire-Seq` (PROTOCOL.md 1.4): 1 for the first.
+    pub seq: u64,
+}
+
 /// Why a response abandoned its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -158,6 +175,8 @@ struct Session {
     token: bool,
     /// Requests under way.
     in_flight: usize,
+    /// Requests sent so far (the last one's number).
+    sent: u64,
     /// Request body elements waiting, oldest first.
     queue: VecDeque<Vec<u8>>,
 }
@@ -243,6 +262,7 @@ impl Fallback {
             opened: false,
             token: false,
             in_flight: 0,
+            sent: 0,
             queue: VecDeque::new(),
         });
         if self.probe == Probe::Idle {
@@ -283,10 +303,10 @@ impl Fallback {
 
     /// Whether a request should go out now, and its body: `None`, or the number of elements put
     /// into `body` (cleared first; a JSON array for a text `codec`, the elements back to back
-    /// for binary), counted as under way. A request goes out when none is, or when elements wait
+    /// for binary) and the request's number, counted as under way. A request goes out when none is, or when elements wait
     /// and at most one is (only one until the session has a token). Call it until `None`.
     #[must_use]
-    pub fn poll_request(&mut self, codec: Codec, body: &mut Vec<u8>) -> Option<usize> {
+    pub fn poll_request(&mut self, codec: Codec, body: &mut Vec<u8>) -> Option<Outgoing> {
         let session = self.session.as_mut().filter(|s| s.opened)?;
         let limit = if session.token { 2 } else { 1 };
         if session.in_flight >= limit || (session.queue.is_empty() && session.in_flight > 0) {
@@ -323,10 +343,11 @@ impl Fallback {
     }
 
     /// The connection closed the transport: the session ends. Returns the number of elements of
-    /// a last request put into `body` (cleared first) when the session has elements waiting and
-    /// a token, whatever is under way: the close frame must reach the server.
+    /// a last request put into `body` (cleared first), and its number, when the session has
+    /// elements waiting and a token, whatever is under way: the close frame must reach the
+    /// server.
     #[must_use]
-    pub fn disconnect(&mut self, codec: Codec, body: &mut Vec<u8>) -> Option<usize> {
+    pub fn disconnect(&mut self, codec: Codec, body: &mut Vec<u8>) -> Option<Outgoing> {
         let mut session = self.session.take()?;
         if session.opened && session.token && !session.queue.is_empty() {
             return Some(session.fill(codec, body));
@@ -383,8 +404,9 @@ impl Fallback {
 }
 
 impl Session {
-    /// Moves as many waiting elements into `body` as one request may carry; counts the request.
-    fn fill(&mut self, codec: Codec, body: &mut Vec<u8>) -> usize {
+    /// Moves as many waiting elements into `body` as one request may carry; counts and numbers
+    /// the request.
+    fn fill(&mut self, codec: Codec, body: &mut Vec<u8>) -> Outgoing {
         let json = codec.is_text();
         body.clear();
         if json {
@@ -407,6 +429,10 @@ impl Session {
             body.push(b']');
         }
         self.in_flight += 1;
-        frames
+        self.sent += 1;
+        Outgoing {
+            frames,
+            seq: self.sent,
+        }
     }
 }

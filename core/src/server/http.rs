@@ -25,6 +25,9 @@ const TEXT: &str = "text/plain";
 
 /// The header carrying a polling session's token, in lower case.
 pub const SESSION_HEADER: &str = "eventwire-session";
+/// The header carrying a polling request's number within its session, in lower case
+/// (PROTOCOL.md 1.4: the order in which the client sent its requests).
+pub const SEQ_HEADER: &str = "eventwire-seq";
 
 /// A session token: 128 bits, 32 lower-case hexadecimal digits on the wire.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -126,7 +129,8 @@ pub enum Header {
     VaryOrigin,
     /// `Access-Control-Allow-Methods: POST` (preflight).
     AllowMethods,
-    /// `Access-Control-Allow-Headers: Content-Type, Eventwire-Session` (preflight).
+    /// `Access-Control-Allow-Headers: Content-Type, Eventwire-Session, Eventwire-Seq`
+    /// (preflight).
     AllowHeaders,
     /// `Access-Control-Max-Age: 600` (preflight): browsers cache the preflight for ten minutes.
     MaxAge,
@@ -161,7 +165,7 @@ impl Header {
             Header::ExposeHeaders => Cow::Borrowed("Eventwire-Session, Retry-After"),
             Header::VaryOrigin => Cow::Borrowed("Origin"),
             Header::AllowMethods => Cow::Borrowed("POST"),
-            Header::AllowHeaders => Cow::Borrowed("Content-Type, Eventwire-Session"),
+            Header::AllowHeaders => Cow::Borrowed("Content-Type, Eventwire-Session, Eventwire-Seq"),
             Header::MaxAge => Cow::Borrowed("600"),
         }
     }
@@ -184,6 +188,9 @@ pub enum Refusal {
     UnsupportedType,
     /// An unknown, expired or malformed session token: 404.
     UnknownSession,
+    /// A request of a session without a valid `Eventwire-Seq` (a number from 1, and 1 on a
+    /// session's first request): 400.
+    BadSeq,
     /// The body did not arrive within the server's request time: 408.
     BodyTooSlow,
     /// The connection failed before the whole body arrived: 400.
@@ -205,6 +212,7 @@ impl Refusal {
         match self {
             Refusal::OriginNotAllowed => 403,
             Refusal::BadLength
+            | Refusal::BadSeq
             | Refusal::BodyNotReceived
             | Refusal::NoHello
             | Refusal::TooManyFrames => 400,
@@ -226,6 +234,7 @@ impl Refusal {
             Refusal::TooLarge => "body too large",
             Refusal::UnsupportedType => "unsupported content type",
             Refusal::UnknownSession => "unknown session",
+            Refusal::BadSeq => "bad Eventwire-Seq",
             Refusal::BodyTooSlow => "body too slow",
             Refusal::BodyNotReceived => "body not received",
             Refusal::NoHello => "a session begins with a hello",

@@ -11,14 +11,18 @@
 //! 1. Asks [`Kind::of`] with the method: an exchange (`POST`), a CORS preflight (`OPTIONS`,
 //!    answered by [`preflight`](super::http::preflight)), or not a polling request.
 //! 2. Checks the head with [`check_head`] before reading any of the body: the form, the body's
-//!    length and the session token, or the [`Refusal`] to answer. It then reads the body (at
+//!    length, the session token and the request's number ([`SEQ_HEADER`]), or the [`Refusal`]
+//!    to answer. It then reads the body (at
 //!    most the checked length; [`Refusal::TooLarge`], [`Refusal::BodyTooSlow`] and
 //!    [`Refusal::BodyNotReceived`] when that fails) and parses it with [`Body::parse`].
 //! 3. Without a token: asks [`begins_session`], then opens a session ([`Sessions::vacant`];
 //!    `None` is the capacity refusal: [`capacity_refusal`], the connection's `TRY_AGAIN_LATER`
 //!    close frame, answers the request; [`Vacant::insert`] begins its first request). With one:
-//!    finds it ([`Sessions::begin`], `None` is [`Refusal::UnknownSession`]), which marks a request
-//!    in flight and supersedes the session's held request, which the adapter wakes.
+//!    finds it ([`Sessions::begin`] with the request's number, `None` is
+//!    [`Refusal::UnknownSession`]), which marks a request in flight and, if its number is the
+//!    highest yet, supersedes the session's held request, which the adapter wakes; a request
+//!    overtaken by a higher-numbered one is answered at once without frames (its body is still
+//!    fed, step 4).
 //! 4. Hands the body to the connection with [`feed`] (an `Err` ends the session: remove it
 //!    and answer the refusal) and answers the connection's decisions as on a socket.
 //! 5. Holds the request: [`Hold::poll`] with `now` after every wake (an append to a room the
@@ -33,7 +37,11 @@
 //! Invariants: a token names at most one session and is never reused while it exists; the table
 //! holds at most its capacity (a first request over it is refused); a session with a request in
 //! flight never expires; only a session's latest request is held (a newer one makes older ones
-//! answer at once); a held request is answered at the latest when the long-poll time passes.
+//! answer at once); "newer" is the client's numbering (`Eventwire-Seq`), never the order of
+//! arrival, and frames go only to requests of increasing numbers (a request numbered at or
+//! below one already begun gets none), so a client reading its responses in the order it sent
+//! the requests reads the frames in order; a held request is answered at the latest when the
+//! long-poll time passes.
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -50,7 +58,7 @@ use crate::time::Instant;
 
 // The session header and token belong to the HTTP answers (`http`), which name them; this
 // module draws and checks tokens.
-pub use super::http::{Token, SESSION_HEADER};
+pub use super::http::{Token, SEQ_HEADER, SESSION_HEADER};
 /// Content type of the JSON form.
 pub const JSON_TYPE: &str = "application/json";
 /// Content type of the binary (COBS-framed) form.
@@ -125,6 +133,8 @@ pub struct Head<'h> {
     pub content_type: Option<&'h [u8]>,
     /// `Eventwire-Session`.
     pub session: Option<&'h [u8]>,
+    /// `Eventwire-Seq`.
+    pub seq: Option<&'h [u8]>,
 }
 
 /// A polling request whose head passed [`check_head`].
@@ -136,12 +146,17 @@ pub struct Checked {
     pub length: usize,
     /// Its session; `None` for a session's first request.
     pub session: Option<Token>,
+    /// Its number within the session, as the client sent it (1 for a first request):
+    /// [`Sessions::begin`] orders the session's requests by it.
+    pub seq: u64,
 }
 
 /// Checks a polling request from its head, before any of the body is read, in this order: a
 /// `Content-Length` that is not a number (400), an origin the allow-list does not admit (403),
 /// no `Content-Length` (411), a body over `max_body` (413), a content type of neither form
-/// (415), a session token that cannot be one of ours (404, as an unknown one).
+/// (415), a session token that cannot be one of ours (404, as an unknown one), a request
+/// number that is missing on a session's request, not a decimal number from 1, or other than 1
+/// on a first request (400, [`Refusal::BadSeq`]; a first request may leave it out).
 pub fn check_head<S: AsRef<str>>(
     origins: Origins<'_, S>,
     max_body: usize,
@@ -167,10 +182,18 @@ pub fn check_head<S: AsRef<str>>(
         None => None,
         Some(text) => Some(Token::parse(text).ok_or(Refusal::UnknownSession)?),
     };
+    let seq = match head.seq {
+        None if session.is_none() => 1,
+        None => return Err(Refusal::BadSeq),
+        Some(text) => parse_length(text)
+            .filter(|&n| n >= 1 && (session.is_some() || n == 1))
+            .ok_or(Refusal::BadSeq)?,
+    };
     Ok(Checked {
         codec,
         length,
         session,
+        seq,
     })
 }
 
@@ -224,7 +247,8 @@ pub fn feed<H: Host>(
     Ok(())
 }
 
-/// Which request of a session a held request is ([`Sessions::begin`]).
+/// Which request of a session a held request is ([`Sessions::begin`]): its number, or 0 for
+/// a request overtaken before it began (superseded from the start).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
@@ -236,7 +260,7 @@ struct Slot<T> {
     in_flight: u32,
     /// When the last request ended (or the session began).
     last: Instant,
-    /// The ticket of the session's latest request.
+    /// The highest request number the session has begun (its latest request's ticket).
     latest: u64,
 }
 
@@ -299,14 +323,23 @@ impl<T> Sessions<T> {
         })
     }
 
-    /// A request of session `token` begins: it is in flight (the session cannot expire) and is
-    /// the session's latest (an older held request is superseded: wake it). `None` for an
-    /// unknown token.
-    pub fn begin(&mut self, token: Token) -> Option<(&T, Ticket)> {
+    /// Request number `seq` ([`Checked::seq`]) of session `token` begins: it is in flight (the
+    /// session cannot expire). With the highest number yet it is the session's latest (an older
+    /// held request is superseded: wake it). With a number at or below one already begun it was
+    /// overtaken on the way (the client sent it earlier, or twice): its ticket is superseded
+    /// from the start, so it is answered at once with no frames, and the frames it would have
+    /// taken go to the latest request, which the client reads after it. `None` for an unknown
+    /// token.
+    pub fn begin(&mut self, token: Token, seq: u64) -> Option<(&T, Ticket)> {
         let slot = self.slots.get_mut(&token)?;
         slot.in_flight = slot.in_flight.saturating_add(1);
-        slot.latest += 1;
-        Some((&slot.value, Ticket(slot.latest)))
+        let ticket = if seq > slot.latest {
+            slot.latest = seq;
+            Ticket(seq)
+        } else {
+            Ticket(0)
+        };
+        Some((&slot.value, ticket))
     }
 
     /// A request of session `token` ended (answered, or its connection gone) at `now`: the idle
@@ -318,8 +351,8 @@ impl<T> Sessions<T> {
         }
     }
 
-    /// Whether a newer request of the session began after the one holding `ticket`: the held
-    /// one answers at once. A session no longer in the table supersedes nothing (its held
+    /// Whether a newer request of the session (a higher number) began after the one holding
+    /// `ticket`, or that one was overtaken before it began: the held one answers at once. A session no longer in the table supersedes nothing (its held
     /// request ends with its close).
     pub fn superseded(&self, token: Token, ticket: Ticket) -> bool {
         self.slots
@@ -377,7 +410,7 @@ impl<T> Vacant<'_, T> {
         self.token
     }
 
-    /// Puts the session in the table with its first request in flight (as if
+    /// Puts the session in the table with its first request (number 1) in flight (as if
     /// [`Sessions::begin`]): its token, and the request's ticket.
     pub fn insert(self, value: T) -> (Token, Ticket) {
         self.table.slots.insert(
@@ -432,8 +465,9 @@ impl Hold {
     }
 
     /// Decides at `now` whether to answer, gathering what the connection has into `body` (the
-    /// JSON form without its closing `]`): at once when `superseded` ([`Sessions::superseded`])
-    /// or the hold time has passed (with what `body` has), else after running the
+    /// JSON form without its closing `]`): at once when `superseded` ([`Sessions::superseded`]:
+    /// a newer request, or this one overtaken) or the hold time has passed (with what `body`
+    /// has, without taking anything more from the connection), else after running the
     /// connection's timers and appending its frames up to the budget: when there is at least
     /// one, or the connection closed. Otherwise wait until the session's next timer or the end
     /// of the hold, whichever is first. Count the connection's [`Counts`](super::Counts)
