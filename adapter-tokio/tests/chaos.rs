@@ -76,7 +76,10 @@ fn options(id: u64, seed: u64) -> ClientOptions {
             .cap(Duration::from_millis(200)),
     );
     core.connect_timeout = Duration::from_secs(5);
-    ClientOptions::new(id).core(core).seed(seed).polling(None)
+    ClientOptions::new(id)
+        .core(core)
+        .seed(seed)
+        .adapter(|a| a.polling(None))
 }
 
 /// A tokio client under test: its receipts and its status.
@@ -324,11 +327,13 @@ async fn mixed_transports_survive_random_faults() {
     for i in 0..3u64 {
         let binary = options(100 + i, rng.next_u64());
         let json = options(200 + i, rng.next_u64()).codec(Codec::Json);
-        let polling = options(300 + i, rng.next_u64()).polling(
-            PollingOptions::new()
-                .after_failures(1)
-                .upgrade_every(Duration::from_secs(2)),
-        );
+        let polling = options(300 + i, rng.next_u64()).adapter(|a| {
+            a.polling(
+                PollingOptions::new()
+                    .after_failures(1)
+                    .upgrade_every(Duration::from_secs(2)),
+            )
+        });
         for (name, url, opts) in [
             (format!("ws-binary-{i}"), proxies[0].url(), binary),
             (format!("ws-json-{i}"), proxies[0].url(), json),
@@ -900,7 +905,7 @@ async fn storm(seed: u64, clients: u64, jitter: Jitter) -> Storm {
         let opts = ClientOptions::new(10_000 + i)
             .core(core)
             .seed(rng.next_u64())
-            .polling(None)
+            .adapter(|a| a.polling(None))
             .events_capacity(16);
         let client = Client::connect(&proxy.url(), opts).unwrap();
         client
@@ -1095,7 +1100,11 @@ async fn slow_consumers_do_not_slow_the_others() {
     const READERS: u64 = 36;
     const STALLED: u64 = 4;
     const PHASE: Duration = Duration::from_millis(1500);
-    let history = HistoryConfig::new().max_events(1 << 15).max_bytes(64 << 20);
+    // Allocated up front, so that its growth falls in neither phase.
+    let history = HistoryConfig::new()
+        .max_events(1 << 15)
+        .max_bytes(64 << 20)
+        .preallocate(true);
     let hub = Hub::with_epoch(EPOCH, HubConfig::new().history(history));
     let server = Server::bind("127.0.0.1:0", hub.clone(), server_config())
         .await
@@ -1377,8 +1386,8 @@ async fn hostile_crowds_are_timed_out_and_never_keep_clients_out() {
     // Real clients arrive while the crowd is there.
     let mut watched = Vec::new();
     for i in 0..4u64 {
-        let polling =
-            options(850 + i, rng.next_u64()).polling(PollingOptions::new().after_failures(1));
+        let polling = options(850 + i, rng.next_u64())
+            .adapter(|a| a.polling(PollingOptions::new().after_failures(1)));
         for (name, opts) in [
             (format!("ws-binary-{i}"), options(800 + i, rng.next_u64())),
             (
@@ -1794,8 +1803,8 @@ async fn polling_under_jitter_keeps_order() {
     let mut emitter = Emitter::new(&hub, &["feed", "up"], rng.next_u64(), 200);
     let mut watched = Vec::new();
     for i in 0..4u64 {
-        let opts =
-            options(950 + i, rng.next_u64()).polling(PollingOptions::new().after_failures(1));
+        let opts = options(950 + i, rng.next_u64())
+            .adapter(|a| a.polling(PollingOptions::new().after_failures(1)));
         let mut client = Client::connect(&proxy.url(), opts).unwrap();
         client
             .subscribe_from("feed", Position::new(EPOCH, 0))

@@ -74,6 +74,21 @@ fn steady_state_allocates_nothing() {
     }
     // The counter works: filling allocated the storage.
     assert!(allocations() > built);
+    // Preallocated, a log takes its storage at once and nothing while filling.
+    let mut pre = RoomLog::new(1, config.preallocate(true));
+    let filling = allocations();
+    for i in 0..200u64 {
+        let len = if i < 100 { fill.len() } else { 1 };
+        pre.append(
+            Instant::ZERO,
+            "warm",
+            &fill[..len],
+            Some(keys[(i % 8) as usize]),
+        )
+        .unwrap();
+    }
+    assert_eq!(allocations(), filling, "a preallocated log grew");
+    drop(pre);
 
     let before = allocations();
     let mut delivered = 0usize;

@@ -48,6 +48,13 @@ impl KeyIndex {
         }
     }
 
+    /// Allocates the slots, if not yet.
+    pub(super) fn allocate(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![KeySlot::default(); self.size].into_boxed_slice();
+        }
+    }
+
     pub(super) fn home(&self, hash: u32) -> usize {
         hash as usize & self.mask
     }
@@ -60,9 +67,7 @@ impl KeyIndex {
         offset: u64,
         same_key: impl Fn(u64) -> bool,
     ) -> Option<u64> {
-        if self.slots.is_empty() {
-            self.slots = vec![KeySlot::default(); self.size].into_boxed_slice();
-        }
+        self.allocate();
         let mut i = self.home(hash);
         for _ in 0..self.slots.len() {
             let slot = self.slots.get_mut(i)?;

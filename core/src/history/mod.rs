@@ -77,6 +77,7 @@
 //! ```
 
 use alloc::collections::VecDeque;
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
@@ -115,6 +116,11 @@ pub struct HistoryConfig {
     /// only binary subscribers read: JSON subscribers are then transcoded batch by batch.
     #[cfg(feature = "json")]
     pub json_form: bool,
+    /// Allocate the whole bound when the log is created instead of as events arrive; default
+    /// off. For large histories whose growth (a copy at each doubling, the old and new storage
+    /// both held meanwhile) should not happen while serving; untouched pages of the ring still
+    /// cost no memory until written. Every room of a hub has it, those clients create included.
+    pub preallocate: bool,
 }
 
 impl HistoryConfig {
@@ -126,7 +132,14 @@ impl HistoryConfig {
             max_age: None,
             #[cfg(feature = "json")]
             json_form: true,
+            preallocate: false,
         }
+    }
+
+    /// Sets [`HistoryConfig::preallocate`].
+    pub const fn preallocate(mut self, preallocate: bool) -> Self {
+        self.preallocate = preallocate;
+        self
     }
 
     /// Sets [`HistoryConfig::max_events`].
@@ -327,15 +340,16 @@ pub struct RoomLog {
 }
 
 impl RoomLog {
-    /// An empty log for `epoch`. It allocates nothing yet: storage grows with the events, up to
-    /// the bounds of `config`.
+    /// An empty log for `epoch`. It allocates nothing yet (unless
+    /// [`HistoryConfig::preallocate`]): storage grows with the events, up to the bounds of
+    /// `config`.
     ///
     /// # Panics
     /// Only if storage cannot be allocated when the log grows (as `Vec::push` does): a config
     /// asking for more memory than the machine has.
     pub fn new(epoch: u32, config: HistoryConfig) -> Self {
         let config = config.max_events(config.max_events.max(1));
-        RoomLog {
+        let mut log = RoomLog {
             epoch,
             config,
             head: 0,
@@ -343,7 +357,13 @@ impl RoomLog {
             ring: Vec::new(),
             bytes: 0,
             keys: KeyIndex::new(config.max_events),
+        };
+        if config.preallocate {
+            log.entries.reserve_exact(config.max_events);
+            log.ring = vec![0; config.max_bytes];
+            log.keys.allocate();
         }
+        log
     }
 
     /// The log's epoch.
