@@ -61,32 +61,13 @@ fn steady_state_allocates_nothing() {
     // The log's storage grows with its events (a new log allocates nothing), up to its bounds:
     // fill it to both once before measuring: large events for the bytes, then small ones for
     // the count.
-    let fill = [1u8; 200];
-    for i in 0..200u64 {
-        let len = if i < 100 { fill.len() } else { 1 };
-        log.append(
-            Instant::ZERO,
-            "warm",
-            &fill[..len],
-            Some(keys[(i % 8) as usize]),
-        )
-        .unwrap();
-    }
+    fill_to_bounds(&mut log);
     // The counter works: filling allocated the storage.
     assert!(allocations() > built);
     // Preallocated, a log takes its storage at once and nothing while filling.
     let mut pre = RoomLog::new(1, config.preallocate(true));
     let filling = allocations();
-    for i in 0..200u64 {
-        let len = if i < 100 { fill.len() } else { 1 };
-        pre.append(
-            Instant::ZERO,
-            "warm",
-            &fill[..len],
-            Some(keys[(i % 8) as usize]),
-        )
-        .unwrap();
-    }
+    fill_to_bounds(&mut pre);
     assert_eq!(allocations(), filling, "a preallocated log grew");
     drop(pre);
 
@@ -123,4 +104,15 @@ fn steady_state_allocates_nothing() {
     }
     assert_eq!(allocations() - before, 0);
     assert!(delivered > 0);
+}
+
+/// Appends large events (to the byte bound) then small ones (to the count bound), keyed.
+fn fill_to_bounds(log: &mut RoomLog) {
+    let fill = [1u8; 200];
+    for i in 0..200u64 {
+        let len = if i < 100 { fill.len() } else { 1 };
+        let key = ["a", "b", "c", "d", "e", "f", "g", "h"][(i % 8) as usize];
+        log.append(Instant::ZERO, "warm", &fill[..len], Some(key))
+            .unwrap();
+    }
 }
