@@ -244,7 +244,9 @@ where
             // A connection that has not said anything yet is not worth waiting for.
             _ = shutdown_requested(&mut shutdown) => return,
         };
-        let Some(upgraded) = http::serve(stream, peer, &shared).await else {
+        // Each stage is boxed: the task holds only the stage it is in, so an idle connection
+        // does not carry the HTTP stage's state (hyper's connection) for its whole life.
+        let Some(upgraded) = Box::pin(http::serve(stream, peer, &shared)).await else {
             return;
         };
         drop(plain);
@@ -257,7 +259,7 @@ where
         .await;
         debug!(codec = ?upgraded.codec, "connected");
         let wire = WsWire::new(ws, upgraded.codec);
-        drive(wire, peer, upgraded.headers, &shared, over_capacity).await;
+        Box::pin(drive(wire, peer, upgraded.headers, &shared, over_capacity)).await;
         debug!("closed");
     }
     .instrument(span)
